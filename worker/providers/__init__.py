@@ -1,0 +1,22 @@
+"""Provider adapters, one module each; adding a provider is a module plus a line in REGISTRY."""
+
+from __future__ import annotations
+
+from worker.providers.base import Adapter, AudioInput, ProviderResponse, Target
+from worker.providers.openai import OpenAIAdapter
+
+REGISTRY: dict[str, Adapter] = {
+    "openai": OpenAIAdapter(),
+    # any OpenAI-compatible server (Ollama, vLLM, LocalAI) speaks the same dialect at its own base URL
+    "openai-compatible": OpenAIAdapter(name="openai-compatible"),
+}
+
+
+def get_adapter(provider: str) -> Adapter:
+    try:
+        return REGISTRY[provider]
+    except KeyError:
+        raise ValueError(f"unknown provider {provider!r}; known: {sorted(REGISTRY)}") from None
+
+
+__all__ = ["REGISTRY", "Adapter", "AudioInput", "ProviderResponse", "Target", "get_adapter"]

@@ -1,0 +1,164 @@
+"""The HTTP API: submit jobs and batches, poll status, download results.
+
+Every route but /health needs `Authorization: Bearer <key>`; the key's tenant sees only its own jobs,
+batches and files (anything else is a 404, so ids of other tenants cannot even be probed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from producer.auth import tenant_for
+from producer.jsonl import aiter_jsonl_chunks
+from producer.submit import BatchLine, LineError, Producer
+from producer.views import batch_view, iter_output, job_view, result_body
+from worker.config import Settings, get_settings
+from worker.connections import connect
+from worker.contract import BatchRecord, JobRecord
+from worker.records import Records
+from worker.storage import BlobNotFound, Storage, open_storage
+
+
+class JobSubmission(BaseModel):
+    url: str = Field(description="the OpenAI path of the kind, e.g. /v1/chat/completions")
+    body: dict[str, Any]
+    custom_id: str | None = None
+
+
+class BatchSubmission(BaseModel):
+    requests: list[dict[str, Any]] = Field(description="lines in the OpenAI Batch input shape")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+def create_app(
+    settings: Settings | None = None, *, redis: Redis | None = None, storage: Storage | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_redis = redis is None
+        r = redis if redis is not None else connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+        s = storage or open_storage(settings.storage_url)
+        app.state.redis, app.state.storage = r, s
+        app.state.records = Records(r, settings.key_prefix)
+        app.state.producer = Producer(r, s, settings)
+        yield
+        if own_redis:
+            await r.aclose()
+
+    app = FastAPI(title="mmq", version="0.1.0", lifespan=lifespan)
+    keys = settings.tenant_keys()
+
+    def tenant(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        found = tenant_for(token, keys)
+        if found is None:
+            raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)")
+        return found
+
+    Tenant = Annotated[str, Depends(tenant)]
+
+    async def own_job(request: Request, job_id: str, who: str) -> JobRecord:
+        job = await request.app.state.records.get_job(job_id)
+        if job is None or job.tenant != who:
+            raise HTTPException(404, f"no job {job_id}")
+        return job
+
+    async def own_batch(request: Request, batch_id: str, who: str) -> BatchRecord:
+        batch = await request.app.state.records.get_batch(batch_id)
+        if batch is None or batch.tenant != who:
+            raise HTTPException(404, f"no batch {batch_id}")
+        return batch
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, Any]:
+        await request.app.state.redis.ping()
+        return {"ok": True}
+
+    @app.post("/api/jobs", status_code=201)
+    async def submit_job(body: JobSubmission, request: Request, who: Tenant) -> dict[str, Any]:
+        try:
+            job = await request.app.state.producer.submit_job(body.url, body.body, tenant=who,
+                                                               custom_id=body.custom_id)
+        except LineError as e:
+            raise HTTPException(422, str(e)) from None
+        return job_view(job)
+
+    @app.post("/api/batches", status_code=201)
+    async def submit_batch(request: Request, who: Tenant) -> dict[str, Any]:
+        """JSON `{"requests": [...], "metadata": {...}}`, or a JSONL body (streamed, any size)."""
+        producer: Producer = request.app.state.producer
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            sub = BatchSubmission.model_validate_json(await request.body())
+            lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
+            batch = await producer.submit_batch(lines, tenant=who, metadata=sub.metadata)
+        else:
+            metadata = dict(request.query_params)
+            batch = await producer.submit_batch(aiter_jsonl_chunks(request.stream()), tenant=who,
+                                                metadata=metadata)
+        return batch_view(batch)
+
+    @app.get("/api/batches")
+    async def list_batches(request: Request, who: Tenant, limit: int = 20) -> dict[str, Any]:
+        records: Records = request.app.state.records
+        ids = await records.list_batches(who, limit=max(1, min(limit, 100)))
+        batches = [b for b in [await records.get_batch(i) for i in ids] if b is not None]
+        return {"object": "list", "data": [batch_view(b) for b in batches]}
+
+    @app.get("/api/batches/{batch_id}")
+    async def get_batch(batch_id: str, request: Request, who: Tenant) -> dict[str, Any]:
+        return batch_view(await own_batch(request, batch_id, who))
+
+    @app.get("/api/batches/{batch_id}/jobs")
+    async def batch_jobs(batch_id: str, request: Request, who: Tenant, offset: int = 0,
+                         limit: int = 100) -> dict[str, Any]:
+        await own_batch(request, batch_id, who)
+        records: Records = request.app.state.records
+        limit = max(1, min(limit, 1000))
+        ids = await records.redis.lrange(records.batch_jobs_key(batch_id), offset, offset + limit - 1)
+        jobs = await records.get_jobs([i.decode() if isinstance(i, bytes) else i for i in ids])
+        return {"object": "list", "data": [job_view(j) for j in jobs if j is not None], "offset": offset}
+
+    @app.get("/api/batches/{batch_id}/output.jsonl")
+    async def batch_output(batch_id: str, request: Request, who: Tenant) -> StreamingResponse:
+        await own_batch(request, batch_id, who)
+        return StreamingResponse(
+            iter_output(request.app.state.records, request.app.state.storage, batch_id),
+            media_type="application/jsonl",
+            headers={"content-disposition": f'attachment; filename="{batch_id}-output.jsonl"'},
+        )
+
+    @app.get("/api/jobs/{job_id}")
+    async def get_job(job_id: str, request: Request, who: Tenant) -> dict[str, Any]:
+        return job_view(await own_job(request, job_id, who))
+
+    @app.get("/api/jobs/{job_id}/result")
+    async def get_result(job_id: str, request: Request, who: Tenant) -> JSONResponse:
+        job = await own_job(request, job_id, who)
+        if not job.result:
+            raise HTTPException(404, f"job {job_id} has no result (status {job.status.value})")
+        return JSONResponse(await result_body(job, request.app.state.storage))
+
+    @app.get("/api/jobs/{job_id}/files/{n}")
+    async def get_file(job_id: str, n: int, request: Request, who: Tenant) -> Response:
+        job = await own_job(request, job_id, who)
+        if not job.result or not 0 <= n < len(job.result.files):
+            raise HTTPException(404, f"job {job_id} has no file {n}")
+        f = job.result.files[n]
+        try:
+            data = await request.app.state.storage.get(f.key)
+        except BlobNotFound:
+            raise HTTPException(404, "file is gone from storage") from None
+        return Response(data, media_type=f.content_type)
+
+    return app

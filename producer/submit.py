@@ -1,0 +1,267 @@
+"""The Python producer API: validate requests, move inline media to blob storage, write records, enqueue.
+
+    producer = Producer(redis, storage, settings)
+    batch = await producer.submit_batch(iter_jsonl("requests.jsonl"), tenant="acme")
+    job = await producer.submit_job("/v1/chat/completions", body, tenant="acme")
+
+A batch is consumed as a stream and sent to Redis in pipelined chunks, so a 100k-line file is never
+held in memory. A bad line becomes a failed job naming the line and the cause; the rest goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+
+from worker import queue
+from worker.config import Settings
+from worker.contract import (
+    BLOB_SCHEME,
+    BatchRecord,
+    JobError,
+    JobRecord,
+    JobStatus,
+    Kind,
+    dump_request,
+    kind_for_url,
+    parse_request,
+)
+from worker.media import MediaError, parse_data_url, sniff
+from worker.prepare import AUDIO_TYPES, IMAGE_TYPES
+from worker.records import Records
+from worker.storage import Storage, put_blob, safe_segment
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+class LineError(ValueError):
+    """A request that cannot become a job; the message names the field and the cause."""
+
+
+def format_validation_error(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+        parts.append(f"{loc or 'body'}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass
+class BatchLine:
+    """One request in the OpenAI Batch input shape (`custom_id`, `method`, `url`, `body`)."""
+
+    body: dict[str, Any] | None
+    url: str | None = None
+    custom_id: str | None = None
+    line_no: int | None = None
+    error: str | None = None  # set when the line could not even be parsed
+
+    @classmethod
+    def from_obj(cls, obj: Any, line_no: int | None = None) -> BatchLine:
+        if not isinstance(obj, dict):
+            return cls(body=None, line_no=line_no, error="line is not a JSON object")
+        custom_id = obj.get("custom_id")
+        method = str(obj.get("method", "POST")).upper()
+        error = None
+        if method != "POST":
+            error = f"method must be POST, got {method!r}"
+        elif not isinstance(obj.get("url"), str):
+            error = "missing url (e.g. /v1/chat/completions)"
+        elif not isinstance(obj.get("body"), dict):
+            error = "missing body object"
+        return cls(body=obj.get("body"), url=obj.get("url"), custom_id=None if custom_id is None else
+                   str(custom_id), line_no=line_no, error=error)
+
+
+class Producer:
+    def __init__(
+        self,
+        redis: Redis,
+        storage: Storage,
+        settings: Settings,
+        *,
+        allow_local_paths: bool = False,
+        base_dir: Path | None = None,
+    ) -> None:
+        """`allow_local_paths`: audio `file` may name a file on this machine (CLI and Python API only,
+        never the HTTP API, which must not read the server's disk)."""
+        self.redis = redis
+        self.storage = storage
+        self.settings = settings
+        self.records = Records(redis, settings.key_prefix)
+        self.allow_local_paths = allow_local_paths
+        self.base_dir = base_dir or Path.cwd()
+
+    # ------------------------------------------------------------------ media → blobs
+    async def _blob_from_data_url(self, url: str, allowed: frozenset[str], what: str) -> str:
+        try:
+            _, data = parse_data_url(url)
+        except MediaError as e:
+            raise LineError(f"{what}: {e}") from None
+        mime = sniff(data)
+        if mime not in allowed:
+            raise LineError(f"{what}: bytes look like {mime or 'unknown data'}, not one of the accepted types")
+        return BLOB_SCHEME + await put_blob(self.storage, data, mime)
+
+    async def _externalize_chat(self, body: dict[str, Any]) -> None:
+        for m, message in enumerate(body.get("messages", [])):
+            content = message.get("content")
+            if not isinstance(content, list):
+                continue
+            for p, part in enumerate(content):
+                where = f"messages[{m}].content[{p}]"
+                if part.get("type") == "image_url":
+                    url = part["image_url"]["url"]
+                    if url.startswith("data:"):
+                        part["image_url"]["url"] = await self._blob_from_data_url(url, IMAGE_TYPES, where)
+                elif part.get("type") == "file" and (part["file"].get("file_data") or "").startswith("data:"):
+                    part["file"]["file_data"] = await self._blob_from_data_url(
+                        part["file"]["file_data"], frozenset({"application/pdf"}), where)
+
+    async def _externalize_audio(self, body: dict[str, Any]) -> None:
+        ref = body["file"]
+        if ref.startswith("data:"):
+            body["file"] = await self._blob_from_data_url(ref, AUDIO_TYPES, "file")
+        elif ref.startswith(("http://", "https://")):
+            raise LineError("file: remote audio URLs are not supported; send a data: URL or upload the file")
+        elif ref.startswith(BLOB_SCHEME):
+            raise LineError("file: mmq-blob:// references are internal; send the audio itself")
+        elif self.allow_local_paths:
+            path = (self.base_dir / ref).expanduser()
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise LineError(f"file: cannot read {ref!r} ({e.strerror or e})") from None
+            mime = sniff(data)
+            if mime not in AUDIO_TYPES:
+                raise LineError(f"file: {ref!r} is not a supported audio file (looks like {mime or 'unknown'})")
+            body.setdefault("filename", path.name)
+            body["file"] = BLOB_SCHEME + await put_blob(self.storage, data, mime)
+        else:
+            raise LineError("file: must be a data: URL of the audio")
+
+    async def _prepare_body(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            request = parse_request(kind, body)
+        except ValidationError as e:
+            raise LineError(format_validation_error(e)) from None
+        if kind is Kind.chat and "mmq-blob://" in json.dumps(body):
+            raise LineError("mmq-blob:// references are internal; send images as http(s) or data: URLs")
+        data = dump_request(request)
+        if kind is Kind.chat:
+            await self._externalize_chat(data)
+        elif kind in (Kind.transcription, Kind.translation):
+            await self._externalize_audio(data)
+        return data
+
+    # ------------------------------------------------------------------ records
+    async def _build_job(self, line: BatchLine, tenant: str, batch_id: str | None) -> tuple[JobRecord, bool]:
+        """Returns (record, runnable). A line that cannot run becomes a failed record."""
+        job = JobRecord(id=new_id("job"), batch_id=batch_id, custom_id=line.custom_id, tenant=tenant,
+                        kind=Kind.chat)
+        where = f"line {line.line_no}: " if line.line_no is not None else ""
+        try:
+            if line.error:
+                raise LineError(line.error)
+            try:
+                job.kind = kind_for_url(line.url or "")
+            except ValueError as e:
+                raise LineError(str(e)) from None
+            request = await self._prepare_body(job.kind, dict(line.body or {}))
+        except LineError as e:
+            job.status = JobStatus.failed
+            job.error = JobError(type="invalid_request", message=f"{where}{e}")
+            return job, False
+        encoded = json.dumps(request, separators=(",", ":"))
+        if len(encoded) > self.settings.inline_request_max_bytes:
+            job.request_key = f"requests/{safe_segment(tenant)}/{batch_id or 'single'}/{job.id}.json"
+            await self.storage.put(job.request_key, encoded.encode())
+        else:
+            job.request = request
+        return job, True
+
+    def _write(self, pipe: Any, job: JobRecord, runnable: bool) -> None:
+        self.records.add_job(pipe, job)
+        if runnable:
+            queue.enqueue(pipe, job.id, self.settings.queue_name)
+
+    async def submit_job(
+        self, url: str, body: dict[str, Any], *, tenant: str, custom_id: str | None = None
+    ) -> JobRecord:
+        """One job outside any batch. Raises LineError if it cannot run (nothing is stored then)."""
+        job, runnable = await self._build_job(BatchLine(body=body, url=url, custom_id=custom_id), tenant, None)
+        if not runnable:
+            raise LineError(job.error.message if job.error else "invalid request")
+        pipe = self.redis.pipeline(transaction=False)
+        self._write(pipe, job, True)
+        await pipe.execute()
+        return job
+
+    async def create_batch(self, *, tenant: str, metadata: dict[str, str] | None = None) -> BatchRecord:
+        batch = BatchRecord(id=new_id("batch"), tenant=tenant, metadata=metadata or {})
+        pipe = self.redis.pipeline(transaction=False)
+        self.records.add_batch(pipe, batch)
+        await pipe.execute()
+        return batch
+
+    async def add_lines(
+        self, batch: BatchRecord, lines: Iterable[BatchLine] | AsyncIterable[BatchLine]
+    ) -> tuple[int, int]:
+        """Streams lines into `batch`; returns (accepted, invalid). Sends one pipeline per chunk."""
+        accepted = invalid = 0
+        pipe = self.redis.pipeline(transaction=False)
+        pending = 0
+
+        async def flush() -> None:
+            nonlocal pipe, pending
+            if pending:
+                await pipe.execute()
+                pipe = self.redis.pipeline(transaction=False)
+                pending = 0
+
+        async for line in _aiter(lines):
+            job, runnable = await self._build_job(line, batch.tenant, batch.id)
+            self._write(pipe, job, runnable)
+            pending += 1
+            accepted += runnable
+            invalid += not runnable
+            if pending >= self.settings.enqueue_chunk:
+                await flush()
+        await flush()
+        return accepted, invalid
+
+    async def submit_batch(
+        self,
+        lines: Iterable[BatchLine] | AsyncIterable[BatchLine],
+        *,
+        tenant: str,
+        metadata: dict[str, str] | None = None,
+    ) -> BatchRecord:
+        batch = await self.create_batch(tenant=tenant, metadata=metadata)
+        _, invalid = await self.add_lines(batch, lines)
+        await self.records.seal_batch(batch.id, invalid)
+        return await self.records.get_batch(batch.id) or batch
+
+
+async def _aiter(items: Iterable[BatchLine] | AsyncIterable[BatchLine]):
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def line_from_request(url: str, body: dict[str, Any] | BaseModel, custom_id: str | None = None) -> BatchLine:
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json", exclude_none=True)
+    return BatchLine(body=body, url=url, custom_id=custom_id)

@@ -1,0 +1,91 @@
+"""What users see of jobs and batches (API, CLI), and the batch output file in the OpenAI Batch format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from worker.contract import BatchRecord, JobRecord, JobStatus
+from worker.records import Records
+from worker.results import file_url
+from worker.storage import Storage
+
+
+def job_view(job: JobRecord) -> dict[str, Any]:
+    result = None
+    if job.result:
+        result = {
+            "url": f"/api/jobs/{job.id}/result",
+            "files": [{"url": file_url(job.id, n), "content_type": f.content_type, "bytes": f.bytes}
+                      for n, f in enumerate(job.result.files)],
+        }
+    return {
+        "id": job.id,
+        "object": "mmq.job",
+        "batch_id": job.batch_id,
+        "custom_id": job.custom_id,
+        "kind": job.kind.value,
+        "status": job.status.value,
+        "cached": job.cached,
+        "attempts": [a.model_dump() for a in job.attempts],
+        "error": job.error.model_dump() if job.error else None,
+        "usage": job.usage,
+        "result": result,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def batch_view(batch: BatchRecord) -> dict[str, Any]:
+    return {
+        "id": batch.id,
+        "object": "mmq.batch",
+        "status": batch.status.value,
+        "sealed": batch.sealed,
+        "counts": batch.counts.model_dump(),
+        "invalid_lines": batch.invalid_lines,
+        "metadata": batch.metadata,
+        "created_at": batch.created_at,
+        "finished_at": batch.finished_at,
+        "output_url": f"/api/batches/{batch.id}/output.jsonl",
+    }
+
+
+async def result_body(job: JobRecord, storage: Storage) -> Any:
+    if not job.result:
+        return None
+    return json.loads(await storage.get(job.result.body_key))
+
+
+def _error_status(job: JobRecord) -> int:
+    if job.error and job.error.provider_status:
+        return job.error.provider_status
+    return 400 if job.error and job.error.type.startswith("invalid") else 500
+
+
+async def output_line(job: JobRecord, storage: Storage) -> dict[str, Any]:
+    """One line of the output file, shaped like OpenAI's Batch output."""
+    line: dict[str, Any] = {"id": f"batch_req_{job.id.removeprefix('job_')}", "custom_id": job.custom_id,
+                            "response": None, "error": None}
+    if job.status is JobStatus.succeeded:
+        line["response"] = {"status_code": 200, "request_id": job.id, "body": await result_body(job, storage)}
+    elif job.error:
+        line["response"] = {"status_code": _error_status(job), "request_id": job.id,
+                            "body": {"error": {"message": job.error.message, "type": job.error.type,
+                                               "code": job.error.code}}}
+        line["error"] = {"code": job.error.type, "message": job.error.message}
+    elif job.status is JobStatus.cancelled:
+        line["error"] = {"code": "cancelled", "message": "the job was cancelled"}
+    return line
+
+
+async def iter_output(records: Records, storage: Storage, batch_id: str) -> AsyncIterator[bytes]:
+    """The batch's output JSONL, streamed in submission order; jobs still running are left out."""
+    async for ids in records.iter_batch_job_ids(batch_id, chunk=200):
+        jobs = [j for j in await records.get_jobs(ids) if j is not None and j.status not in (
+            JobStatus.queued, JobStatus.running)]
+        lines = await asyncio.gather(*(output_line(j, storage) for j in jobs))
+        yield "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()

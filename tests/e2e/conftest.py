@@ -1,0 +1,120 @@
+"""Real processes: the simulator and arq workers run as `python -m producer.cli ...` on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from worker.config import Settings
+from worker.connections import connect
+from worker.contract import BatchRecord, BatchStatus
+from worker.records import Records
+from worker.storage import open_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "producer.cli", *args], env=full_env, cwd=ROOT,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[str]:
+    """Base URL (…/v1) of a simulator process with a little latency, like a real provider."""
+    port = free_port()
+    log = tmp_path / "simulator.log"
+    proc = _spawn(["simulate", "--port", str(port), "--latency-ms", "20", "--seed", "7"], {}, log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def mmq_env(redis_url: str, simulator: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "MMQ_REDIS_URL": redis_url,
+        "MMQ_STORAGE_URL": f"file://{tmp_path / 'store'}",
+        "MMQ_OPENAI_BASE_URL": simulator,
+        "MMQ_OPENAI_API_KEY": "sk-test-e2e-virtual",
+        "MMQ_POLL_DELAY_S": "0.05",
+        "MMQ_RETRY_BASE_S": "0.05",
+    }
+
+
+@pytest.fixture
+def settings(mmq_env: dict[str, str]) -> Settings:
+    return Settings(
+        redis_url=mmq_env["MMQ_REDIS_URL"],
+        storage_url=mmq_env["MMQ_STORAGE_URL"],
+        openai_base_url=mmq_env["MMQ_OPENAI_BASE_URL"],
+    )
+
+
+@pytest.fixture
+def worker_process(mmq_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+    log = tmp_path / "worker.log"
+    proc = _spawn(["worker"], mmq_env, log)
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        raise RuntimeError(log.read_text())
+    yield proc
+    _stop(proc)
+
+
+@pytest.fixture
+async def stores(settings: Settings):
+    redis = connect(settings.redis_url or "")
+    yield redis, Records(redis, settings.key_prefix), open_storage(settings.storage_url)
+    await redis.aclose()
+
+
+async def wait_batch(records: Records, batch_id: str, timeout: float = 60) -> BatchRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = await records.get_batch(batch_id)
+        if batch and batch.status is not BatchStatus.in_progress:
+            return batch
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"batch {batch_id} did not finish: {await records.get_batch(batch_id)}")

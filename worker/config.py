@@ -1,0 +1,65 @@
+"""Settings for every mmq process, from `MMQ_*` environment variables (and a `.env` file if present)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MMQ_", env_file=".env", extra="ignore")
+
+    # None means "embedded": an in-memory Redis inside this one process (only `mmq run` uses that).
+    redis_url: str | None = None
+    key_prefix: str = "mmq"
+    queue_name: str = "mmq:queue"
+
+    storage_url: str = "file://./mmq-data"
+
+    # worker
+    max_jobs: int = 128
+    job_timeout_s: int = 300
+    poll_delay_s: float = 0.2
+    keep_result_s: int = 60  # arq's own result key; our job records are the source of truth
+    health_check_interval_s: int = 30
+
+    # provider target used when a job names none (routing configs arrive with issue 3)
+    provider: str = "openai"
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    request_timeout_s: float = 120.0
+    http_max_connections: int = 1024
+
+    # retries of one job (provider 429/5xx/timeouts); long waits defer the job instead of sleeping
+    max_attempts: int = 6
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 60.0
+    retry_sleep_max_s: float = 5.0
+
+    # producer
+    inline_request_max_bytes: int = 16_384  # bigger request bodies go to storage, Redis keeps a reference
+    enqueue_chunk: int = 500
+
+    # API: {sha256(key) hex: tenant}; a JSON object in the env var, or a file of the same shape
+    api_keys: dict[str, str] = {}
+    api_keys_file: Path | None = None
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_json(cls, v: object) -> object:
+        return json.loads(v) if isinstance(v, str) else v
+
+    def tenant_keys(self) -> dict[str, str]:
+        keys = dict(self.api_keys)
+        if self.api_keys_file and self.api_keys_file.exists():
+            keys.update(json.loads(self.api_keys_file.read_text()))
+        return keys
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

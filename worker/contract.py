@@ -1,0 +1,308 @@
+"""The job contract: request bodies in the OpenAI shapes, job and batch records, statuses.
+
+Producers validate against these models before anything reaches Redis; workers read the same models back.
+Unknown top-level request parameters are kept and forwarded (providers add parameters faster than we
+can list them); the parts we act on (messages, content parts, media references) are validated strictly.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BLOB_SCHEME = "mmq-blob://"
+
+
+class Kind(StrEnum):
+    chat = "chat"
+    image = "image"
+    speech = "speech"
+    transcription = "transcription"
+    translation = "translation"
+
+
+# The OpenAI Batch `url` of each kind (the same paths an OpenAI-compatible server serves).
+KIND_BY_URL: dict[str, Kind] = {
+    "/v1/chat/completions": Kind.chat,
+    "/v1/images/generations": Kind.image,
+    "/v1/audio/speech": Kind.speech,
+    "/v1/audio/transcriptions": Kind.transcription,
+    "/v1/audio/translations": Kind.translation,
+}
+URL_BY_KIND: dict[Kind, str] = {kind: url for url, kind in KIND_BY_URL.items()}
+
+
+def kind_for_url(url: str) -> Kind:
+    path = url.split("?", 1)[0].rstrip("/")
+    if not path.startswith("/v1/"):
+        path = "/v1" + (path if path.startswith("/") else "/" + path)
+    try:
+        return KIND_BY_URL[path]
+    except KeyError:
+        raise ValueError(f"unsupported url {url!r}; expected one of {sorted(KIND_BY_URL)}") from None
+
+
+def is_media_ref(url: str) -> bool:
+    return url.startswith(BLOB_SCHEME)
+
+
+def _check_media_url(url: str, what: str) -> str:
+    if url.startswith(("http://", "https://", "data:", BLOB_SCHEME)):
+        return url
+    shown = url if len(url) < 60 else url[:57] + "..."
+    raise ValueError(f"{what} must be an http(s) URL or a data: URL, got {shown!r}")
+
+
+# ---------------------------------------------------------------------------------------------- chat
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Part):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Part):
+    url: str
+    detail: Literal["auto", "low", "high", "original"] = "auto"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_media_url(v, "image_url.url")
+
+
+class ImagePart(_Part):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class FileData(_Part):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FileData:
+        if not self.file_data and not self.file_id:
+            raise ValueError("file part needs file_data (a data: URL) or file_id")
+        if self.file_data:
+            _check_media_url(self.file_data, "file.file_data")
+        return self
+
+
+class FilePart(_Part):
+    type: Literal["file"]
+    file: FileData
+
+
+class InputAudio(_Part):
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class InputAudioPart(_Part):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+ContentPart = Annotated[TextPart | ImagePart | FilePart | InputAudioPart, Field(discriminator="type")]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    n: int | None = Field(default=None, ge=1, le=128)
+    stream: Literal[False] | None = None  # batch jobs never stream
+
+
+# --------------------------------------------------------------------------------------------- image
+class ImageRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str = Field(min_length=1, max_length=32000)
+    model: str | None = None
+    n: int = Field(default=1, ge=1, le=10)
+    size: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is None or v == "auto":
+            return v
+        w, sep, h = v.partition("x")
+        if not (sep and w.isdigit() and h.isdigit()):
+            raise ValueError(f"size must look like 1024x1024 or 'auto', got {v!r}")
+        return v
+
+
+# -------------------------------------------------------------------------------------------- speech
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    input: str = Field(min_length=1, max_length=4096)
+    voice: str | dict[str, str]
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    instructions: str | None = None
+
+
+# ------------------------------------------------------------------------------- transcription/translation
+class TranscriptionRequest(BaseModel):
+    """`file` is a media reference: a path (local producers only), a data: URL, or an mmq blob ref."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    model: str
+    language: str | None = None
+    prompt: str | None = None
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    timestamp_granularities: list[Literal["word", "segment"]] | None = None
+    filename: str | None = None  # the name sent to the provider (some sniff the format from it)
+
+
+class TranslationRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    model: str
+    prompt: str | None = None
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    filename: str | None = None
+
+
+REQUEST_MODELS: dict[Kind, type[BaseModel]] = {
+    Kind.chat: ChatRequest,
+    Kind.image: ImageRequest,
+    Kind.speech: SpeechRequest,
+    Kind.transcription: TranscriptionRequest,
+    Kind.translation: TranslationRequest,
+}
+
+
+def parse_request(kind: Kind, body: Any) -> BaseModel:
+    """Validate a request body for `kind`; raises pydantic.ValidationError with the offending field."""
+    return REQUEST_MODELS[kind].model_validate(body)
+
+
+def dump_request(request: BaseModel) -> dict[str, Any]:
+    # exclude_none keeps provider defaults in charge and bodies small in Redis
+    return request.model_dump(mode="json", exclude_none=True)
+
+
+# ------------------------------------------------------------------------------------------- records
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+
+
+class BatchStatus(StrEnum):
+    in_progress = "in_progress"
+    completed = "completed"  # every job ended (some may have failed)
+    cancelled = "cancelled"
+
+
+class JobError(BaseModel):
+    type: str  # invalid_request | invalid_media | provider_error | timeout | internal
+    message: str
+    provider_status: int | None = None
+    code: str | None = None
+
+
+class Attempt(BaseModel):
+    target: str
+    status: int | None = None  # HTTP status, None when no answer arrived
+    latency_ms: float
+    error: str | None = None
+    at: float = Field(default_factory=time.time)
+
+
+class ResultFile(BaseModel):
+    key: str  # storage key
+    content_type: str
+    bytes: int
+
+
+class JobResult(BaseModel):
+    """Where a job's output lives. `body_key` holds the OpenAI-shaped response JSON."""
+
+    body_key: str
+    files: list[ResultFile] = Field(default_factory=list)
+
+
+class JobRecord(BaseModel):
+    id: str
+    batch_id: str | None = None
+    custom_id: str | None = None
+    tenant: str
+    kind: Kind
+    request: dict[str, Any] | None = None  # small requests are kept inline
+    request_key: str | None = None  # large ones go to storage
+    config: dict[str, Any] | None = None
+    cache_key: str | None = None
+    status: JobStatus = JobStatus.queued
+    cached: bool = False
+    attempts: list[Attempt] = Field(default_factory=list)
+    result: JobResult | None = None
+    usage: dict[str, Any] | None = None
+    error: JobError | None = None
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class BatchCounts(BaseModel):
+    total: int = 0
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    cached: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+class BatchRecord(BaseModel):
+    id: str
+    tenant: str
+    status: BatchStatus = BatchStatus.in_progress
+    sealed: bool = False  # every line has been submitted; until then a batch cannot complete
+    counts: BatchCounts = Field(default_factory=BatchCounts)
+    invalid_lines: int = 0
+    metadata: dict[str, str] = Field(default_factory=dict)
+    created_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None

@@ -1,0 +1,74 @@
+"""One error type for every provider failure, and Retry-After parsing in the forms providers send."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+# Statuses worth another try. 400/401/403/404/422 cannot succeed by repetition.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+# A 429 with these codes means "pay first", not "slow down".
+NON_RETRYABLE_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+
+
+class ProviderError(Exception):
+    """A provider call that did not produce a usable answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+        provider: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.provider = provider
+
+    def __str__(self) -> str:
+        where = f"{self.provider} " if self.provider else ""
+        status = f"HTTP {self.status}" if self.status else "no response"
+        code = f" ({self.code})" if self.code else ""
+        return f"{where}{status}{code}: {self.message}"
+
+
+class InvalidJob(Exception):
+    """The job itself is wrong (bad request body, unusable media): fail it, never retry it."""
+
+    def __init__(self, message: str, *, type: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.type = type
+
+
+def is_retryable(status: int, code: str | None) -> bool:
+    return status in RETRYABLE_STATUSES and code not in NON_RETRYABLE_CODES
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, `retry-after` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))

@@ -1,0 +1,128 @@
+"""The job function arq runs: load record → prepare media → provider call (with retries) → store result
+→ update record and batch counters.
+
+It never lets an exception escape except arq's `Retry` (a deferred re-run): every other outcome is
+written to the job record, so one bad job can never take down the worker or its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from arq import Retry
+
+from worker.config import Settings
+from worker.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus
+from worker.errors import InvalidJob, ProviderError
+from worker.prepare import prepare
+from worker.providers import get_adapter
+from worker.providers.base import ProviderResponse, Target
+from worker.records import Records
+from worker.results import store_result
+from worker.retry import backoff_s
+from worker.storage import Storage
+
+log = logging.getLogger("mmq.worker")
+
+
+@dataclass
+class Runtime:
+    """What every job in a worker process shares (created once in the worker's on_startup)."""
+
+    settings: Settings
+    records: Records
+    storage: Storage
+    client: httpx.AsyncClient
+    target: Target
+
+
+async def _load_request(job: JobRecord, storage: Storage) -> dict[str, Any]:
+    if job.request is not None:
+        return job.request
+    if job.request_key:
+        return json.loads(await storage.get(job.request_key))
+    raise InvalidJob("job has no request")
+
+
+async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> ProviderResponse:
+    """Calls the provider; sleeps through short waits, defers the job (frees the slot) for long ones."""
+    audio = await prepare(job.kind, request, rt.storage)
+    adapter = get_adapter(rt.target.provider)
+    while True:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(rt.settings.request_timeout_s):
+                resp = await adapter.call(rt.client, rt.target, job.kind, request, audio)
+        except (ProviderError, httpx.TransportError, TimeoutError) as exc:
+            err = exc if isinstance(exc, ProviderError) else ProviderError(
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                retryable=True, provider=rt.target.provider, code="timeout" if isinstance(
+                    exc, TimeoutError | httpx.TimeoutException) else "connection_error",
+            )
+            job.attempts.append(Attempt(target=rt.target.name, status=err.status,
+                                        latency_ms=(time.perf_counter() - started) * 1000, error=str(err)))
+            if not err.retryable or len(job.attempts) >= rt.settings.max_attempts:
+                raise err from None
+            delay = backoff_s(len(job.attempts), base_s=rt.settings.retry_base_s,
+                              cap_s=rt.settings.retry_cap_s, retry_after_s=err.retry_after_s)
+            if delay > rt.settings.retry_sleep_max_s:
+                await rt.records.save(job)
+                raise Retry(defer=delay) from None
+            await asyncio.sleep(delay)
+            continue
+        job.attempts.append(Attempt(target=rt.target.name, status=resp.status,
+                                    latency_ms=(time.perf_counter() - started) * 1000))
+        return resp
+
+
+async def _finish(rt: Runtime, job: JobRecord, to: JobStatus) -> None:
+    job.finished_at = time.time()
+    await rt.records.transition(job, (JobStatus.running,), to)
+
+
+async def _fail(rt: Runtime, job: JobRecord, error: JobError) -> None:
+    job.error = error
+    log.info("job %s failed: %s: %s", job.id, error.type, error.message)
+    await _finish(rt, job, JobStatus.failed)
+
+
+async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
+    rt: Runtime = ctx["mmq"]
+    job = await rt.records.get_job(job_id)
+    if job is None:
+        log.warning("job %s has no record; dropped", job_id)
+        return {"ok": False, "error": "no record"}
+    if job.status in TERMINAL:
+        return {"ok": True, "status": job.status.value}  # a re-run after the job already ended
+    if job.status is JobStatus.queued:
+        job.started_at = time.time()
+        moved = await rt.records.transition(job, (JobStatus.queued,), JobStatus.running)
+        if moved != "ok":
+            return {"ok": True, "status": moved}  # cancelled (or taken) meanwhile
+    try:
+        async with asyncio.timeout(max(1.0, rt.settings.job_timeout_s - 5)):
+            request = await _load_request(job, rt.storage)
+            resp = await _call_with_retries(rt, job, request)
+            job.result = await store_result(job, request, resp, rt.storage, rt.client)
+            job.usage = resp.usage
+            job.error = None
+            await _finish(rt, job, JobStatus.succeeded)
+    except Retry:
+        raise
+    except InvalidJob as e:
+        await _fail(rt, job, JobError(type=e.type, message=str(e)))
+    except ProviderError as e:
+        await _fail(rt, job, JobError(type="provider_error", message=str(e), provider_status=e.status,
+                                      code=e.code))
+    except TimeoutError:
+        await _fail(rt, job, JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s"))
+    except Exception as e:  # a bug must cost one job, never the worker
+        log.exception("job %s crashed", job_id)
+        await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"))
+    return {"ok": job.status is JobStatus.succeeded, "status": job.status.value}

@@ -1,0 +1,101 @@
+"""Make a stored request ready for an adapter: blob references become bytes, media is checked.
+
+A corrupt image or an unreadable audio file fails its own job here, with a message naming the part,
+before any provider is paid to reject it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import warnings
+from typing import Any
+
+from PIL import Image
+
+from worker.contract import BLOB_SCHEME, Kind
+from worker.errors import InvalidJob
+from worker.media import MediaError, filename_for, parse_data_url, sniff, to_data_url
+from worker.providers.base import AudioInput
+from worker.storage import BlobNotFound, Storage
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"})
+AUDIO_TYPES = frozenset({"audio/wav", "audio/mpeg", "audio/flac", "audio/ogg", "audio/mp4", "audio/webm"})
+
+
+async def load_media(url: str, storage: Storage) -> bytes:
+    if url.startswith(BLOB_SCHEME):
+        try:
+            return await storage.get(url[len(BLOB_SCHEME) :])
+        except BlobNotFound:
+            raise InvalidJob(f"stored input {url} is missing", type="invalid_media") from None
+    try:
+        return parse_data_url(url)[1]
+    except MediaError as e:
+        raise InvalidJob(str(e), type="invalid_media") from None
+
+
+def _verify_image(data: bytes) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+
+
+async def check_image(data: bytes, where: str) -> str:
+    """Returns the sniffed MIME type; raises InvalidJob if the bytes are not a decodable image."""
+    mime = sniff(data)
+    if mime not in IMAGE_TYPES:
+        raise InvalidJob(f"{where}: not an image (bytes look like {mime or 'unknown data'})", type="invalid_media")
+    try:
+        if len(data) > 512 * 1024:
+            await asyncio.to_thread(_verify_image, data)
+        else:
+            _verify_image(data)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InvalidJob(f"{where}: image too large to decode safely ({e})", type="invalid_media") from None
+    except Exception as e:  # Pillow raises many types for corrupt files
+        raise InvalidJob(f"{where}: image could not be decoded ({e})", type="invalid_media") from None
+    return mime
+
+
+async def _prepare_chat(request: dict[str, Any], storage: Storage) -> None:
+    for m, message in enumerate(request.get("messages", [])):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for p, part in enumerate(content):
+            where = f"messages[{m}].content[{p}]"
+            if part.get("type") == "image_url":
+                url = part["image_url"]["url"]
+                if url.startswith(("http://", "https://")):
+                    continue  # the provider fetches it (issue 6 adds worker-side fetching where needed)
+                data = await load_media(url, storage)
+                mime = await check_image(data, where)
+                part["image_url"]["url"] = to_data_url(data, mime)
+            elif part.get("type") == "file" and part["file"].get("file_data"):
+                data = await load_media(part["file"]["file_data"], storage)
+                mime = sniff(data)
+                if mime != "application/pdf":
+                    raise InvalidJob(f"{where}: file is not a PDF (bytes look like {mime or 'unknown'})",
+                                     type="invalid_media")
+                part["file"]["file_data"] = to_data_url(data, mime)
+
+
+async def _prepare_audio(request: dict[str, Any], storage: Storage) -> AudioInput:
+    data = await load_media(request["file"], storage)
+    mime = sniff(data)
+    if mime not in AUDIO_TYPES:
+        raise InvalidJob(f"file: not a supported audio file (bytes look like {mime or 'unknown data'})",
+                         type="invalid_media")
+    name = request.get("filename") or filename_for(mime)
+    return AudioInput(data=data, content_type=mime, filename=name)
+
+
+async def prepare(kind: Kind, request: dict[str, Any], storage: Storage) -> AudioInput | None:
+    """Resolves media in `request` in place; returns the audio input for audio kinds."""
+    if kind is Kind.chat:
+        await _prepare_chat(request, storage)
+    elif kind in (Kind.transcription, Kind.translation):
+        return await _prepare_audio(request, storage)
+    return None

@@ -1,0 +1,175 @@
+"""Job and batch records in Redis: the source of truth for status (never arq's internals).
+
+Layout (prefix `mmq` by default):
+    {p}:job:{id}              hash  status, data (JobRecord JSON)
+    {p}:batch:{id}            hash  tenant, status, sealed, counters, metadata, timestamps
+    {p}:batch:{id}:jobs       list  job ids in submission order (the order of the output JSONL)
+    {p}:tenant:{t}:batches    zset  batch ids by creation time
+
+Status changes go through one Lua script so the job's status and its batch counters move together,
+and a re-run of a job (arq is at-least-once) can never count twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from worker.contract import BatchCounts, BatchRecord, BatchStatus, JobRecord, JobStatus
+
+_COUNTERS = ("total", "queued", "running", "succeeded", "failed", "cancelled", "cached")
+
+# KEYS: job, batch (may be "")   ARGV: allowed-from (comma list), to, data JSON, cached(0/1), now
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 'missing' end
+local allowed = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then allowed = true end end
+if not allowed then return cur end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[3])
+if KEYS[2] ~= '' and cur ~= ARGV[2] then
+  redis.call('HINCRBY', KEYS[2], cur, -1)
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], 'cached', 1) end
+  local v = redis.call('HMGET', KEYS[2], 'sealed', 'queued', 'running', 'status')
+  if v[1] == '1' and tonumber(v[2]) == 0 and tonumber(v[3]) == 0 and v[4] == 'in_progress' then
+    redis.call('HSET', KEYS[2], 'status', 'completed', 'finished_at', ARGV[5])
+  end
+end
+return 'ok'
+"""
+
+# KEYS: batch   ARGV: now.  Marks every line submitted; completes the batch if nothing is left.
+_SEAL = """
+redis.call('HSET', KEYS[1], 'sealed', '1')
+local v = redis.call('HMGET', KEYS[1], 'queued', 'running', 'status')
+if tonumber(v[1]) == 0 and tonumber(v[2]) == 0 and v[3] == 'in_progress' then
+  redis.call('HSET', KEYS[1], 'status', 'completed', 'finished_at', ARGV[1])
+end
+return 1
+"""
+
+
+class Records:
+    def __init__(self, redis: Redis, prefix: str = "mmq") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._transition = redis.register_script(_TRANSITION)
+        self._seal = redis.register_script(_SEAL)
+
+    # ------------------------------------------------------------------ keys
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def batch_key(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_jobs_key(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}:jobs"
+
+    def tenant_batches_key(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:batches"
+
+    # ------------------------------------------------------------------ writes (producer side)
+    def add_batch(self, pipe: Any, batch: BatchRecord) -> None:
+        pipe.hset(
+            self.batch_key(batch.id),
+            mapping={
+                "tenant": batch.tenant,
+                "status": batch.status.value,
+                "sealed": "0",
+                "metadata": json.dumps(batch.metadata),
+                "created_at": repr(batch.created_at),
+                "invalid_lines": 0,
+                **{c: 0 for c in _COUNTERS},
+            },
+        )
+        pipe.zadd(self.tenant_batches_key(batch.tenant), {batch.id: batch.created_at})
+
+    def add_job(self, pipe: Any, job: JobRecord) -> None:
+        """Queue the writes for a new job on a pipeline (the caller executes it, in chunks)."""
+        pipe.hset(self.job_key(job.id), mapping={"status": job.status.value, "data": job.model_dump_json()})
+        if job.batch_id:
+            bkey = self.batch_key(job.batch_id)
+            pipe.rpush(self.batch_jobs_key(job.batch_id), job.id)
+            pipe.hincrby(bkey, "total", 1)
+            pipe.hincrby(bkey, job.status.value, 1)
+            if job.cached:
+                pipe.hincrby(bkey, "cached", 1)
+
+    async def seal_batch(self, batch_id: str, invalid_lines: int = 0) -> None:
+        if invalid_lines:
+            await self.redis.hincrby(self.batch_key(batch_id), "invalid_lines", invalid_lines)
+        await self._seal(keys=[self.batch_key(batch_id)], args=[repr(time.time())])
+
+    # ------------------------------------------------------------------ transitions (worker side)
+    async def transition(
+        self, job: JobRecord, allowed_from: Iterable[JobStatus], to: JobStatus
+    ) -> str:
+        """Move `job` to status `to` if it is currently in one of `allowed_from`.
+
+        Returns 'ok', 'missing', or the current status that blocked the move.
+        """
+        job.status = to
+        return await self._transition(
+            keys=[self.job_key(job.id), self.batch_key(job.batch_id) if job.batch_id else ""],
+            args=[
+                ",".join(s.value for s in allowed_from),
+                to.value,
+                job.model_dump_json(),
+                "1" if job.cached and to is JobStatus.succeeded else "0",
+                repr(time.time()),
+            ],
+        )
+
+    async def save(self, job: JobRecord) -> None:
+        """Persist record details (attempts, timestamps) without a status change."""
+        await self.redis.hset(self.job_key(job.id), "data", job.model_dump_json())
+
+    # ------------------------------------------------------------------ reads
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        raw = await self.redis.hget(self.job_key(job_id), "data")
+        return JobRecord.model_validate_json(raw) if raw else None
+
+    async def get_jobs(self, job_ids: list[str]) -> list[JobRecord | None]:
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.job_key(job_id), "data")
+        return [JobRecord.model_validate_json(raw) if raw else None for raw in await pipe.execute()]
+
+    async def get_batch(self, batch_id: str) -> BatchRecord | None:
+        raw = await self.redis.hgetall(self.batch_key(batch_id))
+        if not raw:
+            return None
+        v = {k.decode() if isinstance(k, bytes) else k: (x.decode() if isinstance(x, bytes) else x)
+             for k, x in raw.items()}
+        return BatchRecord(
+            id=batch_id,
+            tenant=v["tenant"],
+            status=BatchStatus(v["status"]),
+            sealed=v.get("sealed") == "1",
+            counts=BatchCounts(**{c: int(v.get(c, 0)) for c in _COUNTERS}),
+            invalid_lines=int(v.get("invalid_lines", 0)),
+            metadata=json.loads(v.get("metadata") or "{}"),
+            created_at=float(v["created_at"]),
+            finished_at=float(v["finished_at"]) if v.get("finished_at") else None,
+        )
+
+    async def iter_batch_job_ids(self, batch_id: str, chunk: int = 1000):
+        start = 0
+        while True:
+            ids = await self.redis.lrange(self.batch_jobs_key(batch_id), start, start + chunk - 1)
+            if not ids:
+                return
+            yield [i.decode() if isinstance(i, bytes) else i for i in ids]
+            start += chunk
+
+    async def list_batches(self, tenant: str, limit: int = 20) -> list[str]:
+        ids = await self.redis.zrevrange(self.tenant_batches_key(tenant), 0, limit - 1)
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]

@@ -1,0 +1,112 @@
+"""Turn a provider answer into stored results: the OpenAI-shaped body as JSON, media as files.
+
+Media files are content-addressed blobs; the body points at them through the API path
+`/api/jobs/{job_id}/files/{n}` so results never embed megabytes of base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import httpx
+
+from worker.contract import JobRecord, JobResult, Kind, ResultFile
+from worker.errors import ProviderError
+from worker.media import sniff
+from worker.providers.base import ProviderResponse
+from worker.storage import Storage, put_blob, safe_segment
+
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+TEXT_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
+
+
+def result_prefix(job: JobRecord) -> str:
+    return f"results/{safe_segment(job.tenant)}/{job.batch_id or 'single'}/{job.id}"
+
+
+def file_url(job_id: str, n: int) -> str:
+    return f"/api/jobs/{job_id}/files/{n}"
+
+
+async def _download(client: httpx.AsyncClient, url: str) -> bytes:
+    # Provider-issued image URLs (they expire after an hour, so we keep the bytes).
+    async with client.stream("GET", url) as resp:
+        if resp.status_code != 200:
+            raise ProviderError(f"could not download generated image ({resp.status_code})",
+                                status=resp.status_code, retryable=resp.status_code >= 500)
+        chunks, size = [], 0
+        async for chunk in resp.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_DOWNLOAD_BYTES:
+                raise ProviderError("generated image exceeds the download cap", retryable=False)
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _store_file(storage: Storage, data: bytes, fallback_type: str) -> ResultFile:
+    content_type = sniff(data) or fallback_type
+    key = await put_blob(storage, data, content_type)
+    return ResultFile(key=key, content_type=content_type, bytes=len(data))
+
+
+async def _image_body(job: JobRecord, resp: ProviderResponse, storage: Storage,
+                      client: httpx.AsyncClient) -> tuple[dict[str, Any], list[ResultFile]]:
+    body = dict(resp.body or {})
+    files: list[ResultFile] = []
+    data_out = []
+    for n, item in enumerate(body.get("data") or []):
+        if item.get("b64_json"):
+            try:
+                raw = base64.b64decode(item["b64_json"], validate=True)
+            except (binascii.Error, ValueError):
+                raise ProviderError("image data is not valid base64", retryable=True) from None
+        elif item.get("url"):
+            raw = await _download(client, item["url"])
+        else:
+            raise ProviderError("image item has neither b64_json nor url", retryable=True)
+        if not (sniff(raw) or "").startswith("image/"):
+            raise ProviderError("generated image bytes are not an image", retryable=True)
+        files.append(await _store_file(storage, raw, "image/png"))
+        out = {k: v for k, v in item.items() if k not in ("b64_json", "url")}
+        data_out.append({"url": file_url(job.id, n), **out})
+    if not files:
+        raise ProviderError("image response has no images", retryable=True)
+    body["data"] = data_out
+    return body, files
+
+
+async def store_result(
+    job: JobRecord,
+    request: dict[str, Any],
+    resp: ProviderResponse,
+    storage: Storage,
+    client: httpx.AsyncClient,
+) -> JobResult:
+    files: list[ResultFile] = []
+    if job.kind is Kind.image:
+        body, files = await _image_body(job, resp, storage, client)
+    elif job.kind is Kind.speech:
+        assert resp.content is not None
+        files.append(await _store_file(storage, resp.content, resp.content_type or "application/octet-stream"))
+        body = {
+            "object": "audio.speech",
+            "url": file_url(job.id, 0),
+            "content_type": files[0].content_type,
+            "bytes": files[0].bytes,
+            "requested_format": request.get("response_format", "mp3"),
+        }
+    elif resp.text is not None:  # transcription as text / srt / vtt
+        fmt = request.get("response_format", "text")
+        content_type = TEXT_TYPES.get(fmt, "text/plain")  # text is never sniffed: "BM..." is not a bitmap
+        raw = resp.text.encode()
+        files.append(ResultFile(key=await put_blob(storage, raw, content_type), content_type=content_type,
+                                bytes=len(raw)))
+        body = {"text": resp.text, "format": fmt, "url": file_url(job.id, 0)}
+    else:
+        body = resp.body or {}
+    body_key = result_prefix(job) + ".json"
+    await storage.put(body_key, json.dumps(body, ensure_ascii=False).encode())
+    return JobResult(body_key=body_key, files=files)

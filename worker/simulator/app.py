@@ -1,0 +1,87 @@
+"""The simulator ASGI app: plain Starlette routes, each API route wrapped by the knob guard."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from worker.simulator.audio import speech, transcriptions, translations
+from worker.simulator.chat import chat_completions
+from worker.simulator.errors import ApiError, json_response
+from worker.simulator.guard import SimulatorHeaders, guarded
+from worker.simulator.images import image_generations, sim_file
+from worker.simulator.knobs import SimulatorConfig
+from worker.simulator.state import SimState
+
+_API = {
+    "/chat/completions": chat_completions,
+    "/images/generations": image_generations,
+    "/audio/speech": speech,
+    "/audio/transcriptions": transcriptions,
+    "/audio/translations": translations,
+}
+
+
+async def health(request: Request) -> Response:
+    return json_response({"ok": True, "simulator": True})
+
+
+async def stats(request: Request) -> Response:
+    return json_response(request.app.state.stats.to_dict())
+
+
+async def reset(request: Request) -> Response:
+    request.app.state.sim.reset()
+    return json_response({"ok": True, "simulator": True})
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # 404/405 in OpenAI's shape too, so clients parse every simulator error the same way
+    assert isinstance(exc, HTTPException)
+    message = (
+        f"Invalid URL ({request.method} {request.url.path})" if exc.status_code == 404 else str(exc.detail)
+    )
+    return ApiError(exc.status_code, message, headers=exc.headers).response()
+
+
+def create_app(config: SimulatorConfig | None = None) -> Starlette:
+    sim = SimState(config or SimulatorConfig())
+    routes: list[Route] = []
+    for path, handler in _API.items():
+        endpoint = guarded(handler, "/v1" + path)
+        routes.append(Route("/v1" + path, endpoint, methods=["POST"]))
+        routes.append(Route(path, endpoint, methods=["POST"]))
+    routes += [
+        Route("/health", health, methods=["GET"]),
+        Route("/sim/stats", stats, methods=["GET"]),
+        Route("/sim/reset", reset, methods=["POST"]),
+        Route("/sim/files/{name}", sim_file, methods=["GET"]),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await sim.aclose()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SimulatorHeaders)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.sim = sim
+    app.state.config = sim.config
+    app.state.stats = sim.stats
+    return app

@@ -1,0 +1,83 @@
+"""arq worker wiring: `arq worker.worker.WorkerSettings` or `mmq worker` run the same thing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq import Worker, func
+from arq.connections import ArqRedis, RedisSettings
+
+from worker.config import Settings, get_settings
+from worker.http import make_client
+from worker.pipeline import Runtime, run_job
+from worker.queue import JOB_FUNCTION, deserialize, serialize
+from worker.records import Records
+from worker.storage import open_storage
+from worker.targets import default_target
+
+log = logging.getLogger("mmq.worker")
+
+
+def _job_function(settings: Settings) -> Any:
+    # arq counts every start (deferrals included) against max_tries; our own attempt counter in the
+    # job record decides when a job gives up, so arq's is only a runaway guard.
+    return func(run_job, name=JOB_FUNCTION, max_tries=1000, timeout=settings.job_timeout_s)
+
+
+def make_startup(settings: Settings):
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["mmq"] = Runtime(
+            settings=settings,
+            records=Records(ctx["redis"], settings.key_prefix),
+            storage=open_storage(settings.storage_url),
+            client=make_client(timeout_s=settings.request_timeout_s,
+                               max_connections=settings.http_max_connections),
+            target=default_target(settings),
+        )
+        log.info("mmq worker ready: queue=%s storage=%s target=%s", settings.queue_name,
+                 settings.storage_url, ctx["mmq"].target.base_url)
+
+    return on_startup
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    runtime: Runtime | None = ctx.get("mmq")
+    if runtime is not None:
+        await runtime.client.aclose()
+
+
+def worker_kwargs(settings: Settings) -> dict[str, Any]:
+    return dict(
+        functions=[_job_function(settings)],
+        on_startup=make_startup(settings),
+        on_shutdown=on_shutdown,
+        queue_name=settings.queue_name,
+        max_jobs=settings.max_jobs,
+        job_timeout=settings.job_timeout_s,
+        poll_delay=settings.poll_delay_s,
+        keep_result=settings.keep_result_s,
+        health_check_interval=settings.health_check_interval_s,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        # max_jobs*5 ids per poll is arq's default; with fast jobs a bigger read keeps slots full
+        queue_read_limit=max(settings.max_jobs * 5, 500),
+    )
+
+
+def build_worker(
+    settings: Settings | None = None,
+    *,
+    redis_pool: ArqRedis | None = None,
+    burst: bool = False,
+    handle_signals: bool = True,
+) -> Worker:
+    settings = settings or get_settings()
+    redis_settings = RedisSettings.from_dsn(settings.redis_url) if settings.redis_url else None
+    return Worker(
+        **worker_kwargs(settings),
+        redis_settings=redis_settings,
+        redis_pool=redis_pool,
+        burst=burst,
+        handle_signals=handle_signals,
+    )
