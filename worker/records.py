@@ -115,7 +115,7 @@ class Records:
         Returns 'ok', 'missing', or the current status that blocked the move.
         """
         job.status = to
-        return await self._transition(
+        outcome = await self._transition(
             keys=[self.job_key(job.id), self.batch_key(job.batch_id) if job.batch_id else ""],
             args=[
                 ",".join(s.value for s in allowed_from),
@@ -125,6 +125,7 @@ class Records:
                 repr(time.time()),
             ],
         )
+        return outcome.decode() if isinstance(outcome, bytes) else outcome
 
     async def save(self, job: JobRecord) -> None:
         """Persist record details (attempts, timestamps) without a status change."""

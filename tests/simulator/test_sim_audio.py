@@ -18,7 +18,9 @@ UNSUPPORTED = (
 
 
 def sine_wav(freq: float = 440.0, seconds: float = 1.0, rate: int = 16_000) -> bytes:
-    samples = array("h", (round(9000 * math.sin(2 * math.pi * freq * i / rate)) for i in range(int(rate * seconds))))
+    samples = array(
+        "h", (round(9000 * math.sin(2 * math.pi * freq * i / rate)) for i in range(int(rate * seconds)))
+    )
     buf = io.BytesIO()
     with wave.open(buf, "wb") as out:
         out.setnchannels(1)

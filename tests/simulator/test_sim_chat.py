@@ -27,7 +27,13 @@ def vision_request(*urls: str, text: str = "What is in this picture?") -> dict[s
 
 def test_describe_image_and_colour_names() -> None:
     info = describe_image(image_bytes((209, 42, 42)))
-    assert info == {"width": 300, "height": 200, "format": "PNG", "dominant_rgb": (209, 42, 42), "colour": "red"}
+    assert info == {
+        "width": 300,
+        "height": 200,
+        "format": "PNG",
+        "dominant_rgb": (209, 42, 42),
+        "colour": "red",
+    }
     # a mostly-green image with a small red square is still green
     img = Image.new("RGB", (100, 100), (30, 160, 40))
     img.paste((255, 0, 0), (0, 0, 20, 20))
@@ -112,7 +118,9 @@ async def test_corrupt_images_are_rejected(sim: httpx.AsyncClient) -> None:
 
 
 async def test_request_validation(sim: httpx.AsyncClient) -> None:
-    bad_json = await sim.post("/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
+    bad_json = await sim.post(
+        "/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert bad_json.status_code == 400
     assert bad_json.json()["error"]["type"] == "invalid_request_error"
     no_model = await sim.post("/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})

@@ -130,4 +130,10 @@ def test_limiter_and_duration_format() -> None:
     now[0] = 10.5  # the first request left the window, the second is still in it
     assert limiter.check("k").admitted
     assert not limiter.check("k").admitted
-    assert [openai_duration(s) for s in (0.25, 1, 1.5, 360, 3723)] == ["250ms", "1s", "1.5s", "6m0s", "1h2m3s"]
+    assert [openai_duration(s) for s in (0.25, 1, 1.5, 360, 3723)] == [
+        "250ms",
+        "1s",
+        "1.5s",
+        "6m0s",
+        "1h2m3s",
+    ]

@@ -29,18 +29,18 @@ REQUIRED_FIELD: dict[Kind, str] = {
 _LOCAL_FIELDS = ("filename",)  # ours, never sent
 
 
-def _form_fields(request: dict[str, Any]) -> list[tuple[str, str]]:
-    """Multipart form fields the way the OpenAI SDK sends them (lists as `name[]`)."""
-    fields: list[tuple[str, str]] = []
+def _form_fields(request: dict[str, Any]) -> dict[str, str | list[str]]:
+    """Multipart form fields the way the OpenAI SDK sends them (lists as repeated `name[]`)."""
+    fields: dict[str, str | list[str]] = {}
     for name, value in request.items():
         if name == "file" or name in _LOCAL_FIELDS or value is None:
             continue
         if isinstance(value, list):
-            fields.extend((f"{name}[]", str(v)) for v in value)
+            fields[f"{name}[]"] = [str(v) for v in value]
         elif isinstance(value, dict):
-            fields.append((name, json.dumps(value)))
+            fields[name] = json.dumps(value)
         else:
-            fields.append((name, str(value)))
+            fields[name] = str(value)
     return fields
 
 
@@ -90,12 +90,17 @@ class OpenAIAdapter:
         if kind in (Kind.transcription, Kind.translation):
             if audio is None:
                 raise ValueError("audio job without audio input")
-            resp = await client.post(
+            built = client.build_request(
+                "POST",
                 url,
                 headers=headers,
                 data=_form_fields(request),
                 files={"file": (audio.filename, audio.data, audio.content_type)},
             )
+            # The aiohttp transport iterates a streamed body synchronously; the audio is in memory
+            # anyway, so render the multipart body to bytes first.
+            await built.aread()
+            resp = await client.send(built)
         else:
             resp = await client.post(url, headers=headers, json=request)
         if resp.status_code >= 400:
