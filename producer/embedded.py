@@ -46,13 +46,14 @@ def _bound_socket(port: int) -> socket.socket:
     return sock
 
 
-async def _serve(app: object, sock: socket.socket) -> uvicorn.Server:
+async def _serve(app: object, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
-    asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
+        if task.done():
+            task.result()  # surfaces the startup error
         await asyncio.sleep(0.02)
-    return server
+    return server, task
 
 
 @dataclass
@@ -123,9 +124,9 @@ async def run_embedded(
     worker_task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await worker_task
-    await worker.close()
-    for server in servers:
+    for server, _ in servers:
         server.should_exit = True
-    await asyncio.sleep(0.1)
+    await asyncio.gather(*(task for _, task in servers), return_exceptions=True)
+    await worker.close()
     return RunOutcome(batch.id, output, files_dir, final.counts.succeeded, final.counts.failed,
                       time.monotonic() - started)

@@ -25,7 +25,10 @@ async def test_generates_real_png_of_requested_size(sim: httpx.AsyncClient) -> N
         assert img.text["Software"] == "mmq simulator"
         assert img.text["prompt"] == "a lighthouse at dusk"
     # the index changes the background colour; the same request renders identical bytes
-    assert images[0].getpixel((0, 0)) != images[1].getpixel((0, 0))
+    corners = [img.convert("RGB").getpixel((0, 0)) for img in images]
+    assert corners[0] != corners[1]
+    # the caption is really drawn: the centre band holds a second (ink) colour
+    assert len(images[0].convert("RGB").getcolors()) == 2
     again = (await generate(sim, prompt="a lighthouse at dusk", size="320x200", n=2)).json()
     assert again["data"][0]["b64_json"] == body["data"][0]["b64_json"]
 
