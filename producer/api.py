@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
 from producer.auth import tenant_for
 from producer.jsonl import aiter_jsonl_chunks
-from producer.submit import BatchLine, LineError, Producer
+from producer.submit import BatchLine, LineError, Producer, format_validation_error
 from producer.views import batch_view, iter_output, job_view, result_body
 from worker.config import Settings, get_settings
 from worker.connections import connect
@@ -35,6 +35,18 @@ class JobSubmission(BaseModel):
 class BatchSubmission(BaseModel):
     requests: list[dict[str, Any]] = Field(description="lines in the OpenAI Batch input shape")
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+def current_tenant(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    found = tenant_for(token, request.app.state.tenant_keys)
+    if found is None:
+        raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)")
+    return found
+
+
+Tenant = Annotated[str, Depends(current_tenant)]
 
 
 def create_app(
@@ -55,17 +67,7 @@ def create_app(
             await r.aclose()
 
     app = FastAPI(title="mmq", version="0.1.0", lifespan=lifespan)
-    keys = settings.tenant_keys()
-
-    def tenant(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        found = tenant_for(token, keys)
-        if found is None:
-            raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)")
-        return found
-
-    Tenant = Annotated[str, Depends(tenant)]
+    app.state.tenant_keys = settings.tenant_keys()
 
     async def own_job(request: Request, job_id: str, who: str) -> JobRecord:
         job = await request.app.state.records.get_job(job_id)
@@ -97,9 +99,12 @@ def create_app(
     async def submit_batch(request: Request, who: Tenant) -> dict[str, Any]:
         """JSON `{"requests": [...], "metadata": {...}}`, or a JSONL body (streamed, any size)."""
         producer: Producer = request.app.state.producer
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("application/json"):
-            sub = BatchSubmission.model_validate_json(await request.body())
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            try:
+                sub = BatchSubmission.model_validate_json(await request.body())
+            except ValidationError as e:
+                raise HTTPException(422, format_validation_error(e)) from None
             lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
             batch = await producer.submit_batch(lines, tenant=who, metadata=sub.metadata)
         else:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 
 import httpx
 from PIL import Image
@@ -169,3 +171,17 @@ async def test_routes_without_v1_prefix_and_unknown_route(sim: httpx.AsyncClient
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "invalid_request_error"
     assert missing.headers["x-mmq-simulator"] == "1"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+async def test_decompression_bomb_guard_stays_on(sim: httpx.AsyncClient) -> None:
+    # a tiny PNG claiming 40000x40000 pixels: Pillow refuses it before decoding anything
+    ihdr = struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(bytes(100)))
+    resp = await sim.post("/chat/completions", json=vision_request(data_url(png + png_chunk(b"IEND", b""))))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "invalid_image_format"
+    assert "decompression-bomb" in resp.json()["error"]["message"]

@@ -1,0 +1,111 @@
+"""The HTTP API as a user sees it: a real `mmq api` process, a real worker, real Redis, the simulator."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from producer.auth import hash_key
+from tests.conftest import chat_body, data_url, png_bytes
+from tests.e2e.conftest import _spawn, _stop, free_port, wait_http
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+KEY_A, KEY_B = "mmq_test_key_tenant_a", "mmq_test_key_tenant_b"
+
+
+@pytest.fixture
+def api(mmq_env: dict[str, str], worker_process, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**mmq_env, "MMQ_API_KEYS": json.dumps({hash_key(KEY_A): "tenant-a", hash_key(KEY_B): "tenant-b"})}
+    log = tmp_path / "api.log"
+    proc = _spawn(["api", "--port", str(port)], env, log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+def client(base: str, key: str | None) -> httpx.Client:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=base, headers=headers, timeout=30)
+
+
+def wait_done(c: httpx.Client, batch_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = c.get(f"/api/batches/{batch_id}").json()
+        if batch["status"] != "in_progress":
+            return batch
+        time.sleep(0.2)
+    raise TimeoutError(batch)
+
+
+def test_batch_over_http_with_results_and_tenant_isolation(api):
+    a, b, anonymous = client(api, KEY_A), client(api, KEY_B), client(api, None)
+    lines = [
+        {"custom_id": "green", "method": "POST", "url": "/v1/chat/completions",
+         "body": chat_body(data_url(png_bytes((20, 180, 40), (200, 100))))},
+        {"custom_id": "art", "method": "POST", "url": "/v1/images/generations",
+         "body": {"prompt": "a lamp", "size": "128x128"}},
+        {"custom_id": "voice", "method": "POST", "url": "/v1/audio/speech",
+         "body": {"model": "tts-1", "input": "hi there", "voice": "nova", "response_format": "wav"}},
+        "{broken json",
+    ]
+    jsonl = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines)
+    r = a.post("/api/batches", content=jsonl, headers={"content-type": "application/jsonl"})
+    assert r.status_code == 201, r.text
+    batch = wait_done(a, r.json()["id"])
+    assert batch["counts"] | {"cached": 0} == {"total": 4, "queued": 0, "running": 0, "succeeded": 3,
+                                               "failed": 1, "cancelled": 0, "cached": 0}
+
+    jobs = {j["custom_id"]: j for j in a.get(f"/api/batches/{batch['id']}/jobs").json()["data"]}
+    assert "green" in a.get(jobs["green"]["result"]["url"]).json()["choices"][0]["message"]["content"]
+    png = a.get(jobs["art"]["result"]["files"][0]["url"])
+    assert png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (128, 128)
+    wav = a.get(jobs["voice"]["result"]["files"][0]["url"])
+    with wave.open(io.BytesIO(wav.content)) as w:
+        assert w.getnframes() > 0
+    assert "line 4" in jobs[None]["error"]["message"]
+
+    out = [json.loads(x) for x in a.get(batch["output_url"]).text.splitlines()]
+    assert [x["custom_id"] for x in out] == ["green", "art", "voice", None]
+    assert out[3]["error"]["code"] == "invalid_request"
+
+    # another tenant sees nothing of tenant A's, not even that it exists
+    for path in (f"/api/batches/{batch['id']}", batch["output_url"], f"/api/jobs/{jobs['green']['id']}",
+                 jobs["art"]["result"]["files"][0]["url"], jobs["green"]["result"]["url"]):
+        assert b.get(path).status_code == 404, path
+        assert anonymous.get(path).status_code == 401, path
+    assert b.get("/api/batches").json()["data"] == []
+    assert [x["id"] for x in a.get("/api/batches").json()["data"]] == [batch["id"]]
+    assert client(api, "mmq_wrong").get("/api/batches").status_code == 401
+
+
+def test_single_job_and_clear_errors_over_http(api):
+    a = client(api, KEY_A)
+    r = a.post("/api/jobs", json={"url": "/v1/chat/completions", "body": {"model": "m"}})
+    assert r.status_code == 422 and "messages" in r.json()["detail"]
+    r = a.post("/api/jobs", json={"url": "/v1/audio/transcriptions",
+                                  "body": {"model": "whisper-1", "file": "/etc/passwd"}})
+    assert r.status_code == 422 and "data: URL" in r.json()["detail"]
+    r = a.post("/api/jobs", json={"url": "/v1/chat/completions", "custom_id": "one",
+                                  "body": chat_body(data_url(png_bytes((250, 250, 0))))})
+    assert r.status_code == 201
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 30
+    while (job := a.get(f"/api/jobs/{job_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "succeeded" and job["attempts"][0]["status"] == 200
+    assert "yellow" in a.get(job["result"]["url"]).json()["choices"][0]["message"]["content"]
