@@ -89,8 +89,9 @@ def create_app(
     @app.post("/api/jobs", status_code=201)
     async def submit_job(body: JobSubmission, request: Request, who: Tenant) -> dict[str, Any]:
         try:
-            job = await request.app.state.producer.submit_job(body.url, body.body, tenant=who,
-                                                               custom_id=body.custom_id)
+            job = await request.app.state.producer.submit_job(
+                body.url, body.body, tenant=who, custom_id=body.custom_id
+            )
         except LineError as e:
             raise HTTPException(422, str(e)) from None
         return job_view(job)
@@ -109,8 +110,9 @@ def create_app(
             batch = await producer.submit_batch(lines, tenant=who, metadata=sub.metadata)
         else:
             metadata = dict(request.query_params)
-            batch = await producer.submit_batch(aiter_jsonl_chunks(request.stream()), tenant=who,
-                                                metadata=metadata)
+            batch = await producer.submit_batch(
+                aiter_jsonl_chunks(request.stream()), tenant=who, metadata=metadata
+            )
         return batch_view(batch)
 
     @app.get("/api/batches")
@@ -125,8 +127,9 @@ def create_app(
         return batch_view(await own_batch(request, batch_id, who))
 
     @app.get("/api/batches/{batch_id}/jobs")
-    async def batch_jobs(batch_id: str, request: Request, who: Tenant, offset: int = 0,
-                         limit: int = 100) -> dict[str, Any]:
+    async def batch_jobs(
+        batch_id: str, request: Request, who: Tenant, offset: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
         await own_batch(request, batch_id, who)
         records: Records = request.app.state.records
         limit = max(1, min(limit, 1000))

@@ -14,8 +14,10 @@ from worker.config import Settings, get_settings
 
 def _need_redis(settings: Settings) -> str:
     if not settings.redis_url:
-        sys.exit("mmq: set MMQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0), or use `mmq run FILE` for the "
-                 "embedded all-in-one mode")
+        sys.exit(
+            "mmq: set MMQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0), or use `mmq run FILE` for the "
+            "embedded all-in-one mode"
+        )
     return settings.redis_url
 
 
@@ -23,13 +25,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     from producer.embedded import run_embedded
     from worker.simulator import SimulatorConfig
 
-    outcome = asyncio.run(run_embedded(
-        Path(args.file), data_dir=Path(args.data_dir), api_port=args.port, serve=args.serve,
-        sim_config=SimulatorConfig(latency_ms=args.latency_ms, jitter_ms=args.latency_ms / 2),
-    ))
-    print(json.dumps({"batch_id": outcome.batch_id, "succeeded": outcome.succeeded, "failed": outcome.failed,
-                      "output": str(outcome.output), "files": str(outcome.files_dir),
-                      "seconds": round(outcome.seconds, 2)}))
+    outcome = asyncio.run(
+        run_embedded(
+            Path(args.file),
+            data_dir=Path(args.data_dir),
+            api_port=args.port,
+            serve=args.serve,
+            sim_config=SimulatorConfig(latency_ms=args.latency_ms, jitter_ms=args.latency_ms / 2),
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "batch_id": outcome.batch_id,
+                "succeeded": outcome.succeeded,
+                "failed": outcome.failed,
+                "output": str(outcome.output),
+                "files": str(outcome.files_dir),
+                "seconds": round(outcome.seconds, 2),
+            }
+        )
+    )
     return 0
 
 
@@ -51,8 +67,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     _need_redis(settings)
     if not settings.tenant_keys():
-        print("mmq api: no API keys configured (MMQ_API_KEYS / MMQ_API_KEYS_FILE); every request will be "
-              "refused. Create one with `mmq keys create --tenant NAME`.", file=sys.stderr)
+        print(
+            "mmq api: no API keys configured (MMQ_API_KEYS / MMQ_API_KEYS_FILE); every request will be "
+            "refused. Create one with `mmq keys create --tenant NAME`.",
+            file=sys.stderr,
+        )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -60,13 +79,21 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from worker.simulator import SimulatorConfig, serve
 
-    config = SimulatorConfig.from_env().model_copy(update={
-        k: v for k, v in {
-            "latency_ms": args.latency_ms, "jitter_ms": args.jitter_ms, "requests_per_window": args.rpw,
-            "window_s": args.window_s, "error_rate": args.error_rate, "hang_rate": args.hang_rate,
-            "seed": args.seed,
-        }.items() if v is not None
-    })
+    config = SimulatorConfig.from_env().model_copy(
+        update={
+            k: v
+            for k, v in {
+                "latency_ms": args.latency_ms,
+                "jitter_ms": args.jitter_ms,
+                "requests_per_window": args.rpw,
+                "window_s": args.window_s,
+                "error_rate": args.error_rate,
+                "hang_rate": args.hang_rate,
+                "seed": args.seed,
+            }.items()
+            if v is not None
+        }
+    )
     print(f"mmq simulator on http://{args.host}:{args.port}/v1 ({config.model_dump()})", file=sys.stderr)
     serve(config, host=args.host, port=args.port)
     return 0
@@ -80,7 +107,9 @@ async def _with_records(fn):
     settings = get_settings()
     redis = connect(_need_redis(settings))
     try:
-        return await fn(settings, redis, Records(redis, settings.key_prefix), open_storage(settings.storage_url))
+        return await fn(
+            settings, redis, Records(redis, settings.key_prefix), open_storage(settings.storage_url)
+        )
     finally:
         await redis.aclose()
 
@@ -93,10 +122,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     async def go(settings, redis, records, storage):
         path = Path(args.file)
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
-        batch = await producer.submit_batch(iter_jsonl(path), tenant=args.tenant, metadata={"source": path.name})
+        batch = await producer.submit_batch(
+            iter_jsonl(path), tenant=args.tenant, metadata={"source": path.name}
+        )
         print(batch.id)
-        print(f"mmq: {batch.counts.total} jobs ({batch.counts.failed} invalid); "
-              f"follow with `mmq status {batch.id} --watch`", file=sys.stderr)
+        print(
+            f"mmq: {batch.counts.total} jobs ({batch.counts.failed} invalid); "
+            f"follow with `mmq status {batch.id} --watch`",
+            file=sys.stderr,
+        )
         if args.watch:
             await watch(records, batch.id)
         return 0
@@ -132,10 +166,13 @@ def cmd_results(args: argparse.Namespace) -> int:
     async def go(settings, redis, records, storage):
         if await records.get_batch(args.id) is None:
             sys.exit(f"mmq: no batch {args.id}")
-        files = await export_batch(records, storage, args.id, Path(args.output),
-                                   Path(args.files) if args.files else None)
-        print(f"mmq: wrote {args.output}" + (f" and {files} files to {args.files}" if args.files else ""),
-              file=sys.stderr)
+        files = await export_batch(
+            records, storage, args.id, Path(args.output), Path(args.files) if args.files else None
+        )
+        print(
+            f"mmq: wrote {args.output}" + (f" and {files} files to {args.files}" if args.files else ""),
+            file=sys.stderr,
+        )
         return 0
 
     return asyncio.run(_with_records(go))

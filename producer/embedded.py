@@ -91,11 +91,14 @@ async def run_embedded(
     storage = open_storage(settings.storage_url)
     records = Records(redis, settings.key_prefix)
 
-    servers = [await _serve(create_simulator(sim_config or SimulatorConfig(latency_ms=50, jitter_ms=30)),
-                            sim_sock)]
+    servers = [
+        await _serve(create_simulator(sim_config or SimulatorConfig(latency_ms=50, jitter_ms=30)), sim_sock)
+    ]
     api_url = None
     with contextlib.suppress(OSError):
-        servers.append(await _serve(create_api(settings, redis=redis, storage=storage), _bound_socket(api_port)))
+        servers.append(
+            await _serve(create_api(settings, redis=redis, storage=storage), _bound_socket(api_port))
+        )
         api_url = f"http://127.0.0.1:{api_port}"
 
     arq_worker.log_redis_info = _no_redis_info  # type: ignore[assignment]
@@ -128,5 +131,6 @@ async def run_embedded(
         server.should_exit = True
     await asyncio.gather(*(task for _, task in servers), return_exceptions=True)
     await worker.close()
-    return RunOutcome(batch.id, output, files_dir, final.counts.succeeded, final.counts.failed,
-                      time.monotonic() - started)
+    return RunOutcome(
+        batch.id, output, files_dir, final.counts.succeeded, final.counts.failed, time.monotonic() - started
+    )

@@ -15,13 +15,16 @@ def render(batch: BatchRecord, elapsed_s: float, width: int = 30) -> str:
     total = max(c.total, 1)
     filled = int(width * c.done / total)
     rate = c.done / elapsed_s if elapsed_s > 0 else 0.0
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {c.done}/{c.total} "
-            f"ok={c.succeeded} failed={c.failed} cached={c.cached} running={c.running} "
-            f"{rate:.1f}/s {batch.status.value}")
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {c.done}/{c.total} "
+        f"ok={c.succeeded} failed={c.failed} cached={c.cached} running={c.running} "
+        f"{rate:.1f}/s {batch.status.value}"
+    )
 
 
-async def watch(records: Records, batch_id: str, *, interval_s: float = 0.5, stream=sys.stderr,
-                until_done: bool = True) -> BatchRecord:
+async def watch(
+    records: Records, batch_id: str, *, interval_s: float = 0.5, stream=sys.stderr, until_done: bool = True
+) -> BatchRecord:
     started = time.monotonic()
     tty = stream.isatty()
     while True:

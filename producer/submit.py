@@ -78,8 +78,13 @@ class BatchLine:
             error = "missing url (e.g. /v1/chat/completions)"
         elif not isinstance(obj.get("body"), dict):
             error = "missing body object"
-        return cls(body=obj.get("body"), url=obj.get("url"), custom_id=None if custom_id is None else
-                   str(custom_id), line_no=line_no, error=error)
+        return cls(
+            body=obj.get("body"),
+            url=obj.get("url"),
+            custom_id=None if custom_id is None else str(custom_id),
+            line_no=line_no,
+            error=error,
+        )
 
 
 class Producer:
@@ -109,7 +114,9 @@ class Producer:
             raise LineError(f"{what}: {e}") from None
         mime = sniff(data)
         if mime not in allowed:
-            raise LineError(f"{what}: bytes look like {mime or 'unknown data'}, not one of the accepted types")
+            raise LineError(
+                f"{what}: bytes look like {mime or 'unknown data'}, not one of the accepted types"
+            )
         return BLOB_SCHEME + await put_blob(self.storage, data, mime)
 
     async def _externalize_chat(self, body: dict[str, Any]) -> None:
@@ -125,7 +132,8 @@ class Producer:
                         part["image_url"]["url"] = await self._blob_from_data_url(url, IMAGE_TYPES, where)
                 elif part.get("type") == "file" and (part["file"].get("file_data") or "").startswith("data:"):
                     part["file"]["file_data"] = await self._blob_from_data_url(
-                        part["file"]["file_data"], frozenset({"application/pdf"}), where)
+                        part["file"]["file_data"], frozenset({"application/pdf"}), where
+                    )
 
     async def _externalize_audio(self, body: dict[str, Any]) -> None:
         ref = body["file"]
@@ -143,7 +151,9 @@ class Producer:
                 raise LineError(f"file: cannot read {ref!r} ({e.strerror or e})") from None
             mime = sniff(data)
             if mime not in AUDIO_TYPES:
-                raise LineError(f"file: {ref!r} is not a supported audio file (looks like {mime or 'unknown'})")
+                raise LineError(
+                    f"file: {ref!r} is not a supported audio file (looks like {mime or 'unknown'})"
+                )
             body.setdefault("filename", path.name)
             body["file"] = BLOB_SCHEME + await put_blob(self.storage, data, mime)
         else:
@@ -166,8 +176,9 @@ class Producer:
     # ------------------------------------------------------------------ records
     async def _build_job(self, line: BatchLine, tenant: str, batch_id: str | None) -> tuple[JobRecord, bool]:
         """Returns (record, runnable). A line that cannot run becomes a failed record."""
-        job = JobRecord(id=new_id("job"), batch_id=batch_id, custom_id=line.custom_id, tenant=tenant,
-                        kind=Kind.chat)
+        job = JobRecord(
+            id=new_id("job"), batch_id=batch_id, custom_id=line.custom_id, tenant=tenant, kind=Kind.chat
+        )
         where = f"line {line.line_no}: " if line.line_no is not None else ""
         try:
             if line.error:
@@ -198,7 +209,9 @@ class Producer:
         self, url: str, body: dict[str, Any], *, tenant: str, custom_id: str | None = None
     ) -> JobRecord:
         """One job outside any batch. Raises LineError if it cannot run (nothing is stored then)."""
-        job, runnable = await self._build_job(BatchLine(body=body, url=url, custom_id=custom_id), tenant, None)
+        job, runnable = await self._build_job(
+            BatchLine(body=body, url=url, custom_id=custom_id), tenant, None
+        )
         if not runnable:
             raise LineError(job.error.message if job.error else "invalid request")
         pipe = self.redis.pipeline(transaction=False)

@@ -18,8 +18,10 @@ def job_view(job: JobRecord) -> dict[str, Any]:
     if job.result:
         result = {
             "url": f"/api/jobs/{job.id}/result",
-            "files": [{"url": file_url(job.id, n), "content_type": f.content_type, "bytes": f.bytes}
-                      for n, f in enumerate(job.result.files)],
+            "files": [
+                {"url": file_url(job.id, n), "content_type": f.content_type, "bytes": f.bytes}
+                for n, f in enumerate(job.result.files)
+            ],
         }
     return {
         "id": job.id,
@@ -68,14 +70,20 @@ def _error_status(job: JobRecord) -> int:
 
 async def output_line(job: JobRecord, storage: Storage) -> dict[str, Any]:
     """One line of the output file, shaped like OpenAI's Batch output."""
-    line: dict[str, Any] = {"id": f"batch_req_{job.id.removeprefix('job_')}", "custom_id": job.custom_id,
-                            "response": None, "error": None}
+    line: dict[str, Any] = {
+        "id": f"batch_req_{job.id.removeprefix('job_')}",
+        "custom_id": job.custom_id,
+        "response": None,
+        "error": None,
+    }
     if job.status is JobStatus.succeeded:
         line["response"] = {"status_code": 200, "request_id": job.id, "body": await result_body(job, storage)}
     elif job.error:
-        line["response"] = {"status_code": _error_status(job), "request_id": job.id,
-                            "body": {"error": {"message": job.error.message, "type": job.error.type,
-                                               "code": job.error.code}}}
+        line["response"] = {
+            "status_code": _error_status(job),
+            "request_id": job.id,
+            "body": {"error": {"message": job.error.message, "type": job.error.type, "code": job.error.code}},
+        }
         line["error"] = {"code": job.error.type, "message": job.error.message}
     elif job.status is JobStatus.cancelled:
         line["error"] = {"code": "cancelled", "message": "the job was cancelled"}
@@ -85,7 +93,10 @@ async def output_line(job: JobRecord, storage: Storage) -> dict[str, Any]:
 async def iter_output(records: Records, storage: Storage, batch_id: str) -> AsyncIterator[bytes]:
     """The batch's output JSONL, streamed in submission order; jobs still running are left out."""
     async for ids in records.iter_batch_job_ids(batch_id, chunk=200):
-        jobs = [j for j in await records.get_jobs(ids) if j is not None and j.status not in (
-            JobStatus.queued, JobStatus.running)]
+        jobs = [
+            j
+            for j in await records.get_jobs(ids)
+            if j is not None and j.status not in (JobStatus.queued, JobStatus.running)
+        ]
         lines = await asyncio.gather(*(output_line(j, storage) for j in jobs))
         yield "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()

@@ -26,10 +26,15 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 def chat_body(image_url: str, prompt: str = "Describe this product.") -> dict:
     return {
         "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": [
-            {"type": "text", "text": prompt},
-            {"type": "image_url", "image_url": {"url": image_url}},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": prompt},
+                    {"type": "image_url", "image_url": {"url": image_url}},
+                ],
+            }
+        ],
     }
 
 

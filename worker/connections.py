@@ -16,5 +16,7 @@ def embedded_redis(server: object | None = None) -> ArqRedis:
     import redis.asyncio
 
     server = server or fakeredis.FakeServer()
-    pool = redis.asyncio.ConnectionPool(connection_class=fakeredis.aioredis.FakeAsyncRedisConnection, server=server)
+    pool = redis.asyncio.ConnectionPool(
+        connection_class=fakeredis.aioredis.FakeAsyncRedisConnection, server=server
+    )
     return ArqRedis(connection_pool=pool)

@@ -60,24 +60,44 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
             async with asyncio.timeout(rt.settings.request_timeout_s):
                 resp = await adapter.call(rt.client, rt.target, job.kind, request, audio)
         except (ProviderError, httpx.TransportError, TimeoutError) as exc:
-            err = exc if isinstance(exc, ProviderError) else ProviderError(
-                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                retryable=True, provider=rt.target.provider, code="timeout" if isinstance(
-                    exc, TimeoutError | httpx.TimeoutException) else "connection_error",
+            err = (
+                exc
+                if isinstance(exc, ProviderError)
+                else ProviderError(
+                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                    retryable=True,
+                    provider=rt.target.provider,
+                    code="timeout"
+                    if isinstance(exc, TimeoutError | httpx.TimeoutException)
+                    else "connection_error",
+                )
             )
-            job.attempts.append(Attempt(target=rt.target.name, status=err.status,
-                                        latency_ms=(time.perf_counter() - started) * 1000, error=str(err)))
+            job.attempts.append(
+                Attempt(
+                    target=rt.target.name,
+                    status=err.status,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    error=str(err),
+                )
+            )
             if not err.retryable or len(job.attempts) >= rt.settings.max_attempts:
                 raise err from None
-            delay = backoff_s(len(job.attempts), base_s=rt.settings.retry_base_s,
-                              cap_s=rt.settings.retry_cap_s, retry_after_s=err.retry_after_s)
+            delay = backoff_s(
+                len(job.attempts),
+                base_s=rt.settings.retry_base_s,
+                cap_s=rt.settings.retry_cap_s,
+                retry_after_s=err.retry_after_s,
+            )
             if delay > rt.settings.retry_sleep_max_s:
                 await rt.records.save(job)
                 raise Retry(defer=delay) from None
             await asyncio.sleep(delay)
             continue
-        job.attempts.append(Attempt(target=rt.target.name, status=resp.status,
-                                    latency_ms=(time.perf_counter() - started) * 1000))
+        job.attempts.append(
+            Attempt(
+                target=rt.target.name, status=resp.status, latency_ms=(time.perf_counter() - started) * 1000
+            )
+        )
         return resp
 
 
@@ -118,8 +138,9 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     except InvalidJob as e:
         await _fail(rt, job, JobError(type=e.type, message=str(e)))
     except ProviderError as e:
-        await _fail(rt, job, JobError(type="provider_error", message=str(e), provider_status=e.status,
-                                      code=e.code))
+        await _fail(
+            rt, job, JobError(type="provider_error", message=str(e), provider_status=e.status, code=e.code)
+        )
     except TimeoutError:
         await _fail(rt, job, JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s"))
     except Exception as e:  # a bug must cost one job, never the worker

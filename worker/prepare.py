@@ -46,7 +46,9 @@ async def check_image(data: bytes, where: str) -> str:
     """Returns the sniffed MIME type; raises InvalidJob if the bytes are not a decodable image."""
     mime = sniff(data)
     if mime not in IMAGE_TYPES:
-        raise InvalidJob(f"{where}: not an image (bytes look like {mime or 'unknown data'})", type="invalid_media")
+        raise InvalidJob(
+            f"{where}: not an image (bytes look like {mime or 'unknown data'})", type="invalid_media"
+        )
     try:
         if len(data) > 512 * 1024:
             await asyncio.to_thread(_verify_image, data)
@@ -77,8 +79,10 @@ async def _prepare_chat(request: dict[str, Any], storage: Storage) -> None:
                 data = await load_media(part["file"]["file_data"], storage)
                 mime = sniff(data)
                 if mime != "application/pdf":
-                    raise InvalidJob(f"{where}: file is not a PDF (bytes look like {mime or 'unknown'})",
-                                     type="invalid_media")
+                    raise InvalidJob(
+                        f"{where}: file is not a PDF (bytes look like {mime or 'unknown'})",
+                        type="invalid_media",
+                    )
                 part["file"]["file_data"] = to_data_url(data, mime)
 
 
@@ -86,8 +90,10 @@ async def _prepare_audio(request: dict[str, Any], storage: Storage) -> AudioInpu
     data = await load_media(request["file"], storage)
     mime = sniff(data)
     if mime not in AUDIO_TYPES:
-        raise InvalidJob(f"file: not a supported audio file (bytes look like {mime or 'unknown data'})",
-                         type="invalid_media")
+        raise InvalidJob(
+            f"file: not a supported audio file (bytes look like {mime or 'unknown data'})",
+            type="invalid_media",
+        )
     name = request.get("filename") or filename_for(mime)
     return AudioInput(data=data, content_type=mime, filename=name)
 

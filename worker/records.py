@@ -107,9 +107,7 @@ class Records:
         await self._seal(keys=[self.batch_key(batch_id)], args=[repr(time.time())])
 
     # ------------------------------------------------------------------ transitions (worker side)
-    async def transition(
-        self, job: JobRecord, allowed_from: Iterable[JobStatus], to: JobStatus
-    ) -> str:
+    async def transition(self, job: JobRecord, allowed_from: Iterable[JobStatus], to: JobStatus) -> str:
         """Move `job` to status `to` if it is currently in one of `allowed_from`.
 
         Returns 'ok', 'missing', or the current status that blocked the move.
@@ -148,8 +146,10 @@ class Records:
         raw = await self.redis.hgetall(self.batch_key(batch_id))
         if not raw:
             return None
-        v = {k.decode() if isinstance(k, bytes) else k: (x.decode() if isinstance(x, bytes) else x)
-             for k, x in raw.items()}
+        v = {
+            k.decode() if isinstance(k, bytes) else k: (x.decode() if isinstance(x, bytes) else x)
+            for k, x in raw.items()
+        }
         return BatchRecord(
             id=batch_id,
             tenant=v["tenant"],

@@ -35,8 +35,11 @@ async def _download(client: httpx.AsyncClient, url: str) -> bytes:
     # Provider-issued image URLs (they expire after an hour, so we keep the bytes).
     async with client.stream("GET", url) as resp:
         if resp.status_code != 200:
-            raise ProviderError(f"could not download generated image ({resp.status_code})",
-                                status=resp.status_code, retryable=resp.status_code >= 500)
+            raise ProviderError(
+                f"could not download generated image ({resp.status_code})",
+                status=resp.status_code,
+                retryable=resp.status_code >= 500,
+            )
         chunks, size = [], 0
         async for chunk in resp.aiter_bytes():
             size += len(chunk)
@@ -52,8 +55,9 @@ async def _store_file(storage: Storage, data: bytes, fallback_type: str) -> Resu
     return ResultFile(key=key, content_type=content_type, bytes=len(data))
 
 
-async def _image_body(job: JobRecord, resp: ProviderResponse, storage: Storage,
-                      client: httpx.AsyncClient) -> tuple[dict[str, Any], list[ResultFile]]:
+async def _image_body(
+    job: JobRecord, resp: ProviderResponse, storage: Storage, client: httpx.AsyncClient
+) -> tuple[dict[str, Any], list[ResultFile]]:
     body = dict(resp.body or {})
     files: list[ResultFile] = []
     data_out = []
@@ -90,7 +94,9 @@ async def store_result(
         body, files = await _image_body(job, resp, storage, client)
     elif job.kind is Kind.speech:
         assert resp.content is not None
-        files.append(await _store_file(storage, resp.content, resp.content_type or "application/octet-stream"))
+        files.append(
+            await _store_file(storage, resp.content, resp.content_type or "application/octet-stream")
+        )
         body = {
             "object": "audio.speech",
             "url": file_url(job.id, 0),
@@ -102,8 +108,11 @@ async def store_result(
         fmt = request.get("response_format", "text")
         content_type = TEXT_TYPES.get(fmt, "text/plain")  # text is never sniffed: "BM..." is not a bitmap
         raw = resp.text.encode()
-        files.append(ResultFile(key=await put_blob(storage, raw, content_type), content_type=content_type,
-                                bytes=len(raw)))
+        files.append(
+            ResultFile(
+                key=await put_blob(storage, raw, content_type), content_type=content_type, bytes=len(raw)
+            )
+        )
         body = {"text": resp.text, "format": fmt, "url": file_url(job.id, 0)}
     else:
         body = resp.body or {}

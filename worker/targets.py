@@ -10,8 +10,11 @@ from worker.providers.base import Target
 
 
 def default_target(settings: Settings) -> Target:
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else os.environ.get(
-        "OPENAI_API_KEY"
+    key = (
+        settings.openai_api_key.get_secret_value()
+        if settings.openai_api_key
+        else os.environ.get("OPENAI_API_KEY")
     )
-    return Target(name=settings.provider, provider=settings.provider, base_url=settings.openai_base_url,
-                  api_key=key)
+    return Target(
+        name=settings.provider, provider=settings.provider, base_url=settings.openai_base_url, api_key=key
+    )

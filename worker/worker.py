@@ -31,12 +31,17 @@ def make_startup(settings: Settings):
             settings=settings,
             records=Records(ctx["redis"], settings.key_prefix),
             storage=open_storage(settings.storage_url),
-            client=make_client(timeout_s=settings.request_timeout_s,
-                               max_connections=settings.http_max_connections),
+            client=make_client(
+                timeout_s=settings.request_timeout_s, max_connections=settings.http_max_connections
+            ),
             target=default_target(settings),
         )
-        log.info("mmq worker ready: queue=%s storage=%s target=%s", settings.queue_name,
-                 settings.storage_url, ctx["mmq"].target.base_url)
+        log.info(
+            "mmq worker ready: queue=%s storage=%s target=%s",
+            settings.queue_name,
+            settings.storage_url,
+            ctx["mmq"].target.base_url,
+        )
 
     return on_startup
 

@@ -31,8 +31,13 @@ def free_port() -> int:
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "producer.cli", *args], env=full_env, cwd=ROOT,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", *args],
+        env=full_env,
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -53,20 +53,39 @@ def wait_done(c: httpx.Client, batch_id: str, timeout: float = 60) -> dict:
 def test_batch_over_http_with_results_and_tenant_isolation(api):
     a, b, anonymous = client(api, KEY_A), client(api, KEY_B), client(api, None)
     lines = [
-        {"custom_id": "green", "method": "POST", "url": "/v1/chat/completions",
-         "body": chat_body(data_url(png_bytes((20, 180, 40), (200, 100))))},
-        {"custom_id": "art", "method": "POST", "url": "/v1/images/generations",
-         "body": {"prompt": "a lamp", "size": "128x128"}},
-        {"custom_id": "voice", "method": "POST", "url": "/v1/audio/speech",
-         "body": {"model": "tts-1", "input": "hi there", "voice": "nova", "response_format": "wav"}},
+        {
+            "custom_id": "green",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": chat_body(data_url(png_bytes((20, 180, 40), (200, 100)))),
+        },
+        {
+            "custom_id": "art",
+            "method": "POST",
+            "url": "/v1/images/generations",
+            "body": {"prompt": "a lamp", "size": "128x128"},
+        },
+        {
+            "custom_id": "voice",
+            "method": "POST",
+            "url": "/v1/audio/speech",
+            "body": {"model": "tts-1", "input": "hi there", "voice": "nova", "response_format": "wav"},
+        },
         "{broken json",
     ]
     jsonl = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines)
     r = a.post("/api/batches", content=jsonl, headers={"content-type": "application/jsonl"})
     assert r.status_code == 201, r.text
     batch = wait_done(a, r.json()["id"])
-    assert batch["counts"] | {"cached": 0} == {"total": 4, "queued": 0, "running": 0, "succeeded": 3,
-                                               "failed": 1, "cancelled": 0, "cached": 0}
+    assert batch["counts"] | {"cached": 0} == {
+        "total": 4,
+        "queued": 0,
+        "running": 0,
+        "succeeded": 3,
+        "failed": 1,
+        "cancelled": 0,
+        "cached": 0,
+    }
 
     jobs = {j["custom_id"]: j for j in a.get(f"/api/batches/{batch['id']}/jobs").json()["data"]}
     assert "green" in a.get(jobs["green"]["result"]["url"]).json()["choices"][0]["message"]["content"]
@@ -83,8 +102,13 @@ def test_batch_over_http_with_results_and_tenant_isolation(api):
     assert out[3]["error"]["code"] == "invalid_request"
 
     # another tenant sees nothing of tenant A's, not even that it exists
-    for path in (f"/api/batches/{batch['id']}", batch["output_url"], f"/api/jobs/{jobs['green']['id']}",
-                 jobs["art"]["result"]["files"][0]["url"], jobs["green"]["result"]["url"]):
+    for path in (
+        f"/api/batches/{batch['id']}",
+        batch["output_url"],
+        f"/api/jobs/{jobs['green']['id']}",
+        jobs["art"]["result"]["files"][0]["url"],
+        jobs["green"]["result"]["url"],
+    ):
         assert b.get(path).status_code == 404, path
         assert anonymous.get(path).status_code == 401, path
     assert b.get("/api/batches").json()["data"] == []
@@ -96,11 +120,19 @@ def test_single_job_and_clear_errors_over_http(api):
     a = client(api, KEY_A)
     r = a.post("/api/jobs", json={"url": "/v1/chat/completions", "body": {"model": "m"}})
     assert r.status_code == 422 and "messages" in r.json()["detail"]
-    r = a.post("/api/jobs", json={"url": "/v1/audio/transcriptions",
-                                  "body": {"model": "whisper-1", "file": "/etc/passwd"}})
+    r = a.post(
+        "/api/jobs",
+        json={"url": "/v1/audio/transcriptions", "body": {"model": "whisper-1", "file": "/etc/passwd"}},
+    )
     assert r.status_code == 422 and "data: URL" in r.json()["detail"]
-    r = a.post("/api/jobs", json={"url": "/v1/chat/completions", "custom_id": "one",
-                                  "body": chat_body(data_url(png_bytes((250, 250, 0))))})
+    r = a.post(
+        "/api/jobs",
+        json={
+            "url": "/v1/chat/completions",
+            "custom_id": "one",
+            "body": chat_body(data_url(png_bytes((250, 250, 0)))),
+        },
+    )
     assert r.status_code == 201
     job_id = r.json()["id"]
     deadline = time.monotonic() + 30

@@ -30,23 +30,44 @@ async def test_every_kind_runs_end_to_end(settings, stores, worker_process, tmp_
     corrupt_png = b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50  # passes the sniff, fails decoding
     lines = [
         line("red", "/v1/chat/completions", chat_body(data_url(png_bytes((220, 20, 20), (300, 200))))),
-        line("blue", "/v1/chat/completions",
-             chat_body(data_url(png_bytes((20, 40, 210), (120, 90), "JPEG"), "image/jpeg"))),
-        line("gen", "/v1/images/generations",
-             {"model": "gpt-image-1", "prompt": "a teapot", "n": 2, "size": "256x256"}),
-        line("say", "/v1/audio/speech",
-             {"model": "tts-1", "input": "Hello catalog", "voice": "alloy", "response_format": "wav"}),
-        line("hear", "/v1/audio/transcriptions",
-             {"model": "whisper-1", "file": data_url(encode_speech_wav(spoken), "audio/wav")}),
-        line("translate", "/v1/audio/translations",
-             {"model": "whisper-1", "file": data_url(encode_speech_wav("Hola"), "audio/wav"),
-              "response_format": "text"}),
+        line(
+            "blue",
+            "/v1/chat/completions",
+            chat_body(data_url(png_bytes((20, 40, 210), (120, 90), "JPEG"), "image/jpeg")),
+        ),
+        line(
+            "gen",
+            "/v1/images/generations",
+            {"model": "gpt-image-1", "prompt": "a teapot", "n": 2, "size": "256x256"},
+        ),
+        line(
+            "say",
+            "/v1/audio/speech",
+            {"model": "tts-1", "input": "Hello catalog", "voice": "alloy", "response_format": "wav"},
+        ),
+        line(
+            "hear",
+            "/v1/audio/transcriptions",
+            {"model": "whisper-1", "file": data_url(encode_speech_wav(spoken), "audio/wav")},
+        ),
+        line(
+            "translate",
+            "/v1/audio/translations",
+            {
+                "model": "whisper-1",
+                "file": data_url(encode_speech_wav("Hola"), "audio/wav"),
+                "response_format": "text",
+            },
+        ),
         line("corrupt", "/v1/chat/completions", chat_body(data_url(corrupt_png))),
         line("not-image", "/v1/chat/completions", chat_body(data_url(b"just some text", "image/png"))),
         line("bad-kind", "/v1/embeddings", {"model": "x", "input": "y"}),
         BatchLine(body=None, line_no=10, error="not valid JSON (Expecting value)"),
-        line("no-audio", "/v1/audio/transcriptions",
-             {"model": "whisper-1", "file": data_url(png_bytes((1, 2, 3)), "audio/wav")}),
+        line(
+            "no-audio",
+            "/v1/audio/transcriptions",
+            {"model": "whisper-1", "file": data_url(png_bytes((1, 2, 3)), "audio/wav")},
+        ),
     ]
     producer = Producer(redis, storage, settings)
     batch = await producer.submit_batch(lines, tenant="acme")
@@ -54,8 +75,11 @@ async def test_every_kind_runs_end_to_end(settings, stores, worker_process, tmp_
 
     batch = await wait_batch(records, batch.id)
     assert worker_process.poll() is None, "the worker must survive bad jobs"
-    jobs = {j.custom_id: j for ids in [x async for x in records.iter_batch_job_ids(batch.id)]
-            for j in await records.get_jobs(ids)}
+    jobs = {
+        j.custom_id: j
+        for ids in [x async for x in records.iter_batch_job_ids(batch.id)]
+        for j in await records.get_jobs(ids)
+    }
     ok = {"red", "blue", "gen", "say", "hear", "translate"}
     assert {c for c, j in jobs.items() if j.status is JobStatus.succeeded} == ok
     assert batch.counts.succeeded == len(ok) and batch.counts.failed == len(lines) - len(ok)
@@ -74,8 +98,9 @@ async def test_every_kind_runs_end_to_end(settings, stores, worker_process, tmp_
     for f in gen.files:
         img = Image.open(io.BytesIO(await storage.get(f.key)))
         assert img.format == "PNG" and img.size == (256, 256)
-    assert [d["url"] for d in (await body("gen"))["data"]] == [f"/api/jobs/{jobs['gen'].id}/files/{n}"
-                                                               for n in range(2)]
+    assert [d["url"] for d in (await body("gen"))["data"]] == [
+        f"/api/jobs/{jobs['gen'].id}/files/{n}" for n in range(2)
+    ]
 
     audio = await storage.get(jobs["say"].result.files[0].key)
     with wave.open(io.BytesIO(audio)) as w:
@@ -98,7 +123,7 @@ async def test_every_kind_runs_end_to_end(settings, stores, worker_process, tmp_
 
 
 async def test_a_2mb_image_adds_under_4kb_to_redis(settings, stores):
-    redis, records, storage = stores
+    redis, _, storage = stores
     noise = Image.frombytes("RGB", (820, 820), os.urandom(820 * 820 * 3))
     buf = io.BytesIO()
     noise.save(buf, format="PNG")
@@ -113,7 +138,8 @@ async def test_a_2mb_image_adds_under_4kb_to_redis(settings, stores):
 
     before = await used()
     job = await Producer(redis, storage, settings).submit_job(
-        "/v1/chat/completions", chat_body(data_url(big)), tenant="acme")
+        "/v1/chat/completions", chat_body(data_url(big)), tenant="acme"
+    )
     added = await used() - before
     print(f"redis bytes added by one job with a {len(big) / 1e6:.1f} MB image: {added}")
     assert added < 4096

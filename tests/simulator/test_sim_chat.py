@@ -185,3 +185,13 @@ async def test_decompression_bomb_guard_stays_on(sim: httpx.AsyncClient) -> None
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "invalid_image_format"
     assert "decompression-bomb" in resp.json()["error"]["message"]
+
+
+def test_a_product_on_a_plain_backdrop_is_named_by_its_own_colour() -> None:
+    img = Image.new("RGB", (320, 320), (235, 235, 235))
+    img.paste((30, 60, 200), (100, 60, 220, 300))  # a blue product, ~28% of the frame
+    buf = io.BytesIO()
+    img.save(buf, "JPEG")
+    info = describe_image(buf.getvalue())
+    assert info["colour"] == "white" and info["subject_colour"] == "blue"
+    assert "subject_colour" not in describe_image(image_bytes((209, 42, 42)))

@@ -47,11 +47,15 @@ def test_image_speech_and_audio_shapes():
         parse_request(Kind.image, {"prompt": "a cat", "size": "big"})
     with pytest.raises(ValidationError):
         parse_request(Kind.image, {"prompt": "a cat", "n": 11})
-    assert parse_request(Kind.speech, {"model": "tts-1", "input": "hi", "voice": "alloy"}).response_format == "mp3"
+    assert (
+        parse_request(Kind.speech, {"model": "tts-1", "input": "hi", "voice": "alloy"}).response_format
+        == "mp3"
+    )
     with pytest.raises(ValidationError):
         parse_request(Kind.speech, {"model": "tts-1", "input": "x" * 4097, "voice": "alloy"})
-    t = parse_request(Kind.transcription, {"model": "whisper-1", "file": "a.wav",
-                                           "timestamp_granularities": ["word"]})
+    t = parse_request(
+        Kind.transcription, {"model": "whisper-1", "file": "a.wav", "timestamp_granularities": ["word"]}
+    )
     assert t.response_format == "json"
     with pytest.raises(ValidationError):
         parse_request(Kind.translation, {"model": "whisper-1"})

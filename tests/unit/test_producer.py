@@ -20,8 +20,9 @@ from worker.storage import open_storage
 async def producer(tmp_path):
     redis = embedded_redis()
     settings = Settings(redis_url=None, storage_url=f"file://{tmp_path / 'store'}", enqueue_chunk=3)
-    yield Producer(redis, open_storage(settings.storage_url), settings, allow_local_paths=True,
-                   base_dir=tmp_path)
+    yield Producer(
+        redis, open_storage(settings.storage_url), settings, allow_local_paths=True, base_dir=tmp_path
+    )
     await redis.aclose()
 
 
@@ -43,13 +44,26 @@ async def test_jsonl_batch_streams_and_bad_lines_fail_alone(producer, tmp_path):
 
     wav.write_bytes(encode_speech_wav("hello"))
     lines = [
-        {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": chat_body("https://x.test/a.png")},
+        {
+            "custom_id": "a",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": chat_body("https://x.test/a.png"),
+        },
         "{not json",
-        {"custom_id": "b", "method": "POST", "url": "/v1/audio/transcriptions",
-         "body": {"model": "whisper-1", "file": "clip.wav"}},
+        {
+            "custom_id": "b",
+            "method": "POST",
+            "url": "/v1/audio/transcriptions",
+            "body": {"model": "whisper-1", "file": "clip.wav"},
+        },
         {"custom_id": "c", "method": "GET", "url": "/v1/chat/completions", "body": {}},
-        {"custom_id": "d", "method": "POST", "url": "/v1/audio/transcriptions",
-         "body": {"model": "whisper-1", "file": "missing.wav"}},
+        {
+            "custom_id": "d",
+            "method": "POST",
+            "url": "/v1/audio/transcriptions",
+            "body": {"model": "whisper-1", "file": "missing.wav"},
+        },
         {"custom_id": "e", "method": "POST", "url": "/v1/images/generations", "body": {"prompt": ""}},
     ]
     path = tmp_path / "in.jsonl"
@@ -73,8 +87,9 @@ async def test_jsonl_batch_streams_and_bad_lines_fail_alone(producer, tmp_path):
 async def test_http_producers_cannot_read_local_files(producer):
     producer.allow_local_paths = False
     with pytest.raises(LineError, match="data: URL"):
-        await producer.submit_job("/v1/audio/transcriptions", {"model": "whisper-1", "file": "/etc/passwd"},
-                                  tenant="t")
+        await producer.submit_job(
+            "/v1/audio/transcriptions", {"model": "whisper-1", "file": "/etc/passwd"}, tenant="t"
+        )
 
 
 async def test_large_requests_are_stored_out_of_redis(producer):

@@ -112,12 +112,19 @@ class OpenAIAdapter:
         content_type = resp.headers.get("content-type", "").split(";")[0].strip()
         if kind is Kind.speech:
             if not resp.content:
-                raise ProviderError("empty audio body", status=resp.status_code, retryable=True,
-                                    provider=self.name)
-            return ProviderResponse(resp.status_code, content=resp.content, content_type=content_type or None,
-                                    request_id=request_id)
+                raise ProviderError(
+                    "empty audio body", status=resp.status_code, retryable=True, provider=self.name
+                )
+            return ProviderResponse(
+                resp.status_code,
+                content=resp.content,
+                content_type=content_type or None,
+                request_id=request_id,
+            )
         if kind in (Kind.transcription, Kind.translation) and request.get("response_format") in (
-            "text", "srt", "vtt"
+            "text",
+            "srt",
+            "vtt",
         ):
             return ProviderResponse(resp.status_code, text=resp.text, request_id=request_id)
         try:

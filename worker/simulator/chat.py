@@ -117,9 +117,13 @@ async def _image_part(part: dict[str, object], param: str, got: _Received, sim: 
         raise _invalid_image(param) from None
     got.images += 1
     r, g, b = info["dominant_rgb"]  # type: ignore[misc]
+    subject = ""
+    if "subject_rgb" in info:
+        sr, sg, sb = info["subject_rgb"]  # type: ignore[misc]
+        subject = f", with a {info['subject_colour']} subject (#{sr:02x}{sg:02x}{sb:02x})"
     got.sentences.append(
         f"Image {got.images}: {info['width']}x{info['height']} {info['format']}, "
-        f"mostly {info['colour']} (#{r:02x}{g:02x}{b:02x})."
+        f"mostly {info['colour']} (#{r:02x}{g:02x}{b:02x}){subject}."
     )
     got.prompt_tokens += image_tokens(info["width"], info["height"], str(spec.get("detail") or "auto"))  # type: ignore[arg-type]
 

@@ -67,11 +67,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _dominant(img: Image.Image) -> tuple[int, int, int]:
-    w, h = img.size
-    scale = min(1.0, 64 / max(w, h))
-    # NEAREST keeps real pixel colours (no blended edge colours) so solid areas stay exact
-    small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.NEAREST)
+def _buckets(small: Image.Image) -> dict[tuple[int, int, int], list[int]]:
+    """Colours quantised to 3 bits a channel: bucket -> [count, sum r, sum g, sum b]."""
     buckets: dict[tuple[int, int, int], list[int]] = {}
     for count, (r, g, b) in small.getcolors(small.width * small.height) or []:
         acc = buckets.setdefault((r >> 5, g >> 5, b >> 5), [0, 0, 0, 0])
@@ -79,8 +76,39 @@ def _dominant(img: Image.Image) -> tuple[int, int, int]:
         acc[1] += r * count
         acc[2] += g * count
         acc[3] += b * count
-    n, rs, gs, bs = max(buckets.values(), key=lambda acc: acc[0])
+    return buckets
+
+
+def _mean(acc: list[int]) -> tuple[int, int, int]:
+    n, rs, gs, bs = acc
     return round(rs / n), round(gs / n), round(bs / n)
+
+
+def _analyse(img: Image.Image) -> tuple[tuple[int, int, int], tuple[int, int, int] | None]:
+    """(dominant colour, subject colour or None). The subject is the main colour that is not the
+    background, when the image has a uniform border (a product photo on a plain backdrop)."""
+    w, h = img.size
+    scale = min(1.0, 64 / max(w, h))
+    # NEAREST keeps real pixel colours (no blended edge colours) so solid areas stay exact
+    small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.NEAREST)
+    buckets = _buckets(small)
+    ranked = sorted(buckets.items(), key=lambda kv: kv[1][0], reverse=True)
+    dominant = _mean(ranked[0][1])
+    sw, sh = small.size
+    border = [small.getpixel((x, y)) for x in range(sw) for y in (0, sh - 1)]
+    border += [small.getpixel((x, y)) for y in range(sh) for x in (0, sw - 1)]
+    counts: dict[tuple[int, int, int], int] = {}
+    for r, g, b in border:  # type: ignore[misc]
+        key = (r >> 5, g >> 5, b >> 5)
+        counts[key] = counts.get(key, 0) + 1
+    background, n = max(counts.items(), key=lambda kv: kv[1])
+    if n < 0.6 * len(border):
+        return dominant, None
+    total = sw * sh
+    for key, acc in ranked:
+        if key != background and acc[0] >= 0.05 * total:
+            return dominant, _mean(acc)
+    return dominant, None
 
 
 def describe_image(data: bytes) -> dict[str, object]:
@@ -93,8 +121,17 @@ def describe_image(data: bytes) -> dict[str, object]:
         fmt = img.format or "unknown"
         img.draft("RGB", (128, 128))  # JPEG: decode at reduced scale, the colour survives
         img.load()  # forces a full decode so truncated/corrupt data fails here
-        rgb = _dominant(_to_rgb(img))
-    return {"width": width, "height": height, "format": fmt, "dominant_rgb": rgb, "colour": colour_name(rgb)}
+        rgb, subject = _analyse(_to_rgb(img))
+    info: dict[str, object] = {
+        "width": width,
+        "height": height,
+        "format": fmt,
+        "dominant_rgb": rgb,
+        "colour": colour_name(rgb),
+    }
+    if subject is not None:
+        info["subject_rgb"], info["subject_colour"] = subject, colour_name(subject)
+    return info
 
 
 def image_tokens(width: int, height: int, detail: str = "auto") -> int:
