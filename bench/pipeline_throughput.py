@@ -1,0 +1,122 @@
+"""mmq's whole pipeline vs raw arq no-op jobs, on the same real Redis, same worker settings.
+
+    python bench/pipeline_throughput.py [--jobs 2000] [--max-jobs 128]
+
+mmq jobs are text-only chat requests sent to a zero-latency simulator in another process, so the figure
+is mmq's own overhead (records, Lua status moves, adapter, HTTP, result storage) on top of arq's.
+Both runs use one in-process burst worker; the time counted is from worker start to the last job done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import tempfile
+import time
+
+from arq import Worker, func
+from arq.connections import ArqRedis
+
+from bench._common import ROOT, clean_redis_db, simulator
+from producer.submit import BatchLine, Producer
+from worker.config import Settings
+from worker.connections import connect
+from worker.contract import BatchStatus
+from worker.queue import deserialize, serialize
+from worker.records import Records
+from worker.storage import open_storage
+from worker.worker import build_worker
+
+
+async def noop(ctx: dict, n: int) -> int:
+    return n
+
+
+async def raw_arq(url: str, jobs: int, max_jobs: int, poll: float) -> tuple[float, float]:
+    redis = ArqRedis.from_url(url)
+    redis.job_serializer, redis.job_deserializer = serialize, deserialize
+    for n in range(jobs):
+        await redis.enqueue_job("noop", n, _queue_name="bench:raw")
+    worker = Worker(
+        functions=[func(noop, name="noop")],
+        redis_pool=redis,
+        queue_name="bench:raw",
+        burst=True,
+        max_jobs=max_jobs,
+        poll_delay=poll,
+        handle_signals=False,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        queue_read_limit=max(max_jobs * 5, 500),
+        keep_result=60,
+    )
+    started, cpu = time.perf_counter(), time.process_time()
+    await worker.main()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    assert worker.jobs_complete == jobs, worker.jobs_complete
+    await worker.close()
+    return elapsed, cpu
+
+
+async def mmq_pipeline(
+    url: str, base_url: str, jobs: int, max_jobs: int, poll: float, store: str
+) -> tuple[float, float]:
+    settings = Settings(
+        redis_url=url,
+        storage_url=f"file://{store}",
+        openai_base_url=base_url,
+        openai_api_key="bench",
+        max_jobs=max_jobs,
+        poll_delay_s=poll,
+        queue_name="bench:mmq",
+    )
+    redis = connect(url)
+    producer = Producer(redis, open_storage(settings.storage_url), settings)
+    lines = (
+        BatchLine(
+            body={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"item {n}"}]},
+            url="/v1/chat/completions",
+            custom_id=str(n),
+        )
+        for n in range(jobs)
+    )
+    batch = await producer.submit_batch(lines, tenant="bench")
+    worker = build_worker(settings, burst=True, handle_signals=False)
+    started, cpu = time.perf_counter(), time.process_time()
+    await worker.main()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    await worker.close()
+    final = await Records(redis, settings.key_prefix).get_batch(batch.id)
+    assert final and final.status is BatchStatus.completed and final.counts.succeeded == jobs, final
+    await redis.aclose()
+    return elapsed, cpu
+
+
+async def main(jobs: int, max_jobs: int, poll: float) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    with (
+        simulator() as base_url,
+        clean_redis_db() as url,
+        tempfile.TemporaryDirectory(dir=ROOT, prefix=".bench-store-") as store,
+    ):
+        raw, raw_cpu = await raw_arq(url, jobs, max_jobs, poll)
+        mmq, mmq_cpu = await mmq_pipeline(url, base_url, jobs, max_jobs, poll, store)
+    print(
+        f"raw arq no-op jobs : {jobs / raw:7.0f} jobs/s ({raw:.2f} s for {jobs}; "
+        f"worker CPU {raw_cpu / jobs * 1000:.2f} ms/job)"
+    )
+    print(
+        f"mmq pipeline       : {jobs / mmq:7.0f} jobs/s ({mmq:.2f} s for {jobs}; "
+        f"worker CPU {mmq_cpu / jobs * 1000:.2f} ms/job; chat via zero-latency simulator, results stored)"
+    )
+    print(f"ratio mmq / raw    : {raw / mmq:.2f}  (max_jobs={max_jobs}, poll_delay={poll}s)")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--jobs", type=int, default=2000)
+    p.add_argument("--max-jobs", type=int, default=128)
+    p.add_argument("--poll-delay", type=float, default=0.05)
+    a = p.parse_args()
+    asyncio.run(main(a.jobs, a.max_jobs, a.poll_delay))
