@@ -42,6 +42,15 @@ class Runtime:
     target: Target
 
 
+def _redact(text: str, target: Target) -> str:
+    """Providers echo credentials in some errors (e.g. 401 "Incorrect API key provided: …");
+    nothing secret may reach the job record."""
+    key = target.api_key
+    if key and len(key) >= 8:
+        text = text.replace(key, "***")
+    return text
+
+
 async def _load_request(job: JobRecord, storage: Storage) -> dict[str, Any]:
     if job.request is not None:
         return job.request
@@ -77,7 +86,7 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                     target=rt.target.name,
                     status=err.status,
                     latency_ms=(time.perf_counter() - started) * 1000,
-                    error=str(err),
+                    error=_redact(str(err), rt.target),
                 )
             )
             if not err.retryable or len(job.attempts) >= rt.settings.max_attempts:
@@ -139,7 +148,14 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         await _fail(rt, job, JobError(type=e.type, message=str(e)))
     except ProviderError as e:
         await _fail(
-            rt, job, JobError(type="provider_error", message=str(e), provider_status=e.status, code=e.code)
+            rt,
+            job,
+            JobError(
+                type="provider_error",
+                message=_redact(str(e), rt.target),
+                provider_status=e.status,
+                code=e.code,
+            ),
         )
     except TimeoutError:
         await _fail(rt, job, JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s"))

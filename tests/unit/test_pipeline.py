@@ -158,3 +158,20 @@ async def test_a_corrupt_image_fails_its_job_before_any_provider_call(make_runti
     await run_job({"mmq": rt}, job.id)
     rec = await rt.records.get_job(job.id)
     assert rec.status is JobStatus.failed and rec.error.type == "invalid_media" and rec.attempts == []
+
+
+async def test_a_provider_echoing_the_api_key_never_gets_it_into_the_record(make_runtime):
+    rt, producer = make_runtime(scripted(err(401, "invalid_api_key")))
+    rt.target = Target(name="sim", provider="openai", base_url="http://sim/v1", api_key="sk-secret-value-123")
+    echo = httpx.Response(
+        401,
+        json={
+            "error": {"message": "Incorrect API key provided: sk-secret-value-123", "code": "invalid_api_key"}
+        },
+    )
+    rt.client = make_client(transport=scripted(echo))
+    job_id = await submit(producer)
+    await run_job({"mmq": rt}, job_id)
+    raw = await rt.records.redis.hget(rt.records.job_key(job_id), "data")
+    assert b"sk-secret-value-123" not in raw and b"Incorrect API key provided: ***" in raw
+    await rt.client.aclose()

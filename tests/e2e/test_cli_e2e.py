@@ -1,0 +1,75 @@
+"""The CLI against a real deployment shape: `mmq submit`, `mmq status --watch`, `mmq results`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chat_body, data_url, png_bytes
+from tests.e2e.conftest import ROOT
+from worker.simulator import encode_speech_wav
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+
+def mmq(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_submit_watch_and_download_results(mmq_env, worker_process, tmp_path):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "note.wav").write_bytes(encode_speech_wav("call the supplier at nine"))
+    lines = [
+        {
+            "custom_id": "photo",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": chat_body(data_url(png_bytes((240, 130, 20), (90, 90)))),
+        },
+        {
+            "custom_id": "note",
+            "method": "POST",
+            "url": "/v1/audio/transcriptions",
+            "body": {"model": "whisper-1", "file": "clips/note.wav", "response_format": "srt"},
+        },
+        {
+            "custom_id": "poster",
+            "method": "POST",
+            "url": "/v1/images/generations",
+            "body": {"prompt": "a van"},
+        },
+    ]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+    submitted = mmq("submit", "in.jsonl", "--tenant", "ops", env=mmq_env, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = submitted.stdout.strip()
+    assert batch_id.startswith("batch_")
+
+    status = mmq("status", batch_id, "--watch", env=mmq_env, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "3/3" in status.stderr  # the progress line reached the end
+    assert json.loads(status.stdout)["counts"]["succeeded"] == 3
+
+    results = mmq("results", batch_id, "-o", "out.jsonl", "--files", "files", env=mmq_env, cwd=tmp_path)
+    assert results.returncode == 0, results.stderr
+    out = {x["custom_id"]: x for x in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert "orange" in out["photo"]["response"]["body"]["choices"][0]["message"]["content"]
+    srt = (tmp_path / "files" / "note.srt").read_text()
+    assert "00:00:00,000 -->" in srt and "call the supplier at nine" in srt
+    assert (tmp_path / "files" / "poster.png").read_bytes().startswith(b"\x89PNG")
+
+    job = mmq("status", "job_nope", env=mmq_env, cwd=tmp_path)
+    assert job.returncode != 0 and "no job" in job.stderr
