@@ -29,12 +29,13 @@ from worker.contract import (
     JobRecord,
     JobStatus,
     Kind,
+    chat_media_slots,
     dump_request,
     kind_for_url,
     parse_request,
 )
 from worker.media import MediaError, parse_data_url, sniff
-from worker.prepare import AUDIO_TYPES, IMAGE_TYPES
+from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES
 from worker.records import Records
 from worker.storage import Storage, put_blob, safe_segment
 
@@ -107,11 +108,8 @@ class Producer:
         self.base_dir = base_dir or Path.cwd()
 
     # ------------------------------------------------------------------ media → blobs
-    async def _blob_from_data_url(self, url: str, allowed: frozenset[str], what: str) -> str:
-        try:
-            _, data = parse_data_url(url)
-        except MediaError as e:
-            raise LineError(f"{what}: {e}") from None
+    async def _store_checked(self, data: bytes, allowed: frozenset[str], what: str) -> str:
+        """Stores media whose sniffed type is allowed; returns its blob reference."""
         mime = sniff(data)
         if mime not in allowed:
             raise LineError(
@@ -119,21 +117,18 @@ class Producer:
             )
         return BLOB_SCHEME + await put_blob(self.storage, data, mime)
 
+    async def _blob_from_data_url(self, url: str, allowed: frozenset[str], what: str) -> str:
+        try:
+            _, data = parse_data_url(url)
+        except MediaError as e:
+            raise LineError(f"{what}: {e}") from None
+        return await self._store_checked(data, allowed, what)
+
     async def _externalize_chat(self, body: dict[str, Any]) -> None:
-        for m, message in enumerate(body.get("messages", [])):
-            content = message.get("content")
-            if not isinstance(content, list):
-                continue
-            for p, part in enumerate(content):
-                where = f"messages[{m}].content[{p}]"
-                if part.get("type") == "image_url":
-                    url = part["image_url"]["url"]
-                    if url.startswith("data:"):
-                        part["image_url"]["url"] = await self._blob_from_data_url(url, IMAGE_TYPES, where)
-                elif part.get("type") == "file" and (part["file"].get("file_data") or "").startswith("data:"):
-                    part["file"]["file_data"] = await self._blob_from_data_url(
-                        part["file"]["file_data"], frozenset({"application/pdf"}), where
-                    )
+        for slot in chat_media_slots(body):
+            if slot.value.startswith("data:"):
+                allowed = IMAGE_TYPES if slot.media == "image" else PDF_TYPES
+                slot.set(await self._blob_from_data_url(slot.value, allowed, slot.where))
 
     async def _externalize_audio(self, body: dict[str, Any]) -> None:
         ref = body["file"]
@@ -149,13 +144,8 @@ class Producer:
                 data = path.read_bytes()
             except OSError as e:
                 raise LineError(f"file: cannot read {ref!r} ({e.strerror or e})") from None
-            mime = sniff(data)
-            if mime not in AUDIO_TYPES:
-                raise LineError(
-                    f"file: {ref!r} is not a supported audio file (looks like {mime or 'unknown'})"
-                )
+            body["file"] = await self._store_checked(data, AUDIO_TYPES, f"file {ref!r}")
             body.setdefault("filename", path.name)
-            body["file"] = BLOB_SCHEME + await put_blob(self.storage, data, mime)
         else:
             raise LineError("file: must be a data: URL of the audio")
 

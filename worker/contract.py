@@ -8,6 +8,8 @@ can list them); the parts we act on (messages, content parts, media references) 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -213,6 +215,37 @@ def parse_request(kind: Kind, body: Any) -> BaseModel:
 def dump_request(request: BaseModel) -> dict[str, Any]:
     # exclude_none keeps provider defaults in charge and bodies small in Redis
     return request.model_dump(mode="json", exclude_none=True)
+
+
+@dataclass
+class MediaSlot:
+    """One place in a chat request that holds media: `holder[field]` is its URL or data."""
+
+    where: str  # e.g. "messages[0].content[1]", for error messages
+    holder: dict[str, Any]
+    field: str
+    media: Literal["image", "pdf"]
+
+    @property
+    def value(self) -> str:
+        return self.holder[self.field]
+
+    def set(self, value: str) -> None:
+        self.holder[self.field] = value
+
+
+def chat_media_slots(body: dict[str, Any]) -> Iterator[MediaSlot]:
+    """Every image and document reference in a (validated, dumped) chat request body, in order."""
+    for m, message in enumerate(body.get("messages", [])):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for p, part in enumerate(content):
+            where = f"messages[{m}].content[{p}]"
+            if part.get("type") == "image_url":
+                yield MediaSlot(where, part["image_url"], "url", "image")
+            elif part.get("type") == "file" and part["file"].get("file_data"):
+                yield MediaSlot(where, part["file"], "file_data", "pdf")
 
 
 # ------------------------------------------------------------------------------------------- records

@@ -13,13 +13,14 @@ from typing import Any
 
 from PIL import Image
 
-from worker.contract import BLOB_SCHEME, Kind
+from worker.contract import BLOB_SCHEME, Kind, chat_media_slots
 from worker.errors import InvalidJob
 from worker.media import MediaError, filename_for, parse_data_url, sniff, to_data_url
 from worker.providers.base import AudioInput
 from worker.storage import BlobNotFound, Storage
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"})
+PDF_TYPES = frozenset({"application/pdf"})
 AUDIO_TYPES = frozenset({"audio/wav", "audio/mpeg", "audio/flac", "audio/ogg", "audio/mp4", "audio/webm"})
 
 
@@ -62,28 +63,17 @@ async def check_image(data: bytes, where: str) -> str:
 
 
 async def _prepare_chat(request: dict[str, Any], storage: Storage) -> None:
-    for m, message in enumerate(request.get("messages", [])):
-        content = message.get("content")
-        if not isinstance(content, list):
-            continue
-        for p, part in enumerate(content):
-            where = f"messages[{m}].content[{p}]"
-            if part.get("type") == "image_url":
-                url = part["image_url"]["url"]
-                if url.startswith(("http://", "https://")):
-                    continue  # the provider fetches it (issue 6 adds worker-side fetching where needed)
-                data = await load_media(url, storage)
-                mime = await check_image(data, where)
-                part["image_url"]["url"] = to_data_url(data, mime)
-            elif part.get("type") == "file" and part["file"].get("file_data"):
-                data = await load_media(part["file"]["file_data"], storage)
-                mime = sniff(data)
-                if mime != "application/pdf":
-                    raise InvalidJob(
-                        f"{where}: file is not a PDF (bytes look like {mime or 'unknown'})",
-                        type="invalid_media",
-                    )
-                part["file"]["file_data"] = to_data_url(data, mime)
+    for slot in chat_media_slots(request):
+        if slot.value.startswith(("http://", "https://")):
+            continue  # the provider fetches it (issue 6 adds worker-side fetching where needed)
+        data = await load_media(slot.value, storage)
+        if slot.media == "image":
+            mime = await check_image(data, slot.where)
+        elif (mime := sniff(data)) not in PDF_TYPES:
+            raise InvalidJob(
+                f"{slot.where}: file is not a PDF (bytes look like {mime or 'unknown'})", type="invalid_media"
+            )
+        slot.set(to_data_url(data, mime))
 
 
 async def _prepare_audio(request: dict[str, Any], storage: Storage) -> AudioInput:
