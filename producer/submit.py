@@ -37,6 +37,8 @@ from worker.contract import (
 from worker.media import MediaError, parse_data_url, sniff
 from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES
 from worker.records import Records
+from worker.routes import check_providers
+from worker.routing import parse_config
 from worker.storage import Storage, put_blob, safe_segment
 
 
@@ -46,6 +48,20 @@ def new_id(prefix: str) -> str:
 
 class LineError(ValueError):
     """A request that cannot become a job; the message names the field and the cause."""
+
+
+def validate_config(config: dict[str, Any] | str | None) -> dict[str, Any] | None:
+    """A routing config checked now, at submit time, never at 3 a.m. in a worker. Raises LineError."""
+    if config is None:
+        return None
+    try:
+        parsed = parse_config(config)
+        check_providers(parsed)
+    except ValidationError as e:
+        raise LineError(f"routing config: {format_validation_error(e)}") from None
+    except ValueError as e:
+        raise LineError(f"routing config: {e}") from None
+    return parsed.model_dump(mode="json", exclude_none=True)
 
 
 def format_validation_error(e: ValidationError) -> str:
@@ -164,10 +180,23 @@ class Producer:
         return data
 
     # ------------------------------------------------------------------ records
-    async def _build_job(self, line: BatchLine, tenant: str, batch_id: str | None) -> tuple[JobRecord, bool]:
+    async def _build_job(
+        self,
+        line: BatchLine,
+        tenant: str,
+        batch_id: str | None,
+        config: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[JobRecord, bool]:
         """Returns (record, runnable). A line that cannot run becomes a failed record."""
         job = JobRecord(
-            id=new_id("job"), batch_id=batch_id, custom_id=line.custom_id, tenant=tenant, kind=Kind.chat
+            id=new_id("job"),
+            batch_id=batch_id,
+            custom_id=line.custom_id,
+            tenant=tenant,
+            kind=Kind.chat,
+            config=config,
+            metadata=(metadata or {}) if config else {},
         )
         where = f"line {line.line_no}: " if line.line_no is not None else ""
         try:
@@ -196,11 +225,22 @@ class Producer:
             queue.enqueue(pipe, job.id, self.settings.queue_name)
 
     async def submit_job(
-        self, url: str, body: dict[str, Any], *, tenant: str, custom_id: str | None = None
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        tenant: str,
+        custom_id: str | None = None,
+        config: dict[str, Any] | str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> JobRecord:
         """One job outside any batch. Raises LineError if it cannot run (nothing is stored then)."""
         job, runnable = await self._build_job(
-            BatchLine(body=body, url=url, custom_id=custom_id), tenant, None
+            BatchLine(body=body, url=url, custom_id=custom_id),
+            tenant,
+            None,
+            validate_config(config),
+            metadata,
         )
         if not runnable:
             raise LineError(job.error.message if job.error else "invalid request")
@@ -217,9 +257,13 @@ class Producer:
         return batch
 
     async def add_lines(
-        self, batch: BatchRecord, lines: Iterable[BatchLine] | AsyncIterable[BatchLine]
+        self,
+        batch: BatchRecord,
+        lines: Iterable[BatchLine] | AsyncIterable[BatchLine],
+        config: dict[str, Any] | None = None,
     ) -> tuple[int, int]:
-        """Streams lines into `batch`; returns (accepted, invalid). Sends one pipeline per chunk."""
+        """Streams lines into `batch`; returns (accepted, invalid). Sends one pipeline per chunk.
+        `config` must already be validated (validate_config)."""
         accepted = invalid = 0
         pipe = self.redis.pipeline(transaction=False)
         pending = 0
@@ -232,7 +276,7 @@ class Producer:
                 pending = 0
 
         async for line in _aiter(lines):
-            job, runnable = await self._build_job(line, batch.tenant, batch.id)
+            job, runnable = await self._build_job(line, batch.tenant, batch.id, config, batch.metadata)
             self._write(pipe, job, runnable)
             pending += 1
             accepted += runnable
@@ -248,9 +292,12 @@ class Producer:
         *,
         tenant: str,
         metadata: dict[str, str] | None = None,
+        config: dict[str, Any] | str | None = None,
     ) -> BatchRecord:
+        """`config`: a routing config (Portkey schema) for every job; refused here if invalid."""
+        checked = validate_config(config)
         batch = await self.create_batch(tenant=tenant, metadata=metadata)
-        _, invalid = await self.add_lines(batch, lines)
+        _, invalid = await self.add_lines(batch, lines, checked)
         await self.records.seal_batch(batch.id, invalid)
         return await self.records.get_batch(batch.id) or batch
 

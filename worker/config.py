@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,10 +36,15 @@ class Settings(BaseSettings):
     http_max_connections: int = 1024
 
     # retries of one job (provider 429/5xx/timeouts); long waits defer the job instead of sleeping
-    max_attempts: int = 6
+    max_attempts: int = 6  # on the default target (jobs without a routing config)
+    max_total_attempts: int = 20  # across every target and deferral of one job
     retry_base_s: float = 1.0
     retry_cap_s: float = 60.0
     retry_sleep_max_s: float = 5.0
+
+    # routing: the config for jobs that carry none (Portkey schema, JSON); virtual keys' secrets file
+    default_config: dict[str, Any] | None = None
+    secrets_file: Path | None = None
 
     # producer
     inline_request_max_bytes: int = 16_384  # bigger request bodies go to storage, Redis keeps a reference

@@ -302,7 +302,8 @@ class JobRecord(BaseModel):
     kind: Kind
     request: dict[str, Any] | None = None  # small requests are kept inline
     request_key: str | None = None  # large ones go to storage
-    config: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None  # routing config (Portkey schema), validated at submit
+    metadata: dict[str, Any] = Field(default_factory=dict)  # for conditional routing
     cache_key: str | None = None
     status: JobStatus = JobStatus.queued
     cached: bool = False

@@ -45,8 +45,11 @@ class VirtualKeys:
             return Credential(api_key=self.environ[env], base_url=self.environ.get(env + "_BASE_URL"))
         entry = self.file_entries.get(name)
         if entry is not None:
-            return Credential(api_key=entry.get("api_key"), base_url=entry.get("base_url"),
-                              headers=dict(entry.get("headers") or {}))
+            return Credential(
+                api_key=entry.get("api_key"),
+                base_url=entry.get("base_url"),
+                headers=dict(entry.get("headers") or {}),
+            )
         raise UnknownVirtualKey(
             f"virtual key {name!r} is not defined on this worker (set {env} or add it to MMQ_SECRETS_FILE)"
         )

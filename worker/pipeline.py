@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,13 +19,15 @@ from arq import Retry
 
 from worker.config import Settings
 from worker.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus
-from worker.errors import InvalidJob, ProviderError
+from worker.credentials import VirtualKeys
+from worker.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from worker.prepare import prepare
 from worker.providers import get_adapter
 from worker.providers.base import ProviderResponse, Target
 from worker.records import Records
 from worker.results import store_result
 from worker.retry import backoff_s
+from worker.routes import Route, routes_for
 from worker.storage import Storage
 
 log = logging.getLogger("mmq.worker")
@@ -40,6 +42,7 @@ class Runtime:
     storage: Storage
     client: httpx.AsyncClient
     target: Target
+    keys: VirtualKeys = field(default_factory=VirtualKeys)
 
 
 def _redact(text: str, target: Target) -> str:
@@ -59,55 +62,82 @@ async def _load_request(job: JobRecord, storage: Storage) -> dict[str, Any]:
     raise InvalidJob("job has no request")
 
 
+def _may_fall_back(err: ProviderError, route: Route) -> bool:
+    if route.fallback_on is not None:
+        return err.status in route.fallback_on
+    return err.retryable or err.status in (408, 429) or (err.status or 0) >= 500
+
+
+def _may_retry(err: ProviderError, route: Route) -> bool:
+    if route.retry_on is not None:
+        return err.status in route.retry_on and err.code not in NON_RETRYABLE_CODES
+    return err.retryable
+
+
 async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> ProviderResponse:
-    """Calls the provider; sleeps through short waits, defers the job (frees the slot) for long ones."""
+    """Walks the job's routes (fallback order); on each target retries what is worth retrying, sleeping
+    through short waits and deferring the job (freeing the worker slot) for long ones."""
     audio = await prepare(job.kind, request, rt.storage)
-    adapter = get_adapter(rt.target.provider)
-    while True:
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(rt.settings.request_timeout_s):
-                resp = await adapter.call(rt.client, rt.target, job.kind, request, audio)
-        except (ProviderError, httpx.TransportError, TimeoutError) as exc:
-            err = (
-                exc
-                if isinstance(exc, ProviderError)
-                else ProviderError(
-                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                    retryable=True,
-                    provider=rt.target.provider,
-                    code="timeout"
-                    if isinstance(exc, TimeoutError | httpx.TimeoutException)
-                    else "connection_error",
+    config = job.config if job.config is not None else rt.settings.default_config
+    routes = routes_for(config, request, job.metadata, rt.settings, rt.keys, rt.target)
+    for n, route in enumerate(routes):
+        adapter = get_adapter(route.target.provider)
+        tries = 0
+        while True:
+            tries += 1
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(route.timeout_s):
+                    resp = await adapter.call(rt.client, route.target, job.kind, route.request, audio)
+            except (ProviderError, httpx.TransportError, TimeoutError) as exc:
+                err = _as_provider_error(exc, route.target)
+                err.message = _redact(err.message, route.target)
+                job.attempts.append(
+                    Attempt(
+                        target=route.target.name,
+                        status=err.status,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                        error=_redact(str(err), route.target),
+                    )
                 )
-            )
+                if len(job.attempts) >= rt.settings.max_total_attempts:
+                    raise err from None
+                if tries < route.max_attempts and _may_retry(err, route):
+                    delay = backoff_s(
+                        tries,
+                        base_s=rt.settings.retry_base_s,
+                        cap_s=rt.settings.retry_cap_s,
+                        retry_after_s=err.retry_after_s,
+                    )
+                    if delay > rt.settings.retry_sleep_max_s:
+                        await rt.records.save(job)
+                        raise Retry(defer=delay) from None
+                    await asyncio.sleep(delay)
+                    continue
+                if n + 1 < len(routes) and _may_fall_back(err, route):
+                    break  # next target
+                raise err from None
             job.attempts.append(
                 Attempt(
-                    target=rt.target.name,
-                    status=err.status,
+                    target=route.target.name,
+                    status=resp.status,
                     latency_ms=(time.perf_counter() - started) * 1000,
-                    error=_redact(str(err), rt.target),
                 )
             )
-            if not err.retryable or len(job.attempts) >= rt.settings.max_attempts:
-                raise err from None
-            delay = backoff_s(
-                len(job.attempts),
-                base_s=rt.settings.retry_base_s,
-                cap_s=rt.settings.retry_cap_s,
-                retry_after_s=err.retry_after_s,
-            )
-            if delay > rt.settings.retry_sleep_max_s:
-                await rt.records.save(job)
-                raise Retry(defer=delay) from None
-            await asyncio.sleep(delay)
-            continue
-        job.attempts.append(
-            Attempt(
-                target=rt.target.name, status=resp.status, latency_ms=(time.perf_counter() - started) * 1000
-            )
-        )
-        return resp
+            return resp
+    raise InvalidJob("routing produced no targets", type="routing_error")
+
+
+def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
+    if isinstance(exc, ProviderError):
+        return exc
+    timeout = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    return ProviderError(
+        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+        retryable=True,
+        provider=target.provider,
+        code="timeout" if timeout else "connection_error",
+    )
 
 
 async def _finish(rt: Runtime, job: JobRecord, to: JobStatus) -> None:

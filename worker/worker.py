@@ -9,6 +9,7 @@ from arq import Worker, func
 from arq.connections import ArqRedis, RedisSettings
 
 from worker.config import Settings, get_settings
+from worker.credentials import VirtualKeys
 from worker.http import make_client
 from worker.pipeline import Runtime, run_job
 from worker.queue import JOB_FUNCTION, deserialize, serialize
@@ -35,6 +36,7 @@ def make_startup(settings: Settings):
                 timeout_s=settings.request_timeout_s, max_connections=settings.http_max_connections
             ),
             target=default_target(settings),
+            keys=VirtualKeys(settings.secrets_file),
         )
         log.info(
             "mmq worker ready: queue=%s storage=%s target=%s",

@@ -13,47 +13,16 @@ from arq import Retry
 
 from producer.submit import Producer
 from tests.conftest import chat_body, data_url, png_bytes
-from worker.config import Settings
-from worker.connections import embedded_redis
 from worker.contract import JobStatus
 from worker.http import make_client
-from worker.pipeline import Runtime, run_job
+from worker.pipeline import run_job
 from worker.providers.base import Target
-from worker.records import Records
 from worker.simulator import SimulatorConfig
 from worker.simulator import create_app as create_simulator
-from worker.storage import open_storage
 
 
 def sim_transport(**knobs) -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=create_simulator(SimulatorConfig(**knobs)))
-
-
-@pytest.fixture
-async def make_runtime(tmp_path):
-    redis = embedded_redis()
-    clients: list[httpx.AsyncClient] = []
-
-    def make(transport: httpx.AsyncBaseTransport, **overrides) -> tuple[Runtime, Producer]:
-        settings = Settings(
-            redis_url=None, storage_url=f"file://{tmp_path / 'store'}", retry_base_s=0.01, **overrides
-        )
-        storage = open_storage(settings.storage_url)
-        client = make_client(transport=transport)
-        clients.append(client)
-        rt = Runtime(
-            settings=settings,
-            records=Records(redis),
-            storage=storage,
-            client=client,
-            target=Target(name="sim", provider="openai", base_url="http://sim/v1", api_key="k1"),
-        )
-        return rt, Producer(redis, storage, settings)
-
-    yield make
-    for c in clients:
-        await c.aclose()
-    await redis.aclose()
 
 
 async def submit(producer: Producer, colour=(200, 20, 20)) -> str:
