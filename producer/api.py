@@ -30,11 +30,14 @@ class JobSubmission(BaseModel):
     url: str = Field(description="the OpenAI path of the kind, e.g. /v1/chat/completions")
     body: dict[str, Any]
     custom_id: str | None = None
+    config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class BatchSubmission(BaseModel):
     requests: list[dict[str, Any]] = Field(description="lines in the OpenAI Batch input shape")
     metadata: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
 
 
 def current_tenant(request: Request) -> str:
@@ -90,7 +93,12 @@ def create_app(
     async def submit_job(body: JobSubmission, request: Request, who: Tenant) -> dict[str, Any]:
         try:
             job = await request.app.state.producer.submit_job(
-                body.url, body.body, tenant=who, custom_id=body.custom_id
+                body.url,
+                body.body,
+                tenant=who,
+                custom_id=body.custom_id,
+                config=body.config,
+                metadata=body.metadata,
             )
         except LineError as e:
             raise HTTPException(422, str(e)) from None
@@ -101,18 +109,25 @@ def create_app(
         """JSON `{"requests": [...], "metadata": {...}}`, or a JSONL body (streamed, any size)."""
         producer: Producer = request.app.state.producer
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "application/json":
-            try:
-                sub = BatchSubmission.model_validate_json(await request.body())
-            except ValidationError as e:
-                raise HTTPException(422, format_validation_error(e)) from None
-            lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
-            batch = await producer.submit_batch(lines, tenant=who, metadata=sub.metadata)
-        else:
-            metadata = dict(request.query_params)
-            batch = await producer.submit_batch(
-                aiter_jsonl_chunks(request.stream()), tenant=who, metadata=metadata
-            )
+        try:
+            if content_type == "application/json":
+                try:
+                    sub = BatchSubmission.model_validate_json(await request.body())
+                except ValidationError as e:
+                    raise HTTPException(422, format_validation_error(e)) from None
+                lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
+                batch = await producer.submit_batch(
+                    lines, tenant=who, metadata=sub.metadata, config=sub.config
+                )
+            else:
+                # JSONL body: query parameters are metadata, `config` (JSON text) the routing config
+                metadata = dict(request.query_params)
+                config = metadata.pop("config", None)
+                batch = await producer.submit_batch(
+                    aiter_jsonl_chunks(request.stream()), tenant=who, metadata=metadata, config=config
+                )
+        except LineError as e:  # a bad routing config refuses the whole batch, before any job exists
+            raise HTTPException(422, str(e)) from None
         return batch_view(batch)
 
     @app.get("/api/batches")

@@ -117,14 +117,18 @@ async def _with_records(fn):
 def cmd_submit(args: argparse.Namespace) -> int:
     from producer.jsonl import iter_jsonl
     from producer.progress import watch
-    from producer.submit import Producer
+    from producer.submit import LineError, Producer
 
     async def go(settings, redis, records, storage):
         path = Path(args.file)
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
-        batch = await producer.submit_batch(
-            iter_jsonl(path), tenant=args.tenant, metadata={"source": path.name}
-        )
+        config = Path(args.config).read_text() if args.config else None
+        try:
+            batch = await producer.submit_batch(
+                iter_jsonl(path), tenant=args.tenant, metadata={"source": path.name}, config=config
+            )
+        except LineError as e:
+            sys.exit(f"mmq: {e}")
         print(batch.id)
         print(
             f"mmq: {batch.counts.total} jobs ({batch.counts.failed} invalid); "
@@ -225,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--tenant", default="default")
     s.add_argument("--watch", action="store_true")
+    s.add_argument("--config", help="routing config file (Portkey schema, JSON) for every job")
     s.set_defaults(fn=cmd_submit)
 
     st = sub.add_parser("status", help="status of a batch or a job")
