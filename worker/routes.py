@@ -29,15 +29,14 @@ class Route:
 
 def check_providers(config: RoutingConfig) -> None:
     """Submit-time check: every provider a config names has an adapter in this build."""
-    for node in [config]:
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            stack.extend(n.targets or [])
-            if n.strategy is None and n.provider and n.provider not in REGISTRY:
-                raise ValueError(
-                    f"provider {n.provider!r} has no adapter in this build (have: {sorted(REGISTRY)})"
-                )
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.targets or [])
+        if node.strategy is None and node.provider and node.provider not in REGISTRY:
+            raise ValueError(
+                f"provider {node.provider!r} has no adapter in this build (have: {sorted(REGISTRY)})"
+            )
 
 
 def _target(leaf: ResolvedTarget, default: Target, keys: VirtualKeys) -> Target:

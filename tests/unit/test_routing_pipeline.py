@@ -124,3 +124,16 @@ async def test_an_unknown_virtual_key_fails_the_job_with_a_clear_error(make_runt
     rec = await rt.records.get_job(job.id)
     assert rec.status is JobStatus.failed and rec.error.type == "routing_error"
     assert "MMQ_VK_NOWHERE" in rec.error.message
+
+
+async def test_the_worker_default_config_routes_jobs_that_carry_none(make_runtime):
+    transport = ByHost(a=sim(error_rate=1.0), b=sim())
+    rt, producer = make_runtime(transport, default_config=fallback_config())
+    rt.keys = KEYS
+    job = await producer.submit_job(
+        "/v1/chat/completions", chat_body(data_url(png_bytes((9, 9, 9)))), tenant="t"
+    )
+    assert job.config is None
+    await run_job({"mmq": rt}, job.id)
+    rec = await rt.records.get_job(job.id)
+    assert rec.status is JobStatus.succeeded and [a.target for a in rec.attempts] == ["primary", "backup"]
