@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.providers.base import Adapter, AudioInput, ProviderResponse, Target
+from worker.providers.base import Adapter, AudioInput, MediaRules, ProviderResponse, Target
 from worker.providers.openai import OpenAIAdapter
 
 REGISTRY: dict[str, Adapter] = {
@@ -19,4 +19,4 @@ def get_adapter(provider: str) -> Adapter:
         raise ValueError(f"unknown provider {provider!r}; known: {sorted(REGISTRY)}") from None
 
 
-__all__ = ["REGISTRY", "Adapter", "AudioInput", "ProviderResponse", "Target", "get_adapter"]
+__all__ = ["REGISTRY", "Adapter", "AudioInput", "MediaRules", "ProviderResponse", "Target", "get_adapter"]

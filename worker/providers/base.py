@@ -41,9 +41,23 @@ class ProviderResponse:
     usage: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class MediaRules:
+    """What a provider accepts in chat content. The worker's media stage (not the adapter) converts,
+    downsizes, fetches or refuses within these limits, so adapters only translate shapes."""
+
+    image_types: frozenset[str] = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+    max_image_bytes: int | None = None
+    max_image_side: int | None = None  # pixels, longest side
+    max_images: int | None = None  # per request
+    document_types: frozenset[str] = frozenset({"application/pdf"})
+    remote_urls: bool = True  # the provider fetches http(s) URLs itself; False = the worker inlines bytes
+
+
 class Adapter(Protocol):
     name: str
     kinds: frozenset[Kind]
+    media: MediaRules
 
     async def call(
         self,

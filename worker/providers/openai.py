@@ -10,7 +10,7 @@ import httpx
 
 from worker.contract import Kind
 from worker.errors import ProviderError, is_retryable, parse_retry_after
-from worker.providers.base import AudioInput, ProviderResponse, Target
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 PATHS: dict[Kind, str] = {
     Kind.chat: "/chat/completions",
@@ -71,6 +71,7 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
 
 class OpenAIAdapter:
     kinds = frozenset(PATHS)
+    media = MediaRules(max_image_bytes=20 * 1024 * 1024, max_images=500)
 
     def __init__(self, name: str = "openai") -> None:
         self.name = name
