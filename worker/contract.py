@@ -279,6 +279,7 @@ class Attempt(BaseModel):
     latency_ms: float
     error: str | None = None
     at: float = Field(default_factory=time.time)
+    skipped: bool = False  # not called: the target's circuit was open
 
 
 class ResultFile(BaseModel):
@@ -308,6 +309,7 @@ class JobRecord(BaseModel):
     status: JobStatus = JobStatus.queued
     cached: bool = False
     attempts: list[Attempt] = Field(default_factory=list)
+    resume: dict[str, Any] | None = None  # {"target", "tries"}: where a deferred job picks up again
     result: JobResult | None = None
     usage: dict[str, Any] | None = None
     error: JobError | None = None

@@ -10,24 +10,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from arq import Retry
+from redis.asyncio import Redis
 
+from worker.circuit import CircuitBreaker, counts_against_target
 from worker.config import Settings
 from worker.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus
 from worker.credentials import VirtualKeys
 from worker.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
+from worker.limiter import Limiter, estimate_tokens
 from worker.prepare import prepare
 from worker.providers import get_adapter
 from worker.providers.base import ProviderResponse, Target
 from worker.records import Records
 from worker.results import store_result
 from worker.retry import backoff_s
-from worker.routes import Route, routes_for
+from worker.routes import Route, candidate_buckets, has_loadbalance, routes_for
 from worker.storage import Storage
 
 log = logging.getLogger("mmq.worker")
@@ -43,6 +47,18 @@ class Runtime:
     client: httpx.AsyncClient
     target: Target
     keys: VirtualKeys = field(default_factory=VirtualKeys)
+    limiter: Limiter = field(init=False)
+    breaker: CircuitBreaker = field(init=False)
+
+    def __post_init__(self) -> None:
+        redis: Redis = self.records.redis
+        self.limiter = Limiter(redis, self.settings.key_prefix, margin=self.settings.rate_limit_margin)
+        self.breaker = CircuitBreaker(
+            redis,
+            self.settings.key_prefix,
+            threshold=self.settings.circuit_threshold,
+            open_s=self.settings.circuit_open_s,
+        )
 
 
 def _redact(text: str, target: Target) -> str:
@@ -74,22 +90,99 @@ def _may_retry(err: ProviderError, route: Route) -> bool:
     return err.retryable
 
 
+class _Defer(Exception):
+    """Leave the worker slot: re-run the job after `seconds`, picking up at `resume`."""
+
+    def __init__(self, seconds: float, resume: dict[str, Any] | None) -> None:
+        self.seconds = seconds
+        self.resume = resume
+
+
+async def _plan(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> list[Route]:
+    config = job.config if job.config is not None else rt.settings.default_config
+    unhealthy: set[str] = set()
+    if has_loadbalance(config):
+        assert config is not None
+        buckets = sorted(set(candidate_buckets(config, request, rt.target).values()))
+        unhealthy = await rt.breaker.open_targets(buckets)
+    # seeded by the job id: a deferred job that re-plans lands on the same loadbalance pick
+    return routes_for(
+        config,
+        request,
+        job.metadata,
+        rt.settings,
+        rt.keys,
+        rt.target,
+        rng=random.Random(job.id),
+        unhealthy=unhealthy,
+    )
+
+
+async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any]) -> str | None:
+    """Wait for this target's shared rate limit (slot, tokens, concurrency, 429 cooldown); defer the
+    job when the wait is long. Returns the concurrency lease to release after the call."""
+    settings = rt.settings
+    while True:
+        admission = await rt.limiter.acquire(
+            route.bucket,
+            route.rate_limit,
+            tokens=tokens,
+            max_wait_s=settings.rate_wait_max_s,
+            lease_ttl_s=route.timeout_s + settings.rate_wait_max_s,
+        )
+        if admission.admitted:
+            if admission.wait_s <= 0:
+                return admission.lease
+            await asyncio.sleep(admission.wait_s)
+            # a 429 elsewhere while we slept pauses this call too; otherwise the booked slot is ours
+            if await rt.limiter.cooldown_left(route.bucket) <= 0:
+                return admission.lease
+            await rt.limiter.release(route.bucket, admission.lease)
+            continue
+        if admission.wait_s > settings.retry_sleep_max_s:
+            raise _Defer(admission.wait_s * random.uniform(1.0, 1.1), resume)
+        await asyncio.sleep(admission.wait_s * random.uniform(1.0, 1.1))
+
+
+def _real_attempts(job: JobRecord) -> int:
+    return sum(1 for a in job.attempts if not a.skipped)
+
+
 async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> ProviderResponse:
     """Walks the job's routes (fallback order); on each target retries what is worth retrying, sleeping
-    through short waits and deferring the job (freeing the worker slot) for long ones."""
+    through short waits and deferring the job (freeing the worker slot) for long ones. Targets whose
+    circuit is open are skipped; if every remaining one is, the job waits for the first probe."""
     audio = await prepare(job.kind, request, rt.storage)
-    config = job.config if job.config is not None else rt.settings.default_config
-    routes = routes_for(config, request, job.metadata, rt.settings, rt.keys, rt.target)
-    for n, route in enumerate(routes):
+    routes = await _plan(rt, job, request)
+    first, first_tries = 0, 0
+    if job.resume:
+        names = [r.target.name for r in routes]
+        if job.resume.get("target") in names:
+            first, first_tries = names.index(job.resume["target"]), int(job.resume.get("tries", 0))
+    probe_wait: float | None = None
+    skipped_from: str | None = None
+    for n in range(first, len(routes)):
+        route = routes[n]
+        permit = await rt.breaker.allow(route.bucket)
+        if not permit.allowed:
+            job.attempts.append(
+                Attempt(target=route.target.name, latency_ms=0, error="skipped: circuit open", skipped=True)
+            )
+            probe_wait = permit.wait_s if probe_wait is None else min(probe_wait, permit.wait_s)
+            skipped_from = skipped_from or route.target.name
+            continue
         adapter = get_adapter(route.target.provider)
-        tries = 0
+        tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
+        tries = first_tries if n == first else 0
         while True:
             tries += 1
+            lease = await _admit(rt, route, tokens, {"target": route.target.name, "tries": tries - 1})
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(route.timeout_s):
                     resp = await adapter.call(rt.client, route.target, job.kind, route.request, audio)
             except (ProviderError, httpx.TransportError, TimeoutError) as exc:
+                await rt.limiter.release(route.bucket, lease)
                 err = _as_provider_error(exc, route.target)
                 err.message = _redact(err.message, route.target)
                 job.attempts.append(
@@ -100,7 +193,8 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                         error=str(err),  # already redacted above
                     )
                 )
-                if len(job.attempts) >= rt.settings.max_total_attempts:
+                await _observe_failure(rt, route, err)
+                if _real_attempts(job) >= rt.settings.max_total_attempts:
                     raise err from None
                 if tries < route.max_attempts and _may_retry(err, route):
                     delay = backoff_s(
@@ -110,13 +204,18 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                         retry_after_s=err.retry_after_s,
                     )
                     if delay > rt.settings.retry_sleep_max_s:
-                        await rt.records.save(job)
-                        raise Retry(defer=delay) from None
+                        raise _Defer(delay, {"target": route.target.name, "tries": tries}) from None
                     await asyncio.sleep(delay)
                     continue
                 if n + 1 < len(routes) and _may_fall_back(err, route):
                     break  # next target
                 raise err from None
+            await rt.limiter.release(route.bucket, lease)
+            await rt.breaker.record(route.bucket, ok=True)
+            if route.rate_limit and route.rate_limit.tpm and resp.usage:
+                actual = resp.usage.get("total_tokens")
+                if isinstance(actual, int):
+                    await rt.limiter.correct_tokens(route.bucket, route.rate_limit, tokens, actual)
             job.attempts.append(
                 Attempt(
                     target=route.target.name,
@@ -125,7 +224,21 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                 )
             )
             return resp
+    if probe_wait is not None:
+        # every target left is sick: wait for the first probe slot instead of failing the job
+        raise _Defer(max(probe_wait, 1.0) * random.uniform(1.0, 1.1), {"target": skipped_from, "tries": 0})
     raise InvalidJob("routing produced no targets", type="routing_error")
+
+
+async def _observe_failure(rt: Runtime, route: Route, err: ProviderError) -> None:
+    """What every other worker should learn from this failure: a 429 pauses the target for all of
+    them; a 5xx/timeout counts toward opening its circuit."""
+    if err.status == 429 and err.code not in NON_RETRYABLE_CODES:
+        await rt.limiter.cool_down(route.bucket, err.retry_after_s or 1.0)
+    elif counts_against_target(err.status, err.code):
+        state = await rt.breaker.record(route.bucket, ok=False)
+        if state == "open":
+            log.warning("circuit opened for %s after repeated failures", route.bucket)
 
 
 def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
@@ -169,11 +282,14 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             request = await _load_request(job, rt.storage)
             resp = await _call_with_retries(rt, job, request)
             job.result = await store_result(job, request, resp, rt.storage, rt.client)
+            job.resume = None
             job.usage = resp.usage
             job.error = None
             await _finish(rt, job, JobStatus.succeeded)
-    except Retry:
-        raise
+    except _Defer as d:
+        job.resume = d.resume
+        await rt.records.save(job)
+        raise Retry(defer=d.seconds) from None
     except InvalidJob as e:
         await _fail(rt, job, JobError(type=e.type, message=str(e)))
     except ProviderError as e:

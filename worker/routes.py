@@ -6,6 +6,7 @@ worker, and lives only in memory.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,16 @@ from worker.credentials import UnknownVirtualKey, VirtualKeys
 from worker.errors import InvalidJob
 from worker.providers import REGISTRY
 from worker.providers.base import Target
-from worker.routing import ResolvedTarget, RoutingConfig, RoutingError, effective_params, parse_config, plan
+from worker.routing import (
+    RateLimit,
+    ResolvedTarget,
+    RoutingConfig,
+    RoutingError,
+    all_leaves,
+    effective_params,
+    parse_config,
+    plan,
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,9 @@ class Route:
     retry_on: frozenset[int] | None  # None = the default retryable statuses
     fallback_on: frozenset[int] | None  # None = move on after any retryable failure
     timeout_s: float
+    # provider + virtual key + model: the unit of rate limits, 429 cooldowns and circuit breaking
+    bucket: str = ""
+    rate_limit: RateLimit | None = None
 
 
 def check_providers(config: RoutingConfig) -> None:
@@ -39,11 +52,48 @@ def check_providers(config: RoutingConfig) -> None:
             )
 
 
+def bucket_id(provider: str, virtual_key: str | None, request: dict[str, Any]) -> str:
+    return f"{provider}:{virtual_key or '-'}:{request.get('model') or '-'}"
+
+
+def has_loadbalance(config: dict[str, Any] | None) -> bool:
+    stack = [config] if config else []
+    while stack:
+        node = stack.pop()
+        if (node.get("strategy") or {}).get("mode") == "loadbalance":
+            return True
+        stack.extend(t for t in node.get("targets") or () if isinstance(t, dict))
+    return False
+
+
+def candidate_buckets(config: dict[str, Any], request: dict[str, Any], default: Target) -> dict[str, str]:
+    """Leaf name → bucket for every target the config could pick."""
+    try:
+        leaves = all_leaves(parse_config(config))
+    except (RoutingError, ValueError):
+        return {}
+    return {
+        leaf.name: bucket_id(
+            leaf.provider or default.provider, leaf.virtual_key, effective_params(request, leaf)
+        )
+        for leaf in leaves
+    }
+
+
 def _target(leaf: ResolvedTarget, default: Target, keys: VirtualKeys) -> Target:
     provider = leaf.provider or default.provider
     cred = keys.resolve(leaf.virtual_key) if leaf.virtual_key else None
-    base_url = leaf.custom_host or (cred.base_url if cred else None) or default.base_url
-    api_key = cred.api_key if cred else default.api_key
+    same_as_default = provider == default.provider
+    # another provider's public endpoint, never the worker's OpenAI URL (nor its key, below)
+    own_url = (
+        default.base_url if same_as_default else getattr(REGISTRY.get(provider), "default_base_url", None)
+    )
+    base_url = leaf.custom_host or (cred.base_url if cred else None) or own_url
+    if not base_url:
+        raise RoutingError(
+            f"target {leaf.name!r}: provider {provider!r} needs a custom_host or a virtual key"
+        )
+    api_key = cred.api_key if cred else default.api_key if same_as_default else None
     return Target(
         name=leaf.name,
         provider=provider,
@@ -60,8 +110,12 @@ def routes_for(
     settings: Settings,
     keys: VirtualKeys,
     default: Target,
+    *,
+    rng: random.Random | None = None,
+    unhealthy: frozenset[str] | set[str] = frozenset(),
 ) -> list[Route]:
-    """`default`: the worker's own target (no config, or where a config leaves base URL/key open)."""
+    """`default`: the worker's own target (no config, or where a config leaves base URL/key open).
+    `unhealthy`: buckets whose circuit is open; loadbalance picks among the others while any is left."""
     if config is None:
         return [
             Route(
@@ -71,19 +125,39 @@ def routes_for(
                 None,
                 None,
                 settings.request_timeout_s,
+                bucket=bucket_id(default.provider, None, request),
+                rate_limit=RateLimit.model_validate(settings.rate_limit) if settings.rate_limit else None,
             )
         ]
     try:
-        leaves = plan(parse_config(config), params=request, metadata=metadata)
+        parsed = parse_config(config)
+        healthy = None
+        if unhealthy:
+            buckets = candidate_buckets(config, request, default)
+            healthy = lambda name: buckets.get(name) not in unhealthy  # noqa: E731
+        try:
+            leaves = plan(parsed, params=request, metadata=metadata, rng=rng, healthy=healthy)
+        except RoutingError:
+            if healthy is None:
+                raise
+            # every choice is sick: plan as if healthy; the breaker then defers the job until a probe
+            leaves = plan(parsed, params=request, metadata=metadata, rng=rng)
         routes = []
-        for leaf in leaves:
+        for n, leaf in enumerate(leaves):
             retry = leaf.retry
+            last = n == len(leaves) - 1
+            params = effective_params(request, leaf)
+            target = _target(leaf, default, keys)
             routes.append(
                 Route(
-                    target=_target(leaf, default, keys),
-                    request=effective_params(request, leaf),
-                    # Portkey's `attempts` counts retries; without a retry block each target gets one try
-                    max_attempts=(retry.attempts + 1) if retry else 1,
+                    target=target,
+                    request=params,
+                    bucket=bucket_id(target.provider, leaf.virtual_key, params),
+                    rate_limit=leaf.rate_limit,
+                    # Portkey's `attempts` counts retries. Without a retry block a target gets one try
+                    # while another target is left to fall back to; the last one gets the worker's
+                    # retry policy, because an unattended batch must outlast a 429 or a passing 503.
+                    max_attempts=(retry.attempts + 1) if retry else settings.max_attempts if last else 1,
                     retry_on=frozenset(retry.on_status_codes) if retry and retry.on_status_codes else None,
                     fallback_on=leaf.fallback_on,
                     timeout_s=leaf.request_timeout_ms / 1000

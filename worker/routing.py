@@ -9,7 +9,7 @@ Inheritance (as implemented by `plan`):
 - `override_params` merge down the tree: each node's dict is deep-merged over what its ancestors set,
   the child winning key by key; nested dicts merge recursively, any other value (lists included) is
   replaced whole. `ResolvedTarget.override_params` is the fully merged result.
-- `retry`, `request_timeout` and `cache` come from the nearest node on the path (the leaf itself
+- `retry`, `request_timeout`, `cache` and `rate_limit` come from the nearest node on the path (the leaf itself
   first) that sets them; a child's object replaces the ancestor's whole, it is never merged.
 - `strategy.on_status_codes` belongs to the fallback node it sits on: a leaf's `fallback_on` is the
   set from its nearest fallback ancestor (None when that node does not set it = the worker's default
@@ -73,6 +73,16 @@ class Cache(_Strict):
     max_age: int | None = Field(default=None, gt=0)  # seconds
 
 
+class RateLimit(_Strict):
+    """mmq's extension to the schema: the provider's limits for this target (provider + virtual key +
+    model), enforced across every worker. Requests are spaced evenly at the tighter of rps/rpm."""
+
+    rps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    rpm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    tpm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_concurrent: int | None = Field(default=None, gt=0)
+
+
 class Condition(_Strict):
     query: dict[str, Any]
     then: str
@@ -122,6 +132,7 @@ class RoutingConfig(_Strict):
     retry: Retry | None = None
     request_timeout: int | None = Field(default=None, gt=0)  # ms, per attempt
     cache: Cache | None = None
+    rate_limit: RateLimit | None = None  # mmq extension, inherited like retry
     custom_host: str | None = None  # base URL
     forward_headers: list[str] | None = None
 
@@ -187,6 +198,7 @@ class ResolvedTarget:
     custom_host: str | None
     fallback_on: frozenset[int] | None  # codes that allow moving on; None = default policy
     forward_headers: tuple[str, ...] = ()
+    rate_limit: RateLimit | None = None
 
 
 def parse_config(data: dict[str, Any] | str) -> RoutingConfig:
@@ -219,6 +231,22 @@ def plan(
     return planner.plan(config, "", _Inherited())
 
 
+def all_leaves(config: RoutingConfig) -> list[ResolvedTarget]:
+    """Every leaf of the config with its inherited settings, whatever the strategies would choose (for
+    looking up the health of every target a plan might pick)."""
+    out: list[ResolvedTarget] = []
+
+    def walk(node: RoutingConfig, path: str, inherited: _Inherited) -> None:
+        ctx = inherited.enter(node)
+        if node.strategy is None:
+            out.append(_leaf(node, path, ctx))
+        for i, child in enumerate(node.targets or []):
+            walk(child, _child(path, i), ctx)
+
+    walk(config, "", _Inherited())
+    return out
+
+
 def effective_params(params: dict[str, Any], target: ResolvedTarget) -> dict[str, Any]:
     """The request params to send to `target`: its override_params deep-merged over the request's."""
     return _deep_merge(params, target.override_params)
@@ -234,6 +262,7 @@ class _Inherited:
     request_timeout_ms: int | None = None
     cache: Cache | None = None
     fallback_on: frozenset[int] | None = None
+    rate_limit: RateLimit | None = None
 
     def enter(self, node: RoutingConfig) -> _Inherited:
         params = self.override_params
@@ -247,6 +276,7 @@ class _Inherited:
             if node.request_timeout is not None
             else self.request_timeout_ms,
             cache=node.cache if node.cache is not None else self.cache,
+            rate_limit=node.rate_limit if node.rate_limit is not None else self.rate_limit,
         )
 
 
@@ -335,6 +365,7 @@ def _leaf(node: RoutingConfig, path: str, ctx: _Inherited) -> ResolvedTarget:
         custom_host=node.custom_host,
         fallback_on=ctx.fallback_on,
         forward_headers=tuple(node.forward_headers or ()),
+        rate_limit=ctx.rate_limit,
     )
 
 

@@ -77,6 +77,24 @@ def simulator(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def make_simulator(tmp_path: Path) -> Iterator:
+    """Factory: make_simulator(*cli_args) -> base URL (…/v1) of a fresh simulator process."""
+    procs: list[subprocess.Popen] = []
+
+    def make(*args: str) -> str:
+        port = free_port()
+        log = tmp_path / f"simulator-{port}.log"
+        proc = _spawn(["simulate", "--port", str(port), *args], {}, log)
+        procs.append(proc)
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        return f"http://127.0.0.1:{port}/v1"
+
+    yield make
+    for proc in procs:
+        _stop(proc)
+
+
+@pytest.fixture
 def mmq_env(redis_url: str, simulator: str, tmp_path: Path) -> dict[str, str]:
     return {
         "MMQ_REDIS_URL": redis_url,

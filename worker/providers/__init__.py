@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from worker.providers.anthropic import AnthropicAdapter
 from worker.providers.base import Adapter, AudioInput, MediaRules, ProviderResponse, Target
 from worker.providers.openai import OpenAIAdapter
 
 REGISTRY: dict[str, Adapter] = {
+    "anthropic": AnthropicAdapter(),
     "openai": OpenAIAdapter(),
     # any OpenAI-compatible server (Ollama, vLLM, LocalAI) speaks the same dialect at its own base URL
     "openai-compatible": OpenAIAdapter(name="openai-compatible"),

@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from worker.simulator.anthropic import anthropic_guarded, messages
 from worker.simulator.audio import speech, transcriptions, translations
 from worker.simulator.chat import chat_completions
 from worker.simulator.errors import ApiError, json_response
+from worker.simulator.faults import faults_endpoint
 from worker.simulator.guard import SimulatorHeaders, guarded
 from worker.simulator.images import image_generations, sim_file
 from worker.simulator.knobs import SimulatorConfig
@@ -64,9 +66,11 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         routes.append(Route("/v1" + path, endpoint, methods=["POST"]))
         routes.append(Route(path, endpoint, methods=["POST"]))
     routes += [
+        Route("/v1/messages", anthropic_guarded(messages, "/v1/messages"), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/sim/stats", stats, methods=["GET"]),
         Route("/sim/reset", reset, methods=["POST"]),
+        Route("/sim/faults", faults_endpoint, methods=["GET", "POST", "DELETE"]),
         Route("/sim/files/{name}", sim_file, methods=["GET"]),
     ]
 

@@ -71,6 +71,9 @@ def guarded(handler: Handler, path: str) -> Handler:
                         type="requests",
                         code="rate_limit_exceeded",
                     )
+            scripted = sim.faults.next_error()
+            if scripted is not None:
+                raise scripted
             await _apply_knobs(sim)
             response = await handler(request)
         except ApiError as exc:

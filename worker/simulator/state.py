@@ -6,6 +6,7 @@ import random
 
 import httpx
 
+from worker.simulator.faults import FaultScript
 from worker.simulator.files import FileStore
 from worker.simulator.knobs import SimulatorConfig
 from worker.simulator.ratelimit import SlidingWindowLimiter
@@ -19,6 +20,7 @@ class SimState:
         self.rng = random.Random(config.seed)
         self.stats = SimStats()
         self.files = FileStore(256)
+        self.faults = FaultScript()
         self.limiter = (
             SlidingWindowLimiter(config.requests_per_window, config.window_s)
             if config.requests_per_window is not None
@@ -39,6 +41,7 @@ class SimState:
 
     def reset(self) -> None:
         self.stats.reset()
+        self.faults.clear()
         if self.limiter is not None:
             self.limiter.reset()
         self.rng.seed(self.config.seed)
