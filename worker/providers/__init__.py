@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from worker.providers.anthropic import AnthropicAdapter
 from worker.providers.base import Adapter, AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.gemini import GeminiAdapter
 from worker.providers.openai import OpenAIAdapter
 
 REGISTRY: dict[str, Adapter] = {
     "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
+    "vertex": GeminiAdapter(name="vertex", vertex=True),
     "openai": OpenAIAdapter(),
     # any OpenAI-compatible server (Ollama, vLLM, LocalAI) speaks the same dialect at its own base URL
     "openai-compatible": OpenAIAdapter(name="openai-compatible"),

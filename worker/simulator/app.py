@@ -17,6 +17,7 @@ from worker.simulator.audio import speech, transcriptions, translations
 from worker.simulator.chat import chat_completions
 from worker.simulator.errors import ApiError, json_response
 from worker.simulator.faults import faults_endpoint
+from worker.simulator.gemini import gemini_routes
 from worker.simulator.guard import SimulatorHeaders, guarded
 from worker.simulator.images import image_generations, sim_file
 from worker.simulator.knobs import SimulatorConfig
@@ -65,6 +66,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         endpoint = guarded(handler, "/v1" + path)
         routes.append(Route("/v1" + path, endpoint, methods=["POST"]))
         routes.append(Route(path, endpoint, methods=["POST"]))
+    routes += gemini_routes()  # Google dialect: AI Studio and Vertex paths, each guarded
     routes += [
         Route("/v1/messages", anthropic_guarded(messages, "/v1/messages"), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
