@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _need_redis(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("MMQ_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     build_worker(settings, burst=args.burst).run()
     return 0
 

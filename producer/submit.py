@@ -267,13 +267,16 @@ class Producer:
         accepted = invalid = 0
         pipe = self.redis.pipeline(transaction=False)
         pending = 0
+        # the first chunks are small so workers start within milliseconds of a big submit
+        chunk = min(50, self.settings.enqueue_chunk)
 
         async def flush() -> None:
-            nonlocal pipe, pending
+            nonlocal pipe, pending, chunk
             if pending:
                 await pipe.execute()
                 pipe = self.redis.pipeline(transaction=False)
                 pending = 0
+                chunk = min(chunk * 2, self.settings.enqueue_chunk)
 
         async for line in _aiter(lines):
             job, runnable = await self._build_job(line, batch.tenant, batch.id, config, batch.metadata)
@@ -281,7 +284,7 @@ class Producer:
             pending += 1
             accepted += runnable
             invalid += not runnable
-            if pending >= self.settings.enqueue_chunk:
+            if pending >= chunk:
                 await flush()
         await flush()
         return accepted, invalid

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     # retries of one job (provider 429/5xx/timeouts); long waits defer the job instead of sleeping
     max_attempts: int = 6  # on the default target (jobs without a routing config)
     max_total_attempts: int = 20  # across every target and deferral of one job
-    retry_base_s: float = 1.0
+    retry_base_s: float = 0.5  # as the OpenAI SDK's first retry delay
     retry_cap_s: float = 60.0
     retry_sleep_max_s: float = 5.0
 

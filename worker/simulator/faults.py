@@ -2,11 +2,14 @@
 
 Random error rates prove averages; a test of a circuit breaker or a Retry-After needs to say exactly
 which request fails. POST /sim/faults {"status": 503, "count": 5, "retry_after_s": 2} queues a fault,
-DELETE /sim/faults clears them; GET /sim/faults lists arrival times of API requests (epoch seconds).
+DELETE /sim/faults clears them; GET /sim/faults lists arrival times of API requests (epoch seconds)
+and the SHA-256 prefixes of the API keys that called. A fault's message may contain "{key}": the
+caller's key is echoed there, as some providers do in 401s, to test that nothing stores it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,6 +39,8 @@ class FaultScript:
     def __init__(self) -> None:
         self._queue: deque[_Pending] = deque()
         self.arrivals: deque[float] = deque(maxlen=10_000)
+        # which API keys called, as hash prefixes: tests prove a virtual key was used without storing it
+        self.key_hashes: set[str] = set()
 
     def add(self, fault: Fault) -> None:
         self._queue.append(_Pending(fault, fault.count))
@@ -43,10 +48,13 @@ class FaultScript:
     def clear(self) -> None:
         self._queue.clear()
         self.arrivals.clear()
+        self.key_hashes.clear()
 
-    def next_error(self) -> ApiError | None:
+    def next_error(self, key: str | None = None) -> ApiError | None:
         """Called once per API request: records its arrival, returns the scripted error if one is due."""
         self.arrivals.append(time.time())
+        if key:
+            self.key_hashes.add(key_hash(key))
         if not self._queue:
             return None
         pending = self._queue[0]
@@ -55,13 +63,18 @@ class FaultScript:
             if pending.left <= 0:
                 self._queue.popleft()
         f = pending.fault
+        message = f.message.replace("{key}", key or "")
         headers: dict[str, str] = {}
         if f.retry_after_s is not None:
             headers["retry-after"] = f"{f.retry_after_s:g}"
         kind = (
             "server_error" if f.status >= 500 else "requests" if f.status == 429 else "invalid_request_error"
         )
-        return ApiError(f.status, f.message, type=kind, code=f.code, headers=headers)
+        return ApiError(f.status, message, type=kind, code=f.code, headers=headers)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 async def faults_endpoint(request: Request) -> Response:
@@ -73,4 +86,10 @@ async def faults_endpoint(request: Request) -> Response:
             script.add(Fault.model_validate(await request.json()))
         except ValueError as e:
             return ApiError(400, f"bad fault: {e}").response()
-    return json_response({"arrivals": list(script.arrivals), "pending": len(script._queue)})
+    return json_response(
+        {
+            "arrivals": list(script.arrivals),
+            "pending": len(script._queue),
+            "key_hashes": sorted(script.key_hashes),
+        }
+    )

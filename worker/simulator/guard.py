@@ -71,7 +71,7 @@ def guarded(handler: Handler, path: str) -> Handler:
                         type="requests",
                         code="rate_limit_exceeded",
                     )
-            scripted = sim.faults.next_error()
+            scripted = sim.faults.next_error(key)
             if scripted is not None:
                 raise scripted
             await _apply_knobs(sim)

@@ -1,0 +1,151 @@
+"""A night's batch against a rate-limited, flaky provider: several worker processes share one limit.
+
+    python -m bench.rate_limited_batch [--jobs 2000] [--workers 4] [--rps 100] [--margin 0.02]
+
+The simulator (its own process) answers in 200 ± 50 ms, admits 100 requests per sliding second per API
+key (429 + Retry-After beyond that) and fails 3% of calls with a 500/503. mmq's workers (separate
+processes, one Redis) know the limit from MMQ_RATE_LIMIT. Printed: wall time from submit to the
+batch's end (workers already running) against the ideal (jobs ÷ limit), 429s, provider calls, completion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+from PIL import Image
+
+from bench._common import ROOT, clean_redis_db, simulator
+from producer.submit import BatchLine, Producer
+from worker.config import Settings
+from worker.connections import connect
+from worker.contract import BatchStatus
+from worker.records import Records
+from worker.storage import open_storage
+
+
+def _image(i: int) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _line(i: int) -> BatchLine:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Write a one-line catalog caption."},
+                    {"type": "image_url", "image_url": {"url": _image(i)}},
+                ],
+            }
+        ],
+    }
+    return BatchLine(body=body, url="/v1/chat/completions", custom_id=f"item-{i}")
+
+
+async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str) -> dict:
+    settings = Settings(redis_url=redis_url, storage_url=f"file://{store}")
+    redis = connect(redis_url)
+    records = Records(redis)
+    producer = Producer(redis, open_storage(settings.storage_url), settings)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MMQ_REDIS_URL": redis_url,
+        "MMQ_STORAGE_URL": settings.storage_url,
+        "MMQ_OPENAI_BASE_URL": sim_url,
+        "MMQ_OPENAI_API_KEY": "sk-bench",
+        "MMQ_RATE_LIMIT": json.dumps({"rps": args.rps}),
+        "MMQ_RATE_LIMIT_MARGIN": str(args.margin),
+        "MMQ_POLL_DELAY_S": "0.05",
+    }
+    workers = [
+        subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "producer.cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(args.workers)
+    ]
+    try:
+        await asyncio.sleep(3)  # workers are already up when a night's batch arrives
+        started, started_wall = time.monotonic(), time.time()
+        batch = await producer.submit_batch((_line(i) for i in range(args.jobs)), tenant="bench")
+        submitted = time.monotonic() - started
+        while True:
+            rec = await records.get_batch(batch.id)
+            if rec and rec.status is not BatchStatus.in_progress:
+                break
+            await asyncio.sleep(0.05)
+        wall = time.monotonic() - started
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(10)
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(sim_url.removesuffix("/v1") + "/sim/stats")).json()
+        seen = (await client.get(sim_url.removesuffix("/v1") + "/sim/faults")).json()["arrivals"]
+    await redis.aclose()
+    ideal = args.jobs / args.rps
+    per_second = [0] * (int(seen[-1] - started_wall) + 1)
+    for t in seen:
+        per_second[int(t - started_wall)] += 1
+    print("calls per second of the run:", per_second)
+    return {
+        "jobs": args.jobs,
+        "workers": args.workers,
+        "wall_s": round(wall, 2),
+        "submit_s": round(submitted, 2),
+        "ideal_s": ideal,
+        "ratio": round(wall / ideal, 3),
+        "first_call_s": round(seen[0] - started_wall, 2),
+        "last_call_s": round(seen[-1] - started_wall, 2),
+        "calls_per_s": round((len(seen) - 1) / (seen[-1] - seen[0]), 1),
+        "provider_calls": stats["requests"],
+        "429s": stats["rate_limited"],
+        "5xx": stats["errors"],
+        "succeeded": rec.counts.succeeded,
+        "failed": rec.counts.failed,
+        "completed_pct": round(100 * rec.counts.succeeded / args.jobs, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rps", type=int, default=100)
+    parser.add_argument("--margin", type=float, default=0.02, help="MMQ_RATE_LIMIT_MARGIN")
+    parser.add_argument("--error-rate", type=float, default=0.03)
+    args = parser.parse_args()
+    knobs = {
+        "latency_ms": "200",
+        "jitter_ms": "50",
+        "rpw": str(args.rps),
+        "window_s": "1",
+        "error_rate": str(args.error_rate),
+        "seed": "11",
+    }
+    with clean_redis_db() as redis_url, simulator(**knobs) as sim_url, tempfile.TemporaryDirectory() as store:
+        result = asyncio.run(run(args, redis_url, sim_url, store))
+    for key, value in result.items():
+        print(f"{key:>15}: {value}")
+
+
+if __name__ == "__main__":
+    main()
