@@ -1,5 +1,5 @@
-"""The provider target a job goes to. Today: one default target from settings. Issue 3 replaces this
-with routing configs (fallback, load balancing) whose credentials are virtual keys resolved here."""
+"""The worker's own target: where jobs without a routing config go, and what a config's targets fall
+back to for base URL and key when they name the same provider (see worker.routes)."""
 
 from __future__ import annotations
 
