@@ -251,3 +251,48 @@ async def test_two_worker_processes_share_one_rate_limit(redis_url, make_simulat
         assert wall >= 3.5  # 40 calls at 10/s cannot finish sooner, whichever worker sends them
     finally:
         await redis.aclose()
+
+
+async def test_conditional_routing_on_nested_metadata_and_params_with_or_beside_sibling_keys(
+    runtime, make_simulator
+):
+    a, b = make_simulator(), make_simulator()
+    _, env = two_targets(a, b, {"mode": "fallback"})
+    config = {
+        "strategy": {
+            "mode": "conditional",
+            "conditions": [
+                {
+                    # both keys must hold: the $or AND the sibling nested-path test
+                    "query": {
+                        "$or": [{"metadata.customer.tier": "gold"}, {"params.max_tokens": {"$gte": 500}}],
+                        "metadata.customer.region": {"$in": ["eu", "uk"]},
+                    },
+                    "then": "a",
+                }
+            ],
+            "default": "b",
+        },
+        "targets": [
+            {"provider": "openai", "virtual_key": "sim-a", "name": "a"},
+            {"provider": "openai", "virtual_key": "sim-b", "name": "b"},
+        ],
+    }
+    rt, producer = runtime(a, env)
+    cases = [
+        ({"customer": {"tier": "gold", "region": "eu"}}, None, "a"),
+        ({"customer": {"tier": "free", "region": "uk"}}, 800, "a"),
+        ({"customer": {"tier": "gold", "region": "us"}}, None, "b"),  # $or holds, sibling does not
+        ({"customer": {"tier": "free", "region": "eu"}}, 100, "b"),
+    ]
+    for metadata, max_tokens, expected in cases:
+        body = chat_body(IMAGE)
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        job = await producer.submit_job(
+            "/v1/chat/completions", body, tenant="t", config=config, metadata=metadata
+        )
+        await run_job({"mmq": rt}, job.id)
+        rec = await rt.records.get_job(job.id)
+        assert [(x.target, x.status) for x in rec.attempts] == [(expected, 200)], metadata
+    assert (chat_calls(a), chat_calls(b)) == (2, 2)
