@@ -34,8 +34,9 @@ from worker.contract import (
     kind_for_url,
     parse_request,
 )
+from worker.errors import InvalidJob
 from worker.media import MediaError, parse_data_url, sniff
-from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES
+from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES, document_type
 from worker.records import Records
 from worker.routes import check_providers
 from worker.routing import parse_config
@@ -142,9 +143,18 @@ class Producer:
 
     async def _externalize_chat(self, body: dict[str, Any]) -> None:
         for slot in chat_media_slots(body):
-            if slot.value.startswith("data:"):
-                allowed = IMAGE_TYPES if slot.media == "image" else PDF_TYPES
-                slot.set(await self._blob_from_data_url(slot.value, allowed, slot.where))
+            if not slot.value.startswith("data:"):
+                continue
+            if slot.media == "image":
+                slot.set(await self._blob_from_data_url(slot.value, IMAGE_TYPES, slot.where))
+                continue
+            try:
+                mime = document_type(parse_data_url(slot.value)[1], slot.value, slot.where)
+            except (MediaError, InvalidJob) as e:
+                raise LineError(f"{slot.where}: {e}") from None
+            if mime in PDF_TYPES:
+                slot.set(await self._blob_from_data_url(slot.value, PDF_TYPES, slot.where))
+            # CSV / plain text stay inline: small, and their declared type is part of the request
 
     async def _externalize_audio(self, body: dict[str, Any]) -> None:
         ref = body["file"]

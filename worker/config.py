@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     circuit_threshold: int = 5  # consecutive 5xx/timeouts that open a target's circuit
     circuit_open_s: float = 30.0  # before a probe is let through
 
+    # media made ready per provider: proactive downscaling, and hosts the fetcher may reach even though
+    # they are private/loopback (a local deployment's image server; tests)
+    media_max_side: int | None = None
+    media_max_bytes: int | None = None
+    fetch_allow_hosts: list[str] = []
+    fetch_max_bytes: int = 20 * 1024 * 1024
+
     # routing: the config for jobs that carry none (Portkey schema, JSON); virtual keys' secrets file
     default_config: dict[str, Any] | None = None
     secrets_file: Path | None = None

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -21,10 +21,12 @@ from redis.asyncio import Redis
 
 from worker.circuit import CircuitBreaker, counts_against_target
 from worker.config import Settings
-from worker.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus
+from worker.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus, Kind
 from worker.credentials import VirtualKeys
 from worker.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
+from worker.fetch import FetchPolicy
 from worker.limiter import Limiter, estimate_tokens
+from worker.media_ready import MediaOptions, ready_for
 from worker.prepare import prepare
 from worker.providers import get_adapter
 from worker.providers.base import ProviderResponse, Target
@@ -144,6 +146,26 @@ async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any])
         await asyncio.sleep(admission.wait_s * random.uniform(1.0, 1.1))
 
 
+def _media_options(settings: Settings) -> MediaOptions:
+    return MediaOptions(
+        max_side=settings.media_max_side,
+        max_bytes=settings.media_max_bytes,
+        fetch=FetchPolicy(
+            max_bytes=settings.fetch_max_bytes, allow_hosts=frozenset(settings.fetch_allow_hosts)
+        ),
+    )
+
+
+async def _media_ready(rt: Runtime, job: JobRecord, route: Route, adapter: Any) -> Route:
+    """The route's request with media this provider accepts (fetched, converted, downscaled)."""
+    request, report = await ready_for(
+        route.request, adapter.media, route.target.provider, rt.client, _media_options(rt.settings)
+    )
+    if report.as_usage():
+        job.usage = {**(job.usage or {}), "media": report.as_usage()}
+    return replace(route, request=request)
+
+
 def _real_attempts(job: JobRecord) -> int:
     return sum(1 for a in job.attempts if not a.skipped)
 
@@ -172,6 +194,8 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
             skipped_from = skipped_from or route.target.name
             continue
         adapter = get_adapter(route.target.provider)
+        if job.kind is Kind.chat:
+            route = await _media_ready(rt, job, route, adapter)
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
         tries = first_tries if n == first else 0
         while True:
@@ -287,7 +311,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             resp = await _call_with_retries(rt, job, request)
             job.result = await store_result(job, request, resp, rt.storage, rt.client)
             job.resume = None
-            job.usage = resp.usage
+            media = (job.usage or {}).get("media")
+            job.usage = {**(resp.usage or {}), "media": media} if media else resp.usage
             job.error = None
             await _finish(rt, job, JobStatus.succeeded)
     except _Defer as d:

@@ -21,6 +21,7 @@ from worker.storage import BlobNotFound, Storage
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"})
 PDF_TYPES = frozenset({"application/pdf"})
+TEXT_TYPES = frozenset({"text/plain", "text/csv", "text/markdown"})
 AUDIO_TYPES = frozenset({"audio/wav", "audio/mpeg", "audio/flac", "audio/ogg", "audio/mp4", "audio/webm"})
 
 
@@ -62,6 +63,28 @@ async def check_image(data: bytes, where: str) -> str:
     return mime
 
 
+def document_type(data: bytes, url: str, where: str) -> str:
+    """PDF by its bytes; CSV/plain text when the bytes are UTF-8 text (the declared type says which)."""
+    mime = sniff(data)
+    if mime in PDF_TYPES:
+        return mime
+    if mime is None:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            declared = None
+            if url.startswith("data:"):
+                declared = url[5:].split(";", 1)[0].split(",", 1)[0].lower()
+            return declared if declared in TEXT_TYPES else "text/plain"
+    raise InvalidJob(
+        f"{where}: documents must be PDF, CSV or plain text (bytes look like {mime or 'binary data'}); "
+        "spreadsheets and other formats are not taken by the supported providers",
+        type="invalid_media",
+    )
+
+
 async def _prepare_chat(request: dict[str, Any], storage: Storage) -> None:
     for slot in chat_media_slots(request):
         if slot.value.startswith(("http://", "https://")):
@@ -69,10 +92,8 @@ async def _prepare_chat(request: dict[str, Any], storage: Storage) -> None:
         data = await load_media(slot.value, storage)
         if slot.media == "image":
             mime = await check_image(data, slot.where)
-        elif (mime := sniff(data)) not in PDF_TYPES:
-            raise InvalidJob(
-                f"{slot.where}: file is not a PDF (bytes look like {mime or 'unknown'})", type="invalid_media"
-            )
+        else:
+            mime = document_type(data, slot.value, slot.where)
         slot.set(to_data_url(data, mime))
 
 

@@ -52,6 +52,7 @@ class MediaRules:
     max_images: int | None = None  # per request
     document_types: frozenset[str] = frozenset({"application/pdf"})
     remote_urls: bool = True  # the provider fetches http(s) URLs itself; False = the worker inlines bytes
+    honours_detail: bool = False  # the provider reads OpenAI's `detail`; otherwise `low` means downscale
 
 
 class Adapter(Protocol):

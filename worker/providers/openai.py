@@ -71,7 +71,7 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
 
 class OpenAIAdapter:
     kinds = frozenset(PATHS)
-    media = MediaRules(max_image_bytes=20 * 1024 * 1024, max_images=500)
+    media = MediaRules(max_image_bytes=20 * 1024 * 1024, max_images=500, honours_detail=True)
 
     def __init__(self, name: str = "openai") -> None:
         self.name = name
@@ -84,10 +84,8 @@ class OpenAIAdapter:
         request: dict[str, Any],
         audio: AudioInput | None = None,
     ) -> ProviderResponse:
-        url = target.base_url.rstrip("/") + PATHS[kind]
-        headers = dict(target.headers)
-        if target.api_key:
-            headers["authorization"] = f"Bearer {target.api_key}"
+        url = self._url(target, kind, request)
+        headers = self._headers(target)
         if kind in (Kind.transcription, Kind.translation):
             if audio is None:
                 raise ValueError("audio job without audio input")
@@ -105,8 +103,22 @@ class OpenAIAdapter:
         else:
             resp = await client.post(url, headers=headers, json=request)
         if resp.status_code >= 400:
-            raise error_from_response(resp, self.name)
+            raise self._error(resp)
         return self._parse(kind, request, resp)
+
+    # Hooks for OpenAI dialects (Azure, Groq): where the request goes, how it authenticates, and how
+    # errors read. Bodies, multipart and answers stay the same.
+    def _url(self, target: Target, kind: Kind, request: dict[str, Any]) -> str:
+        return target.base_url.rstrip("/") + PATHS[kind]
+
+    def _headers(self, target: Target) -> dict[str, str]:
+        headers = dict(target.headers)
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key}"
+        return headers
+
+    def _error(self, resp: httpx.Response) -> ProviderError:
+        return error_from_response(resp, self.name)
 
     def _parse(self, kind: Kind, request: dict[str, Any], resp: httpx.Response) -> ProviderResponse:
         request_id = resp.headers.get("x-request-id")

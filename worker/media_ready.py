@@ -1,0 +1,177 @@
+"""Media made ready for one provider, before its adapter runs: fetch what it cannot fetch, convert what it
+does not accept, downscale what is over its limits, and refuse — with a per-job error naming the part —
+what cannot be made to fit. Nothing is dropped silently.
+
+Runs per route (a fallback may go from a provider that takes URLs to one that needs bytes), on a copy
+of the request, after `prepare` has turned stored blobs into data: URLs and verified every image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from worker.contract import chat_media_slots
+from worker.errors import InvalidJob
+from worker.fetch import FetchPolicy, fetch_media
+from worker.media import MediaError, parse_data_url, sniff, to_data_url
+from worker.providers.base import MediaRules
+
+LOW_DETAIL_SIDE = 512  # what OpenAI's `detail: low` sends to the model
+
+
+@dataclass(frozen=True)
+class MediaOptions:
+    """Per-job (or batch) proactive downscaling, and how the worker may fetch remote media."""
+
+    max_side: int | None = None
+    max_bytes: int | None = None
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+
+
+@dataclass
+class MediaReport:
+    """What the media stage did, for the job's usage record."""
+
+    fetched: int = 0
+    converted: int = 0
+    downscaled: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def as_usage(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+def _reencode(data: bytes, mime: str, max_side: int | None, target_mime: str) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard stays on
+        with Image.open(io.BytesIO(data)) as img:
+            img.seek(0)  # an animated GIF: its first frame, as providers that take GIFs do
+            img = img.convert(
+                "RGBA" if target_mime == "image/png" and img.mode in ("RGBA", "LA", "P") else "RGB"
+            )
+            if max_side and max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            if target_mime == "image/jpeg":
+                img.convert("RGB").save(out, "JPEG", quality=88, optimize=True)
+            else:
+                img.save(out, "PNG", optimize=True)
+            return out.getvalue()
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+async def _fit_image(
+    data: bytes, where: str, rules: MediaRules, opts: MediaOptions, detail: str | None, report: MediaReport
+) -> tuple[bytes, str]:
+    mime = sniff(data) or "application/octet-stream"
+    width, height = _size(data)
+    side_limits = [s for s in (rules.max_image_side, opts.max_side) if s]
+    if detail == "low" and not rules.honours_detail:
+        side_limits.append(LOW_DETAIL_SIDE)  # no low-detail switch at this provider: send fewer pixels
+    max_side = min(side_limits) if side_limits else None
+    byte_limits = [b for b in (rules.max_image_bytes, opts.max_bytes) if b]
+    max_bytes = min(byte_limits) if byte_limits else None
+
+    needs_convert = mime not in rules.image_types
+    needs_shrink = bool(max_side and max(width, height) > max_side)
+    if not needs_convert and not needs_shrink and (max_bytes is None or len(data) <= max_bytes):
+        return data, mime
+    # PNG keeps lossless inputs lossless; JPEG where the source was lossy or PNG will not fit
+    target = "image/png" if mime in ("image/png", "image/gif", "image/bmp", "image/tiff") else "image/jpeg"
+    if target not in rules.image_types:
+        target = next(iter(sorted(rules.image_types)))
+    out = await asyncio.to_thread(_reencode, data, mime, max_side, target)
+    if max_bytes and len(out) > max_bytes and "image/jpeg" in rules.image_types:
+        # still too big: JPEG, then smaller sides, until it fits (or give up below 256 px)
+        side = max_side or max(width, height)
+        while len(out) > max_bytes and side >= 256:
+            out = await asyncio.to_thread(_reencode, data, mime, side, "image/jpeg")
+            target = "image/jpeg"
+            side = int(side * 0.75)
+    if max_bytes and len(out) > max_bytes:
+        raise InvalidJob(
+            f"{where}: image of {len(data)} bytes cannot be brought under the provider's "
+            f"{max_bytes}-byte limit",
+            type="invalid_media",
+        )
+    report.converted += needs_convert
+    report.downscaled += needs_shrink or len(out) < len(data)
+    return out, target
+
+
+def _declared_type(url: str) -> str | None:
+    try:
+        return parse_data_url(url)[0]
+    except MediaError:
+        return None
+
+
+async def ready_for(
+    request: dict[str, Any],
+    rules: MediaRules,
+    provider: str,
+    client: httpx.AsyncClient,
+    opts: MediaOptions | None = None,
+) -> tuple[dict[str, Any], MediaReport]:
+    """A copy of a chat `request` whose media this provider accepts as they are."""
+    opts = opts or MediaOptions()
+    report = MediaReport()
+    out = copy.deepcopy(request)
+    slots = list(chat_media_slots(out))
+    images = [s for s in slots if s.media == "image"]
+    if rules.max_images is not None and len(images) > rules.max_images:
+        raise InvalidJob(
+            f"{len(images)} images in one request; {provider} takes at most {rules.max_images}",
+            type="invalid_media",
+        )
+    for slot in slots:
+        value = slot.value
+        remote = value.startswith(("http://", "https://"))
+        if remote and rules.remote_urls and not (opts.max_side or opts.max_bytes):
+            continue  # the provider fetches it itself
+        if remote:
+            fetched = await fetch_media(client, value, opts.fetch)
+            data = fetched.data
+            report.fetched += 1
+        else:
+            try:
+                data = parse_data_url(value)[1]
+            except MediaError as e:
+                raise InvalidJob(f"{slot.where}: {e}", type="invalid_media") from None
+        report.bytes_in += len(data)
+        if slot.media == "image":
+            detail = slot.holder.get("detail")
+            try:
+                data, mime = await _fit_image(data, slot.where, rules, opts, detail, report)
+            except InvalidJob:
+                raise
+            except Exception as e:  # Pillow's many error types, the bomb guard included
+                raise InvalidJob(
+                    f"{slot.where}: image could not be decoded ({e})", type="invalid_media"
+                ) from None
+        else:
+            mime = sniff(data) or _declared_type(value) or "application/octet-stream"
+            if mime.startswith("text/") and mime not in rules.document_types:
+                mime = "text/plain"  # CSV / Markdown are text to a provider that takes plain text
+            if mime not in rules.document_types:
+                raise InvalidJob(
+                    f"{slot.where}: {provider} does not take {mime} documents "
+                    f"(takes: {', '.join(sorted(rules.document_types))})",
+                    type="invalid_media",
+                )
+        report.bytes_out += len(data)
+        slot.set(to_data_url(data, mime))
+    return out, report
