@@ -117,6 +117,7 @@ async def _plan(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> list[Ro
         rt.target,
         rng=random.Random(job.id),
         unhealthy=unhealthy,
+        kind=job.kind,
     )
 
 
@@ -195,7 +196,18 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
             continue
         adapter = get_adapter(route.target.provider)
         if job.kind is Kind.chat:
-            route = await _media_ready(rt, job, route, adapter)
+            try:
+                route = await _media_ready(rt, job, route, adapter)
+            except InvalidJob as e:
+                # this provider cannot take this media (type, size, count); another target may
+                if n + 1 == len(routes):
+                    raise
+                job.attempts.append(
+                    Attempt(
+                        target=route.target.name, latency_ms=0, error=f"not sendable here: {e}", skipped=True
+                    )
+                )
+                continue
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
         tries = first_tries if n == first else 0
         while True:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.config import Settings
+from worker.contract import Kind
 from worker.credentials import UnknownVirtualKey, VirtualKeys
 from worker.errors import InvalidJob
 from worker.providers import REGISTRY
@@ -80,6 +81,11 @@ def candidate_buckets(config: dict[str, Any], request: dict[str, Any], default: 
     }
 
 
+def _can_do(provider: str, kind: Kind) -> bool:
+    adapter = REGISTRY.get(provider)
+    return adapter is None or kind in adapter.kinds  # an unknown provider fails later with its own error
+
+
 def _target(leaf: ResolvedTarget, default: Target, keys: VirtualKeys) -> Target:
     provider = leaf.provider or default.provider
     cred = keys.resolve(leaf.virtual_key) if leaf.virtual_key else None
@@ -113,9 +119,11 @@ def routes_for(
     *,
     rng: random.Random | None = None,
     unhealthy: frozenset[str] | set[str] = frozenset(),
+    kind: Kind | None = None,
 ) -> list[Route]:
     """`default`: the worker's own target (no config, or where a config leaves base URL/key open).
-    `unhealthy`: buckets whose circuit is open; loadbalance picks among the others while any is left."""
+    `unhealthy`: buckets whose circuit is open; loadbalance picks among the others while any is left.
+    `kind`: targets whose provider cannot do this kind of job are left out of the plan."""
     if config is None:
         return [
             Route(
@@ -142,6 +150,12 @@ def routes_for(
                 raise
             # every choice is sick: plan as if healthy; the breaker then defers the job until a probe
             leaves = plan(parsed, params=request, metadata=metadata, rng=rng)
+        if kind is not None:
+            able = [leaf for leaf in leaves if _can_do(leaf.provider or default.provider, kind)]
+            if not able:
+                names = ", ".join(sorted({leaf.provider or default.provider for leaf in leaves}))
+                raise RoutingError(f"no target this job was routed to can do {kind.value} jobs ({names})")
+            leaves = able
         routes = []
         for n, leaf in enumerate(leaves):
             retry = leaf.retry

@@ -326,6 +326,7 @@ def messages_url(base_url: str) -> str:
 class AnthropicAdapter:
     name = "anthropic"
     kinds = frozenset({Kind.chat})
+    default_base_url = DEFAULT_BASE_URL
     media = MediaRules(
         image_types=IMAGE_TYPES,
         # the 5 MB cap applies to the base64 string, so raw bytes must stay under 3/4 of it

@@ -542,6 +542,8 @@ class GeminiAdapter:
     def __init__(self, name: str = "gemini", vertex: bool = False) -> None:
         self.name = name
         self.vertex = vertex
+        # Vertex's host names its region, which decides where data is processed: never guessed
+        self.default_base_url = None if vertex else "https://generativelanguage.googleapis.com"
 
     def _config_error(self, message: str) -> ProviderError:
         return ProviderError(message, code="target_misconfigured", retryable=False, provider=self.name)

@@ -14,10 +14,14 @@ from starlette.routing import Route
 
 from worker.simulator.anthropic import anthropic_guarded, messages
 from worker.simulator.audio import speech, transcriptions, translations
+from worker.simulator.azure import azure_routes
 from worker.simulator.chat import chat_completions
+from worker.simulator.deepgram import deepgram_routes
+from worker.simulator.elevenlabs import elevenlabs_routes
 from worker.simulator.errors import ApiError, json_response
 from worker.simulator.faults import faults_endpoint
 from worker.simulator.gemini import gemini_routes
+from worker.simulator.groq import groq_routes
 from worker.simulator.guard import SimulatorHeaders, guarded
 from worker.simulator.images import image_generations, sim_file
 from worker.simulator.knobs import SimulatorConfig
@@ -67,6 +71,10 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         routes.append(Route("/v1" + path, endpoint, methods=["POST"]))
         routes.append(Route(path, endpoint, methods=["POST"]))
     routes += gemini_routes()  # Google dialect: AI Studio and Vertex paths, each guarded
+    routes += azure_routes()  # Azure OpenAI dialect: deployments and /openai/v1 paths, guarded
+    routes += groq_routes()  # Groq dialect: /openai/v1 chat and Whisper audio, guarded
+    routes += elevenlabs_routes()  # ElevenLabs text-to-speech dialect, guarded
+    routes += deepgram_routes()  # Deepgram pre-recorded transcription dialect, guarded
     routes += [
         Route("/v1/messages", anthropic_guarded(messages, "/v1/messages"), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
