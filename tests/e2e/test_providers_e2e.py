@@ -1,0 +1,117 @@
+"""Every provider and kind in the table: one OpenAI-shaped job each, through the worker's job function
+over real HTTP to a simulator process speaking that provider's dialect, back in the OpenAI shape."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.conftest import chat_body, data_url, png_bytes
+from tests.e2e.conftest import _spawn, _stop, free_port, wait_http
+from tests.e2e.test_resilience_e2e import runtime  # noqa: F401  (fixture)
+from worker.contract import JobStatus
+from worker.credentials import VirtualKeys
+from worker.pipeline import run_job
+from worker.providers import REGISTRY
+from worker.simulator.speech import encode_speech_wav
+
+CHAT_MODELS = {
+    "openai": "gpt-4o-mini",
+    "openai-compatible": "llava",
+    "azure-openai": "my-gpt4o-deployment",
+    "anthropic": "claude-sonnet-4-5",
+    "gemini": "gemini-2.5-flash",
+    "vertex": "gemini-2.5-flash",
+    "groq": "meta-llama/llama-4-scout-17b-16e-instruct",
+    "bedrock": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+}
+IMAGE_MODELS = {
+    "openai": "gpt-image-1",
+    "azure-openai": "my-image-deployment",
+    "gemini": "imagen-4.0-generate-001",
+    "vertex": "imagen-4.0-generate-001",
+    "stability": "stable-image-core",
+    "bedrock": "amazon.titan-image-generator-v2:0",
+}
+SPEECH_MODELS = {"openai": "tts-1", "azure-openai": "tts", "elevenlabs": "tts-1"}
+STT_MODELS = {
+    "openai": "whisper-1",
+    "azure-openai": "whisper",
+    "groq": "whisper-large-v3",
+    "deepgram": "nova-3",
+}
+TRANSLATE_MODELS = {"openai": "whisper-1", "azure-openai": "whisper", "groq": "whisper-large-v3"}
+
+SPOKEN = "the blue chair ships on monday"
+AUDIO = "data:audio/wav;base64," + base64.b64encode(encode_speech_wav(SPOKEN)).decode()
+
+
+def _cases() -> list[tuple[str, str, dict]]:
+    out = []
+    for p, m in CHAT_MODELS.items():
+        out.append((p, "/v1/chat/completions", {**chat_body(data_url(png_bytes((20, 40, 200)))), "model": m}))
+    for p, m in IMAGE_MODELS.items():
+        out.append((p, "/v1/images/generations", {"model": m, "prompt": "a red lamp", "n": 1}))
+    for p, m in SPEECH_MODELS.items():
+        out.append((p, "/v1/audio/speech", {"model": m, "input": SPOKEN, "voice": "alloy"}))
+    for p, m in STT_MODELS.items():
+        out.append((p, "/v1/audio/transcriptions", {"model": m, "file": AUDIO}))
+    for p, m in TRANSLATE_MODELS.items():
+        out.append((p, "/v1/audio/translations", {"model": m, "file": AUDIO}))
+    return [c for c in out if c[0] in REGISTRY]
+
+
+@pytest.fixture(scope="module")
+def dialects(tmp_path_factory):
+    """One simulator process for the module: it speaks every dialect at once."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("sim") / "simulator.log"
+    proc = _spawn(["simulate", "--port", str(port), "--seed", "3"], {}, log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+def _secrets(sim_root: str, provider: str) -> dict:
+    entry: dict = {"api_key": "sk-sim-provider", "base_url": sim_root}
+    if provider == "openai" or provider == "openai-compatible":
+        entry["base_url"] = sim_root + "/v1"
+    if provider == "vertex":
+        entry["headers"] = {"x-mmq-vertex-project": "sim-project", "x-mmq-vertex-location": "us-central1"}
+    if provider == "bedrock":
+        entry["api_key"] = "AKIDSIM:simsecret"
+    return entry
+
+
+@pytest.mark.parametrize(("provider", "url", "body"), _cases(), ids=lambda v: v if isinstance(v, str) else "")
+async def test_one_openai_shaped_job_per_provider_and_kind(provider, url, body, runtime, dialects):  # noqa: F811
+    sim_root = dialects
+    rt, producer = runtime(sim_root + "/v1")
+    keys = VirtualKeys()
+    keys.file_entries = {"sim": _secrets(sim_root, provider)}
+    rt.keys = keys
+    job = await producer.submit_job(
+        url, body, tenant="t", config={"provider": provider, "virtual_key": "sim"}
+    )
+    await run_job({"mmq": rt}, job.id)
+    rec = await rt.records.get_job(job.id)
+    assert rec.status is JobStatus.succeeded, (rec.error, rec.attempts)
+    assert [a.status for a in rec.attempts] == [200]
+    result = json.loads(await rt.storage.get(rec.result.body_key)) if rec.result.body_key else None
+    if url.endswith("chat/completions"):
+        assert result["object"] == "chat.completion"
+        assert "blue" in result["choices"][0]["message"]["content"].lower()
+    elif url.endswith("images/generations"):
+        [file] = rec.result.files
+        assert file.content_type.startswith("image/") and file.bytes > 100
+    elif url.endswith("audio/speech"):
+        [file] = rec.result.files
+        assert file.content_type.startswith("audio/")
+    elif url.endswith("transcriptions"):
+        assert result["text"].strip().lower().rstrip(".") == SPOKEN
+    else:  # the simulator marks a translation as one, then gives the decoded speech
+        assert result["text"].strip().lower().rstrip(".").endswith(SPOKEN)
