@@ -5,15 +5,18 @@ from __future__ import annotations
 from worker.providers.anthropic import AnthropicAdapter
 from worker.providers.azure import AzureOpenAIAdapter
 from worker.providers.base import Adapter, AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.bedrock import BedrockAdapter
 from worker.providers.deepgram import DeepgramAdapter
 from worker.providers.elevenlabs import ElevenLabsAdapter
 from worker.providers.gemini import GeminiAdapter
 from worker.providers.groq import GroqAdapter
 from worker.providers.openai import OpenAIAdapter
+from worker.providers.stability import StabilityAdapter
 
 REGISTRY: dict[str, Adapter] = {
     "anthropic": AnthropicAdapter(),
     "azure-openai": AzureOpenAIAdapter(),
+    "bedrock": BedrockAdapter(),
     "deepgram": DeepgramAdapter(),
     "elevenlabs": ElevenLabsAdapter(),
     "gemini": GeminiAdapter(),
@@ -22,6 +25,7 @@ REGISTRY: dict[str, Adapter] = {
     "openai": OpenAIAdapter(),
     # any OpenAI-compatible server (Ollama, vLLM, LocalAI) speaks the same dialect at its own base URL
     "openai-compatible": OpenAIAdapter(name="openai-compatible"),
+    "stability": StabilityAdapter(),
 }
 
 

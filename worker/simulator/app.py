@@ -15,6 +15,7 @@ from starlette.routing import Route
 from worker.simulator.anthropic import anthropic_guarded, messages
 from worker.simulator.audio import speech, transcriptions, translations
 from worker.simulator.azure import azure_routes
+from worker.simulator.bedrock import bedrock_routes
 from worker.simulator.chat import chat_completions
 from worker.simulator.deepgram import deepgram_routes
 from worker.simulator.elevenlabs import elevenlabs_routes
@@ -25,6 +26,7 @@ from worker.simulator.groq import groq_routes
 from worker.simulator.guard import SimulatorHeaders, guarded
 from worker.simulator.images import image_generations, sim_file
 from worker.simulator.knobs import SimulatorConfig
+from worker.simulator.stability import stability_routes
 from worker.simulator.state import SimState
 
 _API = {
@@ -75,6 +77,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
     routes += groq_routes()  # Groq dialect: /openai/v1 chat and Whisper audio, guarded
     routes += elevenlabs_routes()  # ElevenLabs text-to-speech dialect, guarded
     routes += deepgram_routes()  # Deepgram pre-recorded transcription dialect, guarded
+    routes += bedrock_routes()  # AWS Bedrock dialect: Converse and InvokeModel, SigV4-checked, guarded
+    routes += stability_routes()  # Stability AI dialect: v2beta multipart and v1 JSON, guarded
     routes += [
         Route("/v1/messages", anthropic_guarded(messages, "/v1/messages"), methods=["POST"]),
         Route("/health", health, methods=["GET"]),

@@ -1,0 +1,364 @@
+"""Stability AI, direct API: text-to-image on v2beta Stable Image (ultra / core / sd3) and v1 (SDXL).
+
+Takes the OpenAI images request the contract stores and gives back an OpenAI images response
+{created, data: [{b64_json}]}. Reference: ../shared/reference/providers.md §6.
+
+Which API a model goes to is data (MODELS, V1_ENGINE_PREFIX), not code:
+- v2beta `POST /v2beta/stable-image/generate/{ultra|core|sd3}`: multipart/form-data even without a file,
+  one image per call (OpenAI `n` > 1 becomes n calls, made one after the other so a job never bursts
+  past the provider's 150 requests / 10 s), `Accept: application/json` for {"image", "finish_reason",
+  "seed"}. OpenAI `size` becomes the nearest Stability `aspect_ratio`.
+- v1 `POST /v1/generation/{engine_id}/text-to-image`: JSON, `samples` = n, width/height from `size`
+  (SDXL-1024 accepts nine sizes only; the nearest one by aspect ratio is sent).
+
+Stability-only parameters travel as extra top-level request fields (the contract keeps unknown fields):
+`negative_prompt`, `seed`, `style_preset` (v2beta core, v1), `cfg_scale`, `steps`, `sampler`,
+`clip_guidance_preset` (v1).
+
+`response_format`: Stability always answers with bytes. That is fine for both values: mmq stores every
+generated image itself (worker/results.py) and the stored result points at its own file URL, so "url"
+and "b64_json" jobs end the same way. OpenAI `quality` / `style` have no equivalent and are ignored.
+
+A 200 whose finish reason is CONTENT_FILTERED (a blurred image) is a failure: ProviderError code
+"content_filter", not retryable. So is a 403 `content_moderation`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from worker.contract import Kind
+from worker.errors import InvalidJob, ProviderError, parse_retry_after
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+
+DEFAULT_BASE_URL = "https://api.stability.ai"
+DEFAULT_MODEL = "stable-image-core"
+
+
+@dataclass(frozen=True)
+class StabilityModel:
+    api: Literal["v2beta", "v1"]
+    endpoint: str  # v2beta: ultra | core | sd3; v1: the engine id
+    model: str | None = None  # the v2beta sd3 `model` form field
+
+
+def _sd3(model: str) -> StabilityModel:
+    return StabilityModel("v2beta", "sd3", model)
+
+
+# OpenAI `model` -> where it goes. Names outside the table that start with V1_ENGINE_PREFIX are v1 engine ids.
+MODELS: dict[str, StabilityModel] = {
+    "stable-image-ultra": StabilityModel("v2beta", "ultra"),
+    "ultra": StabilityModel("v2beta", "ultra"),
+    "stable-image-core": StabilityModel("v2beta", "core"),
+    "core": StabilityModel("v2beta", "core"),
+    **{m: _sd3(m) for m in ("sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3", "sd3-turbo")},
+    "stable-diffusion-xl-1024-v1-0": StabilityModel("v1", "stable-diffusion-xl-1024-v1-0"),
+}
+V1_ENGINE_PREFIX = "stable-diffusion-"
+
+# Stability aspect ratios (width / height); an OpenAI WxH size maps to the nearest one.
+ASPECT_RATIOS: dict[str, float] = {
+    "21:9": 21 / 9,
+    "16:9": 16 / 9,
+    "3:2": 3 / 2,
+    "5:4": 5 / 4,
+    "1:1": 1.0,
+    "4:5": 4 / 5,
+    "2:3": 2 / 3,
+    "9:16": 9 / 16,
+    "9:21": 9 / 21,
+}
+V2_OUTPUT_FORMATS = frozenset({"png", "jpeg", "webp"})
+# v1 width/height: engine-id prefix -> the only sizes it accepts (others: multiples of 64, >= 128)
+V1_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
+    "stable-diffusion-xl-1024": (
+        (1024, 1024),
+        (1152, 896),
+        (1216, 832),
+        (1344, 768),
+        (1536, 640),
+        (640, 1536),
+        (768, 1344),
+        (832, 1216),
+        (896, 1152),
+    ),
+}
+V1_MAX_SAMPLES = 10
+MAX_SEED = 4294967294  # v2beta's upper bound; v1 allows one more
+
+# Extra (non-OpenAI) request fields forwarded as is, per API; endpoint-specific ones carry the endpoints.
+V2_EXTRA: dict[str, frozenset[str] | None] = {
+    "negative_prompt": None,
+    "seed": None,
+    "style_preset": frozenset({"core"}),
+}
+V1_EXTRA = ("cfg_scale", "steps", "seed", "sampler", "style_preset", "clip_guidance_preset")
+
+FILTERED = "CONTENT_FILTERED"
+# 429 puts the key in a 60 s timeout (reference §6.1); used when the answer carries no Retry-After.
+RATE_LIMIT_PENALTY_S = 60.0
+CONTENT_FILTER_NAMES = frozenset({"content_moderation"})
+
+
+@dataclass(frozen=True)
+class NativeRequest:
+    """What to send: `bodies` are multipart form fields (v2beta, one per image) or one JSON body (v1)."""
+
+    path: str
+    multipart: bool
+    bodies: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------------------- request
+def resolve_model(model: Any) -> StabilityModel:
+    name = model or DEFAULT_MODEL
+    if not isinstance(name, str):
+        raise InvalidJob("model must be a string")
+    if name in MODELS:
+        return MODELS[name]
+    if name.startswith(V1_ENGINE_PREFIX):
+        return StabilityModel("v1", name)
+    raise InvalidJob(
+        f"model {name!r} is not a Stability model this adapter knows: use one of {sorted(MODELS)} "
+        f"or a v1 engine id starting with {V1_ENGINE_PREFIX!r}"
+    )
+
+
+def _parse_size(size: Any) -> tuple[int, int] | None:
+    if not size or size == "auto":
+        return None
+    w, _, h = str(size).partition("x")
+    if not (w.isdigit() and h.isdigit()) or not int(w) or not int(h):
+        raise InvalidJob(f"size {size!r} must look like 1024x1024")
+    return int(w), int(h)
+
+
+def aspect_ratio(size: Any) -> str | None:
+    """The Stability aspect ratio nearest to an OpenAI WxH size (None for auto / unset)."""
+    dims = _parse_size(size)
+    if dims is None:
+        return None
+    ratio = math.log(dims[0] / dims[1])
+    return min(ASPECT_RATIOS, key=lambda name: abs(math.log(ASPECT_RATIOS[name]) - ratio))
+
+
+def v1_dimensions(engine: str, size: Any) -> tuple[int, int] | None:
+    """v1 width/height for an OpenAI size: the nearest accepted size, or sides rounded to 64."""
+    dims = _parse_size(size)
+    if dims is None:
+        return None
+    for prefix, sizes in V1_SIZES.items():
+        if engine.startswith(prefix):
+            ratio = math.log(dims[0] / dims[1])
+            return min(sizes, key=lambda s: (abs(math.log(s[0] / s[1]) - ratio), abs(s[0] - dims[0])))
+    return tuple(max(128, round(side / 64) * 64) for side in dims)  # type: ignore[return-value]
+
+
+def _seed(value: Any, index: int) -> int:
+    # n images from one explicit seed: seed, seed+1, ... so they are reproducible and still differ
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise InvalidJob(f"seed must be an integer between 0 and {MAX_SEED}")
+    return value if value == 0 else (value + index - 1) % MAX_SEED + 1
+
+
+def _v2_forms(target: StabilityModel, request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    fmt = request.get("output_format") or "png"
+    if fmt not in V2_OUTPUT_FORMATS:
+        raise InvalidJob(f"output_format {fmt!r}: Stability writes {sorted(V2_OUTPUT_FORMATS)}")
+    form: dict[str, Any] = {"prompt": request["prompt"]}
+    ratio = aspect_ratio(request.get("size"))
+    if ratio:
+        form["aspect_ratio"] = ratio
+    form["output_format"] = fmt
+    if target.model:
+        form["model"] = target.model
+    for name, endpoints in V2_EXTRA.items():
+        if request.get(name) is None:
+            continue
+        if endpoints is not None and target.endpoint not in endpoints:
+            raise InvalidJob(f"{name} is only accepted by Stability {sorted(endpoints)}")
+        form[name] = request[name]
+    forms = []
+    for i in range(int(request.get("n") or 1)):
+        one = dict(form)
+        if "seed" in one:
+            one["seed"] = _seed(one["seed"], i)
+        forms.append(one)
+    return forms
+
+
+def _v1_body(target: StabilityModel, request: Mapping[str, Any]) -> dict[str, Any]:
+    fmt = request.get("output_format")
+    if fmt not in (None, "png"):
+        raise InvalidJob(f"output_format {fmt!r}: Stability v1 engines write PNG only")
+    n = int(request.get("n") or 1)
+    if n > V1_MAX_SAMPLES:
+        raise InvalidJob(f"Stability v1 returns at most {V1_MAX_SAMPLES} images per request; got n={n}")
+    prompts: list[dict[str, Any]] = [{"text": request["prompt"], "weight": 1}]
+    if request.get("negative_prompt"):
+        prompts.append({"text": request["negative_prompt"], "weight": -1})  # v1's negative prompt
+    body: dict[str, Any] = {"text_prompts": prompts}
+    dims = v1_dimensions(target.endpoint, request.get("size"))
+    if dims:
+        body["width"], body["height"] = dims
+    body["samples"] = n
+    for name in V1_EXTRA:
+        if request.get(name) is not None:
+            body[name] = request[name]
+    return body
+
+
+def to_native(request: dict[str, Any]) -> NativeRequest:
+    """OpenAI images request -> what to POST where. Pure; raises InvalidJob."""
+    if not isinstance(request.get("prompt"), str) or not request["prompt"]:
+        raise InvalidJob("prompt is required")
+    target = resolve_model(request.get("model"))
+    if target.api == "v2beta":
+        return NativeRequest(
+            f"/v2beta/stable-image/generate/{target.endpoint}", True, _v2_forms(target, request)
+        )
+    return NativeRequest(
+        f"/v1/generation/{target.endpoint}/text-to-image", False, [_v1_body(target, request)]
+    )
+
+
+# ------------------------------------------------------------------------------------------ response
+def _unparseable(body: Any) -> ProviderError:
+    return ProviderError(
+        f"HTTP 200 with an unusable body: {str(body)[:200]!r}",
+        status=200,
+        code="unparseable_response",
+        retryable=True,
+        provider="stability",
+    )
+
+
+def _filtered() -> ProviderError:
+    return ProviderError(
+        "Stability filtered the generated image (finish reason CONTENT_FILTERED)",
+        status=200,
+        code="content_filter",
+        retryable=False,
+        provider="stability",
+    )
+
+
+def _images(body: Any) -> list[str]:
+    """The base64 images of one 200 answer (v2beta or v1 JSON)."""
+    if not isinstance(body, dict):
+        raise _unparseable(body)
+    if "artifacts" in body:  # v1
+        artifacts = body["artifacts"]
+        if not isinstance(artifacts, list) or not artifacts:
+            raise _unparseable(body)
+        out = []
+        for art in artifacts:
+            if not isinstance(art, dict) or not isinstance(art.get("base64"), str):
+                raise _unparseable(body)
+            if art.get("finishReason") == FILTERED:
+                raise _filtered()
+            if art.get("finishReason") == "ERROR":
+                raise ProviderError(
+                    "Stability reported a generation error", status=200, retryable=True, provider="stability"
+                )
+            out.append(art["base64"])
+        return out
+    if body.get("finish_reason") == FILTERED:
+        raise _filtered()
+    if not isinstance(body.get("image"), str) or not body["image"]:
+        raise _unparseable(body)
+    return [body["image"]]
+
+
+def from_native(bodies: list[Any]) -> dict[str, Any]:
+    """200 answers (one per call) -> OpenAI images response. Raises ProviderError."""
+    return {"created": int(time.time()), "data": [{"b64_json": b} for body in bodies for b in _images(body)]}
+
+
+# -------------------------------------------------------------------------------------------- errors
+def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
+    """{"id","name","errors":[...]} (v2beta) or {"id","name","message"} (v1), or anything else."""
+    message, code = resp.reason_phrase or "error", None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            message = "; ".join(str(e) for e in errors)
+        elif body.get("message"):
+            message = str(body["message"])
+        code = str(body["name"]) if body.get("name") else None
+    else:
+        message = resp.text[:300].strip() or message
+    if code in CONTENT_FILTER_NAMES:
+        code = "content_filter"
+    status = resp.status_code
+    retry_after = parse_retry_after(resp.headers)
+    if status == 429 and retry_after is None:
+        retry_after = RATE_LIMIT_PENALTY_S
+    return ProviderError(
+        message,
+        status=status,
+        code=code,
+        retryable=status == 429 or status >= 500,
+        retry_after_s=retry_after,
+        provider=provider,
+    )
+
+
+# ------------------------------------------------------------------------------------------- adapter
+class StabilityAdapter:
+    name = "stability"
+    kinds = frozenset({Kind.image})
+    media = MediaRules()  # no chat, so no media rules apply
+    default_base_url = DEFAULT_BASE_URL
+
+    async def call(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        kind: Kind,
+        request: dict[str, Any],
+        audio: AudioInput | None = None,
+    ) -> ProviderResponse:
+        if kind is not Kind.image:
+            raise InvalidJob(f"the stability adapter generates images only, not {kind}", type="routing_error")
+        native = to_native(request)
+        url = (target.base_url or DEFAULT_BASE_URL).rstrip("/") + native.path
+        headers = {**target.headers, "accept": "application/json"}
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key}"
+        answers: list[Any] = []
+        request_id = None
+        for body in native.bodies:  # one after the other: see the module docstring
+            if native.multipart:
+                # (None, value) parts are plain form fields; Stability insists on multipart even without a
+                # file, and the aiohttp transport needs the body rendered in memory first.
+                files = [(k, (None, str(v))) for k, v in body.items()]
+                built = client.build_request("POST", url, headers=headers, files=files)
+                await built.aread()
+                resp = await client.send(built)
+            else:
+                resp = await client.post(url, headers=headers, json=body)
+            if resp.status_code >= 400:
+                raise error_from_response(resp, self.name)
+            try:
+                answers.append(resp.json())
+            except ValueError:
+                answers.append(resp.text)
+            request_id = resp.headers.get("x-request-id") or request_id
+        try:
+            out = from_native(answers)
+        except ProviderError as err:
+            err.provider = self.name
+            raise
+        return ProviderResponse(200, body=out, request_id=request_id)
