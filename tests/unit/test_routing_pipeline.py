@@ -101,7 +101,10 @@ async def test_configs_are_refused_at_submit_not_in_the_worker(make_runtime):
         )
     with pytest.raises(LineError, match="no adapter"):
         await producer.submit_job(
-            "/v1/chat/completions", body, tenant="t", config={"provider": "nosuchprovider", "virtual_key": "a"}
+            "/v1/chat/completions",
+            body,
+            tenant="t",
+            config={"provider": "nosuchprovider", "virtual_key": "a"},
         )
     with pytest.raises(LineError, match="wieght"):
         await producer.submit_job(
