@@ -1,6 +1,6 @@
 """A night's batch against a rate-limited, flaky provider: several worker processes share one limit.
 
-    python -m bench.rate_limited_batch [--jobs 2000] [--workers 4] [--rps 100] [--margin 0.01]
+    python -m bench.rate_limited_batch [--jobs 2000] [--workers 4] [--rps 100] [--margin 0.02]
 
 The simulator (its own process) answers in 200 ± 50 ms, admits 100 requests per sliding second per API
 key (429 + Retry-After beyond that) and fails 3% of calls with a 500/503. mmq's workers (separate
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rps", type=int, default=100)
-    parser.add_argument("--margin", type=float, default=0.01, help="MMQ_RATE_LIMIT_MARGIN")
+    parser.add_argument("--margin", type=float, default=0.02, help="MMQ_RATE_LIMIT_MARGIN")
     parser.add_argument("--error-rate", type=float, default=0.03)
     args = parser.parse_args()
     knobs = {

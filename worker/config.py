@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # shared rate limits and circuit breaking (per provider + virtual key + model, across all workers)
     rate_limit: dict[str, Any] | None = None  # {"rps"|"rpm"|"tpm"|"max_concurrent": n} for the default target
     rate_wait_max_s: float = 10.0  # a job whose rate-limit slot is further away than this is deferred
-    rate_limit_margin: float = 0.01  # spacing slack that absorbs scheduling jitter
+    rate_limit_margin: float = 0.02  # spacing slack that absorbs scheduling jitter
     circuit_threshold: int = 5  # consecutive 5xx/timeouts that open a target's circuit
     circuit_open_s: float = 30.0  # before a probe is let through
 

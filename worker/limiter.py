@@ -119,7 +119,7 @@ def estimate_tokens(request: dict[str, Any]) -> int:
 
 
 class Limiter:
-    def __init__(self, redis: Redis, prefix: str = "mmq", margin: float = 0.01) -> None:
+    def __init__(self, redis: Redis, prefix: str = "mmq", margin: float = 0.02) -> None:
         self.redis = redis
         self.prefix = prefix
         # spacing a little wider than the limit absorbs scheduling jitter between the slot and the wire

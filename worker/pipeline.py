@@ -239,10 +239,10 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                         cap_s=rt.settings.retry_cap_s,
                         retry_after_s=err.retry_after_s,
                     )
-                    if tries == 1 and route.rate_limit and err.retry_after_s is None and err.status != 429:
-                        delay = (
-                            0.0  # the shared limiter already paces this target; a sick one opens its circuit
-                        )
+                    if route.rate_limit and (err.status == 429 or (tries == 1 and err.retry_after_s is None)):
+                        # the shared limiter paces this target (a 429 has paused it for every worker, and
+                        # a sick target opens its circuit): no random backoff on top
+                        delay = err.retry_after_s or 0.0
                     if delay > rt.settings.retry_sleep_max_s:
                         raise _Defer(delay, {"target": route.target.name, "tries": tries}) from None
                     await asyncio.sleep(delay)
