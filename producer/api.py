@@ -32,12 +32,14 @@ class JobSubmission(BaseModel):
     custom_id: str | None = None
     config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    media: dict[str, Any] | None = Field(default=None, description='downscaling: {"max_side", "max_bytes"}')
 
 
 class BatchSubmission(BaseModel):
     requests: list[dict[str, Any]] = Field(description="lines in the OpenAI Batch input shape")
     metadata: dict[str, str] = Field(default_factory=dict)
     config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
+    media: dict[str, Any] | None = Field(default=None, description='downscaling: {"max_side", "max_bytes"}')
 
 
 def current_tenant(request: Request) -> str:
@@ -99,6 +101,7 @@ def create_app(
                 custom_id=body.custom_id,
                 config=body.config,
                 metadata=body.metadata,
+                media=body.media,
             )
         except LineError as e:
             raise HTTPException(422, str(e)) from None
@@ -117,14 +120,19 @@ def create_app(
                     raise HTTPException(422, format_validation_error(e)) from None
                 lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
                 batch = await producer.submit_batch(
-                    lines, tenant=who, metadata=sub.metadata, config=sub.config
+                    lines, tenant=who, metadata=sub.metadata, config=sub.config, media=sub.media
                 )
             else:
                 # JSONL body: query parameters are metadata, `config` (JSON text) the routing config
                 metadata = dict(request.query_params)
                 config = metadata.pop("config", None)
+                media = metadata.pop("media", None)  # JSON text, like config
                 batch = await producer.submit_batch(
-                    aiter_jsonl_chunks(request.stream()), tenant=who, metadata=metadata, config=config
+                    aiter_jsonl_chunks(request.stream()),
+                    tenant=who,
+                    metadata=metadata,
+                    config=config,
+                    media=media,
                 )
         except LineError as e:  # a bad routing config refuses the whole batch, before any job exists
             raise HTTPException(422, str(e)) from None

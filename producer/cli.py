@@ -125,9 +125,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
         path = Path(args.file)
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
         config = Path(args.config).read_text() if args.config else None
+        media = {"max_side": args.max_side, "max_bytes": args.max_bytes}
         try:
             batch = await producer.submit_batch(
-                iter_jsonl(path), tenant=args.tenant, metadata={"source": path.name}, config=config
+                iter_jsonl(path),
+                tenant=args.tenant,
+                metadata={"source": path.name},
+                config=config,
+                media={k: v for k, v in media.items() if v} or None,
             )
         except LineError as e:
             sys.exit(f"mmq: {e}")
@@ -232,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tenant", default="default")
     s.add_argument("--watch", action="store_true")
     s.add_argument("--config", help="routing config file (Portkey schema, JSON) for every job")
+    s.add_argument("--max-side", type=int, help="downscale images to this longest side (px) before sending")
+    s.add_argument("--max-bytes", type=int, help="re-encode images above this size before sending")
     s.set_defaults(fn=cmd_submit)
 
     st = sub.add_parser("status", help="status of a batch or a job")

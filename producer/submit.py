@@ -29,6 +29,7 @@ from worker.contract import (
     JobRecord,
     JobStatus,
     Kind,
+    MediaPrep,
     chat_media_slots,
     dump_request,
     kind_for_url,
@@ -197,6 +198,7 @@ class Producer:
         batch_id: str | None,
         config: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        media: MediaPrep | None = None,
     ) -> tuple[JobRecord, bool]:
         """Returns (record, runnable). A line that cannot run becomes a failed record."""
         job = JobRecord(
@@ -207,6 +209,7 @@ class Producer:
             kind=Kind.chat,
             config=config,
             metadata=(metadata or {}) if config else {},
+            media=media,
         )
         where = f"line {line.line_no}: " if line.line_no is not None else ""
         try:
@@ -243,14 +246,17 @@ class Producer:
         custom_id: str | None = None,
         config: dict[str, Any] | str | None = None,
         metadata: dict[str, Any] | None = None,
+        media: MediaPrep | dict[str, Any] | None = None,
     ) -> JobRecord:
-        """One job outside any batch. Raises LineError if it cannot run (nothing is stored then)."""
+        """One job outside any batch. Raises LineError if it cannot run (nothing is stored then).
+        `media`: proactive downscaling ({"max_side": px, "max_bytes": n})."""
         job, runnable = await self._build_job(
             BatchLine(body=body, url=url, custom_id=custom_id),
             tenant,
             None,
             validate_config(config),
             metadata,
+            validate_media(media),
         )
         if not runnable:
             raise LineError(job.error.message if job.error else "invalid request")
@@ -271,6 +277,7 @@ class Producer:
         batch: BatchRecord,
         lines: Iterable[BatchLine] | AsyncIterable[BatchLine],
         config: dict[str, Any] | None = None,
+        media: MediaPrep | None = None,
     ) -> tuple[int, int]:
         """Streams lines into `batch`; returns (accepted, invalid). Sends one pipeline per chunk.
         `config` must already be validated (validate_config)."""
@@ -289,7 +296,7 @@ class Producer:
                 chunk = min(chunk * 2, self.settings.enqueue_chunk)
 
         async for line in _aiter(lines):
-            job, runnable = await self._build_job(line, batch.tenant, batch.id, config, batch.metadata)
+            job, runnable = await self._build_job(line, batch.tenant, batch.id, config, batch.metadata, media)
             self._write(pipe, job, runnable)
             pending += 1
             accepted += runnable
@@ -306,13 +313,29 @@ class Producer:
         tenant: str,
         metadata: dict[str, str] | None = None,
         config: dict[str, Any] | str | None = None,
+        media: MediaPrep | dict[str, Any] | str | None = None,
     ) -> BatchRecord:
-        """`config`: a routing config (Portkey schema) for every job; refused here if invalid."""
+        """`config`: a routing config (Portkey schema) for every job; refused here if invalid.
+        `media`: proactive downscaling for every job ({"max_side": px, "max_bytes": n})."""
         checked = validate_config(config)
+        prep = validate_media(media)
         batch = await self.create_batch(tenant=tenant, metadata=metadata)
-        _, invalid = await self.add_lines(batch, lines, checked)
+        _, invalid = await self.add_lines(batch, lines, checked, prep)
         await self.records.seal_batch(batch.id, invalid)
         return await self.records.get_batch(batch.id) or batch
+
+
+def validate_media(media: MediaPrep | dict[str, Any] | str | None) -> MediaPrep | None:
+    if media is None or isinstance(media, MediaPrep):
+        return media
+    try:
+        return (
+            MediaPrep.model_validate_json(media)
+            if isinstance(media, str)
+            else MediaPrep.model_validate(media)
+        )
+    except ValueError as e:
+        raise LineError(f"media options: {e}") from None
 
 
 async def _aiter(items: Iterable[BatchLine] | AsyncIterable[BatchLine]):

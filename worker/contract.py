@@ -295,6 +295,14 @@ class JobResult(BaseModel):
     files: list[ResultFile] = Field(default_factory=list)
 
 
+class MediaPrep(BaseModel):
+    """Proactive downscaling for a job or batch: smaller images cost less and answer sooner."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_side: int | None = Field(default=None, gt=0)  # pixels, longest side
+    max_bytes: int | None = Field(default=None, gt=0)
+
+
 class JobRecord(BaseModel):
     id: str
     batch_id: str | None = None
@@ -305,6 +313,7 @@ class JobRecord(BaseModel):
     request_key: str | None = None  # large ones go to storage
     config: dict[str, Any] | None = None  # routing config (Portkey schema), validated at submit
     metadata: dict[str, Any] = Field(default_factory=dict)  # for conditional routing
+    media: MediaPrep | None = None
     cache_key: str | None = None
     status: JobStatus = JobStatus.queued
     cached: bool = False

@@ -147,10 +147,11 @@ async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any])
         await asyncio.sleep(admission.wait_s * random.uniform(1.0, 1.1))
 
 
-def _media_options(settings: Settings) -> MediaOptions:
+def _media_options(settings: Settings, job: JobRecord) -> MediaOptions:
+    prep = job.media
     return MediaOptions(
-        max_side=settings.media_max_side,
-        max_bytes=settings.media_max_bytes,
+        max_side=(prep.max_side if prep and prep.max_side else None) or settings.media_max_side,
+        max_bytes=(prep.max_bytes if prep and prep.max_bytes else None) or settings.media_max_bytes,
         fetch=FetchPolicy(
             max_bytes=settings.fetch_max_bytes, allow_hosts=frozenset(settings.fetch_allow_hosts)
         ),
@@ -160,7 +161,7 @@ def _media_options(settings: Settings) -> MediaOptions:
 async def _media_ready(rt: Runtime, job: JobRecord, route: Route, adapter: Any) -> Route:
     """The route's request with media this provider accepts (fetched, converted, downscaled)."""
     request, report = await ready_for(
-        route.request, adapter.media, route.target.provider, rt.client, _media_options(rt.settings)
+        route.request, adapter.media, route.target.provider, rt.client, _media_options(rt.settings, job)
     )
     if report.as_usage():
         job.usage = {**(job.usage or {}), "media": report.as_usage()}

@@ -115,3 +115,76 @@ async def test_one_openai_shaped_job_per_provider_and_kind(provider, url, body, 
         assert result["text"].strip().lower().rstrip(".") == SPOKEN
     else:  # the simulator marks a translation as one, then gives the decoded speech
         assert result["text"].strip().lower().rstrip(".").endswith(SPOKEN)
+
+
+async def test_per_job_downscaling_reaches_the_provider_and_shows_in_usage(runtime, dialects):  # noqa: F811
+    rt, producer = runtime(dialects + "/v1")
+    body = chat_body(data_url(png_bytes((200, 30, 30), (1200, 900))))
+    small = await producer.submit_job("/v1/chat/completions", body, tenant="t", media={"max_side": 400})
+    full = await producer.submit_job("/v1/chat/completions", body, tenant="t")
+    for job in (small, full):
+        await run_job({"mmq": rt}, job.id)
+    answers = {}
+    for job in (small, full):
+        rec = await rt.records.get_job(job.id)
+        assert rec.status is JobStatus.succeeded
+        answers[job.id] = json.loads(await rt.storage.get(rec.result.body_key))["choices"][0]["message"][
+            "content"
+        ]
+    assert "400x300" in answers[small.id] and "1200x900" in answers[full.id]
+    media = (await rt.records.get_job(small.id)).usage["media"]
+    assert media["downscaled"] == 1 and media["bytes_out"] < media["bytes_in"]
+
+
+async def test_bad_media_options_are_refused_at_submit(runtime, dialects):  # noqa: F811
+    from producer.submit import LineError
+
+    _, producer = runtime(dialects + "/v1")
+    with pytest.raises(LineError, match="max_side"):
+        await producer.submit_job(
+            "/v1/chat/completions",
+            chat_body(data_url(png_bytes((1, 2, 3)))),
+            tenant="t",
+            media={"max_side": 0},
+        )
+
+
+async def test_every_provider_and_kind_through_a_real_arq_worker(redis_url, dialects, tmp_path):
+    """The same table, as a user runs it: jobs in Redis, an arq worker resolving virtual keys from its
+    secrets file, the simulator speaking each dialect over HTTP."""
+    from producer.submit import Producer
+    from worker.config import Settings
+    from worker.connections import connect
+    from worker.records import Records
+    from worker.storage import open_storage
+    from worker.worker import build_worker
+
+    cases = _cases()
+    secrets = {f"sim-{p}": _secrets(dialects, p) for p, _, _ in cases}
+    (tmp_path / "secrets.json").write_text(json.dumps(secrets))
+    settings = Settings(
+        redis_url=redis_url,
+        storage_url=f"file://{tmp_path / 'store'}",
+        secrets_file=tmp_path / "secrets.json",
+        openai_base_url="http://127.0.0.1:9/v1",  # nothing may go to the default target
+        poll_delay_s=0.05,
+    )
+    redis = connect(redis_url)
+    try:
+        producer = Producer(redis, open_storage(settings.storage_url), settings)
+        jobs = [
+            await producer.submit_job(
+                url, body, tenant="t", config={"provider": p, "virtual_key": f"sim-{p}"}
+            )
+            for p, url, body in cases
+        ]
+        worker = build_worker(settings, redis_pool=redis, burst=True, handle_signals=False)
+        await worker.main()
+        await worker.close()
+        records = Records(redis)
+        done = {(p, url): await records.get_job(j.id) for (p, url, _), j in zip(cases, jobs, strict=True)}
+        failed = {k: (r.error, r.attempts) for k, r in done.items() if r.status is not JobStatus.succeeded}
+        assert not failed
+        assert len(done) >= 24
+    finally:
+        await redis.aclose()
