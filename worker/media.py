@@ -55,6 +55,12 @@ def parse_data_url(url: str) -> tuple[str | None, bytes]:
     return match.group(1), data
 
 
+def declared_type(url: str) -> str | None:
+    """The MIME type a data: URL declares, without decoding its payload."""
+    match = _DATA_URL_RE.match(url)
+    return match.group(1).lower() if match and match.group(1) else None
+
+
 def to_data_url(data: bytes, content_type: str) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
 

@@ -21,7 +21,7 @@ from PIL import Image
 from worker.contract import chat_media_slots
 from worker.errors import InvalidJob
 from worker.fetch import FetchPolicy, fetch_media
-from worker.media import MediaError, parse_data_url, sniff, to_data_url
+from worker.media import MediaError, declared_type, parse_data_url, sniff, to_data_url
 from worker.providers.base import MediaRules
 
 LOW_DETAIL_SIDE = 512  # what OpenAI's `detail: low` sends to the model
@@ -50,7 +50,7 @@ class MediaReport:
         return {k: v for k, v in self.__dict__.items() if v}
 
 
-def _reencode(data: bytes, mime: str, max_side: int | None, target_mime: str) -> bytes:
+def _reencode(data: bytes, max_side: int | None, target_mime: str) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard stays on
         with Image.open(io.BytesIO(data)) as img:
@@ -93,12 +93,12 @@ async def _fit_image(
     target = "image/png" if mime in ("image/png", "image/gif", "image/bmp", "image/tiff") else "image/jpeg"
     if target not in rules.image_types:
         target = next(iter(sorted(rules.image_types)))
-    out = await asyncio.to_thread(_reencode, data, mime, max_side, target)
+    out = await asyncio.to_thread(_reencode, data, max_side, target)
     if max_bytes and len(out) > max_bytes and "image/jpeg" in rules.image_types:
         # still too big: JPEG, then smaller sides, until it fits (or give up below 256 px)
         side = max_side or max(width, height)
         while len(out) > max_bytes and side >= 256:
-            out = await asyncio.to_thread(_reencode, data, mime, side, "image/jpeg")
+            out = await asyncio.to_thread(_reencode, data, side, "image/jpeg")
             target = "image/jpeg"
             side = int(side * 0.75)
     if max_bytes and len(out) > max_bytes:
@@ -110,13 +110,6 @@ async def _fit_image(
     report.converted += needs_convert
     report.downscaled += needs_shrink or len(out) < len(data)
     return out, target
-
-
-def _declared_type(url: str) -> str | None:
-    try:
-        return parse_data_url(url)[0]
-    except MediaError:
-        return None
 
 
 async def ready_for(
@@ -151,6 +144,7 @@ async def ready_for(
                 data = parse_data_url(value)[1]
             except MediaError as e:
                 raise InvalidJob(f"{slot.where}: {e}", type="invalid_media") from None
+        original = data
         report.bytes_in += len(data)
         if slot.media == "image":
             detail = slot.holder.get("detail")
@@ -163,7 +157,7 @@ async def ready_for(
                     f"{slot.where}: image could not be decoded ({e})", type="invalid_media"
                 ) from None
         else:
-            mime = sniff(data) or _declared_type(value) or "application/octet-stream"
+            mime = sniff(data) or declared_type(value) or "application/octet-stream"
             if mime.startswith("text/") and mime not in rules.document_types:
                 mime = "text/plain"  # CSV / Markdown are text to a provider that takes plain text
             if mime not in rules.document_types:
@@ -173,5 +167,6 @@ async def ready_for(
                     type="invalid_media",
                 )
         report.bytes_out += len(data)
-        slot.set(to_data_url(data, mime))
+        if remote or data is not original or mime != declared_type(value):
+            slot.set(to_data_url(data, mime))  # untouched media keep their data: URL (no re-encode)
     return out, report

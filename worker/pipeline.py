@@ -252,7 +252,8 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                     break  # next target
                 raise err from None
             await rt.limiter.release(route.bucket, lease)
-            await rt.breaker.record(route.bucket, ok=True)
+            if permit.dirty or tries > 1:  # this job's own failures on this target are on record too
+                await rt.breaker.record(route.bucket, ok=True)
             if route.rate_limit and route.rate_limit.tpm and resp.usage:
                 actual = resp.usage.get("total_tokens")
                 if isinstance(actual, int):

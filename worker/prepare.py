@@ -15,7 +15,7 @@ from PIL import Image
 
 from worker.contract import BLOB_SCHEME, Kind, chat_media_slots
 from worker.errors import InvalidJob
-from worker.media import MediaError, filename_for, parse_data_url, sniff, to_data_url
+from worker.media import MediaError, declared_type, filename_for, parse_data_url, sniff, to_data_url
 from worker.providers.base import AudioInput
 from worker.storage import BlobNotFound, Storage
 
@@ -74,9 +74,7 @@ def document_type(data: bytes, url: str, where: str) -> str:
         except UnicodeDecodeError:
             pass
         else:
-            declared = None
-            if url.startswith("data:"):
-                declared = url[5:].split(";", 1)[0].split(",", 1)[0].lower()
+            declared = declared_type(url)
             return declared if declared in TEXT_TYPES else "text/plain"
     raise InvalidJob(
         f"{where}: documents must be PDF, CSV or plain text (bytes look like {mime or 'binary data'}); "

@@ -6,6 +6,8 @@ worker, and lives only in memory.
 
 from __future__ import annotations
 
+import functools
+import json
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +55,17 @@ def check_providers(config: RoutingConfig) -> None:
             )
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_cached(text: str) -> RoutingConfig:
+    return parse_config(text)
+
+
+def parsed_config(config: dict[str, Any]) -> RoutingConfig:
+    """A batch's jobs all carry the same config: validate it once per worker, not once per job.
+    (Callers never mutate the parsed model; planning copies what it hands out.)"""
+    return _parse_cached(json.dumps(config, sort_keys=True, separators=(",", ":")))
+
+
 def bucket_id(provider: str, virtual_key: str | None, request: dict[str, Any]) -> str:
     return f"{provider}:{virtual_key or '-'}:{request.get('model') or '-'}"
 
@@ -70,7 +83,7 @@ def has_loadbalance(config: dict[str, Any] | None) -> bool:
 def candidate_buckets(config: dict[str, Any], request: dict[str, Any], default: Target) -> dict[str, str]:
     """Leaf name → bucket for every target the config could pick."""
     try:
-        leaves = all_leaves(parse_config(config))
+        leaves = all_leaves(parsed_config(config))
     except (RoutingError, ValueError):
         return {}
     return {
@@ -138,7 +151,7 @@ def routes_for(
             )
         ]
     try:
-        parsed = parse_config(config)
+        parsed = parsed_config(config)
         healthy = None
         if unhealthy:
             buckets = candidate_buckets(config, request, default)
