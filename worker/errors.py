@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from collections.abc import Mapping
 
@@ -72,3 +73,37 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:h|ms|us|µs|ns|m|s))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+_UNITS: dict[str, float] = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+RATE_LIMIT_FAMILIES = ("requests", "tokens")
+
+
+def parse_go_duration(value: str | None) -> float | None:
+    """Seconds in a Go duration as OpenAI and Groq send them ("2m59.56s", "7.66s", "12ms"), or plain
+    seconds."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if not _DURATION.fullmatch(text):
+        try:
+            return max(0.0, float(text))
+        except ValueError:
+            return None
+    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+def ratelimit_reset_s(headers: Mapping[str, str]) -> float | None:
+    """When an OpenAI-style limit lifts (x-ratelimit-reset-*): the latest reset among exhausted
+    families (remaining 0); failing that, the requests reset, then the tokens one."""
+    resets = {f: parse_go_duration(headers.get(f"x-ratelimit-reset-{f}")) for f in RATE_LIMIT_FAMILIES}
+    exhausted = [
+        reset
+        for family, reset in resets.items()
+        if reset is not None and headers.get(f"x-ratelimit-remaining-{family}") == "0"
+    ]
+    if exhausted:
+        return max(exhausted)
+    return resets["requests"] if resets["requests"] is not None else resets["tokens"]

@@ -18,8 +18,6 @@ Reference: ../shared/reference/providers.md §7.3 (audio) and §1 (the OpenAI sh
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +25,7 @@ import httpx
 
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
+from worker.errors import parse_go_duration as parse_duration  # noqa: F401  (its tests import it here)
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 from worker.providers.openai import PATHS, OpenAIAdapter
 from worker.providers.openai import error_from_response as openai_error
@@ -50,10 +49,6 @@ _WORKER_FIELDS = frozenset({"file", "filename"})  # the worker's own; openai._fo
 # 498 is Groq's "flex tier capacity exceeded": a busy signal, worth another try (UNVERIFIED in the
 # reference; pg:console.groq.com/docs/errors).
 RETRYABLE_STATUSES = frozenset({498})
-RATE_LIMIT_FAMILIES = ("requests", "tokens")
-_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:h|ms|us|µs|ns|m|s))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
-_UNITS: dict[str, float] = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
 # --------------------------------------------------------------------------------------------- audio
@@ -85,40 +80,11 @@ def audio_request(kind: Kind, request: dict[str, Any]) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------- errors
-def parse_duration(value: str | None) -> float | None:
-    """Seconds in a Go duration as Groq/OpenAI send them ("2m59.56s", "7.66s", "12ms"), or plain seconds."""
-    text = (value or "").strip()
-    if not text:
-        return None
-    if not _DURATION.fullmatch(text):
-        try:
-            return max(0.0, float(text))
-        except ValueError:
-            return None
-    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(text))
-
-
-def ratelimit_reset_s(headers: Mapping[str, str]) -> float | None:
-    """When the limit lifts: the latest reset among exhausted families (remaining 0); failing that,
-    the requests reset, then the tokens one."""
-    resets = {f: parse_duration(headers.get(f"x-ratelimit-reset-{f}")) for f in RATE_LIMIT_FAMILIES}
-    exhausted = [
-        reset
-        for family, reset in resets.items()
-        if reset is not None and headers.get(f"x-ratelimit-remaining-{family}") == "0"
-    ]
-    if exhausted:
-        return max(exhausted)
-    return resets["requests"] if resets["requests"] is not None else resets["tokens"]
-
-
 def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
-    """OpenAI's {"error": {...}} mapping plus Groq's 498 and reset headers."""
+    """OpenAI's {"error": {...}} mapping (reset headers included) plus Groq's 498."""
     err = openai_error(resp, provider)
     if resp.status_code in RETRYABLE_STATUSES and resp.headers.get("x-should-retry") != "false":
         err.retryable = True
-    if resp.status_code == 429 and err.retry_after_s is None:
-        err.retry_after_s = ratelimit_reset_s(resp.headers)
     return err
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from worker.contract import Kind
-from worker.errors import ProviderError, is_retryable, parse_retry_after
+from worker.errors import ProviderError, is_retryable, parse_retry_after, ratelimit_reset_s
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 PATHS: dict[Kind, str] = {
@@ -59,12 +59,15 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
     retryable = is_retryable(resp.status_code, code)
     if resp.headers.get("x-should-retry") == "false":
         retryable = False
+    retry_after = parse_retry_after(resp.headers)
+    if retry_after is None and resp.status_code == 429:
+        retry_after = ratelimit_reset_s(resp.headers)  # every worker then pauses until the reset
     return ProviderError(
         message,
         status=resp.status_code,
         code=str(code) if code else None,
         retryable=retryable,
-        retry_after_s=parse_retry_after(resp.headers),
+        retry_after_s=retry_after,
         provider=provider,
     )
 
