@@ -41,6 +41,18 @@ class ProviderError(Exception):
         return f"{where}{status}{code}: {self.message}"
 
 
+def unparseable(provider: str, body: object, status: int = 200, message: str | None = None) -> ProviderError:
+    """A success status whose body is not a usable answer: a provider failure worth retrying, never a
+    result."""
+    return ProviderError(
+        message or f"HTTP {status} with an unusable body: {str(body)[:200]!r}",
+        status=status,
+        code="unparseable_response",
+        retryable=True,
+        provider=provider,
+    )
+
+
 class InvalidJob(Exception):
     """The job itself is wrong (bad request body, unusable media): fail it, never retry it."""
 

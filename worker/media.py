@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 
 _DATA_URL_RE = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[^;,]*)*)(;base64)?,", re.ASCII)
 
@@ -59,6 +60,28 @@ def declared_type(url: str) -> str | None:
     """The MIME type a data: URL declares, without decoding its payload."""
     match = _DATA_URL_RE.match(url)
     return match.group(1).lower() if match and match.group(1) else None
+
+
+def base64_payload(url: str) -> tuple[str | None, str]:
+    """(declared MIME, base64 payload) of a data: URL. A base64 payload is returned as given — adapters
+    that send base64 need not decode and re-encode megabytes — others are encoded."""
+    match = _DATA_URL_RE.match(url)
+    if not match:
+        raise MediaError("malformed data: URL (expected data:<mime>;base64,<data>)")
+    declared = match.group(1).lower() if match.group(1) else None
+    payload = url[match.end() :]
+    if match.group(3) and payload:
+        return declared, payload
+    return declared, base64.b64encode(parse_data_url(url)[1]).decode("ascii")
+
+
+def sniff_base64(payload: str, sniffer: Callable[[bytes], str | None] | None = None) -> str | None:
+    """The type of base64 data from its first bytes only. Raises MediaError if the head is not base64."""
+    try:
+        head = base64.b64decode(payload[:64], validate=True)
+    except (binascii.Error, ValueError):
+        raise MediaError("data: URL is not valid base64") from None
+    return (sniffer or sniff)(head)
 
 
 def to_data_url(data: bytes, content_type: str) -> str:

@@ -14,13 +14,12 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import httpx
 
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
-from worker.media import sniff
+from worker.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -56,34 +55,24 @@ DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
 # Error types worth another try whatever the status (529 overloaded also arrives as overloaded_error).
 RETRYABLE_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
 RATE_LIMIT_FAMILIES = ("requests", "tokens", "input-tokens", "output-tokens")
-_B64_HEAD = 24  # base64 chars -> 18 bytes, enough for sniff()
 
 
 # ------------------------------------------------------------------------------------------ request
-def _split_data_url(url: str) -> tuple[str, str, bool]:
-    """data:<mime>[;params][;base64],<payload> -> (mime, payload, is_base64), without decoding."""
-    head, sep, payload = url.partition(",")
-    if not sep or not head.startswith("data:"):
-        raise InvalidJob(f"malformed data: URL {url[:40]!r}", type="invalid_media")
-    params = head[5:].split(";")
-    return params[0].lower(), payload, params[-1] == "base64"
-
-
 def _base64_payload(url: str) -> tuple[str, str]:
-    """(declared mime, base64 data) of a data: URL; percent-encoded URLs are re-encoded."""
-    mime, payload, is_b64 = _split_data_url(url)
-    if is_b64:
-        return mime, payload
-    return mime, base64.b64encode(unquote_to_bytes(payload)).decode("ascii")
+    """(declared mime, base64 data) of a data: URL, a base64 payload as given."""
+    try:
+        mime, payload = base64_payload(url)
+    except MediaError:
+        raise InvalidJob(f"malformed data: URL {url[:40]!r}", type="invalid_media") from None
+    return mime or "", payload
 
 
 def _sniffed(mime: str, b64: str) -> str:
     # Anthropic 400s when media_type disagrees with the bytes; the bytes are the better witness.
     try:
-        head = base64.b64decode(b64[:_B64_HEAD])
-    except (binascii.Error, ValueError):
+        return sniff_base64(b64) or mime
+    except MediaError:
         return mime
-    return sniff(head) or mime
 
 
 def _image_block(url: str, where: str) -> dict[str, Any]:

@@ -39,8 +39,6 @@ code; ERRORS says which are worth a retry.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -57,8 +55,15 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from worker.contract import Kind
-from worker.errors import RETRYABLE_STATUSES, InvalidJob, ProviderError, is_retryable, parse_retry_after
-from worker.media import MediaError, parse_data_url, sniff
+from worker.errors import (
+    RETRYABLE_STATUSES,
+    InvalidJob,
+    ProviderError,
+    is_retryable,
+    parse_retry_after,
+    unparseable,
+)
+from worker.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 from worker.providers.stability import aspect_ratio, v1_dimensions
 
@@ -95,7 +100,6 @@ MAX_IMAGE_SIDE = 8000
 MAX_IMAGES = 20  # per message; kept per request so merged turns can never exceed it
 MAX_DOCUMENT_NAME = 200
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
-_B64_HEAD = 64  # base64 chars -> 48 bytes, enough for sniff()
 
 # --------------------------------------------------------------------------------------------- chat
 SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -208,21 +212,12 @@ def _not_inlined(url: str, where: str) -> InvalidJob:
 
 
 def _inline(url: str, where: str) -> tuple[str | None, str, str | None]:
-    """(sniffed mime, base64 payload, declared mime) of a data: URL. A base64 payload is sent as given,
-    never decoded and re-encoded; only its head is decoded to sniff the type."""
-    head, _, payload = url.partition(",")
-    declared = head[5:].split(";")[0].lower() or None
-    if head.endswith(";base64") and payload:
-        try:
-            first = base64.b64decode(payload[:_B64_HEAD], validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidJob(f"{where}: data: URL is not valid base64", type="invalid_media") from None
-        return sniff(first), payload, declared
+    """(sniffed mime, base64 payload, declared mime) of a data: URL, its payload sent as given."""
     try:
-        declared, data = parse_data_url(url)
+        declared, payload = base64_payload(url)
+        return sniff_base64(payload), payload, declared
     except MediaError as e:
         raise InvalidJob(f"{where}: {e}", type="invalid_media") from None
-    return sniff(data), base64.b64encode(data).decode("ascii"), declared
 
 
 def _image_block(spec: Any, where: str) -> dict[str, Any]:
@@ -468,13 +463,7 @@ def to_native(kind: Kind, request: dict[str, Any]) -> NativeRequest:
 
 # ====================================================================================== responses
 def _unparseable(body: Any) -> ProviderError:
-    return ProviderError(
-        f"HTTP 200 with an unusable body: {str(body)[:200]!r}",
-        status=200,
-        code="unparseable_response",
-        retryable=True,
-        provider="bedrock",
-    )
+    return unparseable("bedrock", body)
 
 
 def _usage(usage: Any) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from worker.contract import Kind
-from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
+from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
@@ -215,13 +215,7 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
 
 
 def _unparseable(resp: httpx.Response, provider: str, message: str) -> ProviderError:
-    return ProviderError(
-        message,
-        status=resp.status_code,
-        code="unparseable_response",
-        retryable=True,
-        provider=provider,
-    )
+    return unparseable(provider, None, resp.status_code, message)
 
 
 # ------------------------------------------------------------------------------------------ adapter

@@ -27,8 +27,6 @@ fileData. GIF/BMP are not Gemini input types; the worker converts them first.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import mimetypes
 import re
@@ -42,8 +40,8 @@ import httpx
 
 from worker.contract import Kind
 from worker.errors import RETRYABLE_STATUSES as RETRYABLE_HTTP
-from worker.errors import InvalidJob, ProviderError, parse_retry_after
-from worker.media import MediaError, parse_data_url, sniff
+from worker.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
+from worker.media import MediaError, base64_payload, sniff, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 # ------------------------------------------------------------------------------------------ endpoints
@@ -173,19 +171,11 @@ def _sniff_mime(data: bytes) -> str | None:
 def _inline(url: str, where: str) -> tuple[str | None, str]:
     """(MIME type, base64 payload) of a data: URL. The bytes decide the type, as everywhere in mmq;
     the declared type only covers what cannot be sniffed (text/plain)."""
-    head, _, payload = url.partition(",")
-    declared = head[5:].split(";")[0] or None
-    if head.endswith(";base64") and payload:
-        try:  # the head is enough to sniff; the caller's base64 is sent as is, not re-encoded
-            first = base64.b64decode(payload[:64], validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidJob(f"{where}: data: URL is not valid base64", type="invalid_media") from None
-        return _sniff_mime(first) or declared, payload
-    try:
-        declared, data = parse_data_url(url)
+    try:  # the head is enough to sniff; the caller's base64 is sent as is, not re-encoded
+        declared, payload = base64_payload(url)
+        return sniff_base64(payload, _sniff_mime) or declared, payload
     except MediaError as e:
         raise InvalidJob(f"{where}: {e}", type="invalid_media") from None
-    return _sniff_mime(data) or declared, base64.b64encode(data).decode("ascii")
 
 
 def _gs_part(uri: str, mime: str | None, where: str) -> dict[str, Any]:
@@ -357,13 +347,7 @@ def to_native(kind: Kind, request: dict[str, Any]) -> tuple[str, dict[str, Any]]
 
 # ======================================================================================= responses
 def _unparseable(body: Any) -> ProviderError:
-    return ProviderError(
-        f"HTTP 200 with an unusable body: {str(body)[:200]!r}",
-        status=200,
-        code="unparseable_response",
-        retryable=True,
-        provider="gemini",
-    )
+    return unparseable("gemini", body)
 
 
 def _usage(meta: Any) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import httpx
 
 from worker.contract import Kind
-from worker.errors import InvalidJob, ProviderError, parse_retry_after
+from worker.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 DEFAULT_BASE_URL = "https://api.stability.ai"
@@ -231,13 +231,7 @@ def to_native(request: dict[str, Any]) -> NativeRequest:
 
 # ------------------------------------------------------------------------------------------ response
 def _unparseable(body: Any) -> ProviderError:
-    return ProviderError(
-        f"HTTP 200 with an unusable body: {str(body)[:200]!r}",
-        status=200,
-        code="unparseable_response",
-        retryable=True,
-        provider="stability",
-    )
+    return unparseable("stability", body)
 
 
 def _filtered() -> ProviderError:
