@@ -141,3 +141,31 @@ def test_single_job_and_clear_errors_over_http(api):
         time.sleep(0.1)
     assert job["status"] == "succeeded" and job["attempts"][0]["status"] == 200
     assert "yellow" in a.get(job["result"]["url"]).json()["choices"][0]["message"]["content"]
+
+
+def test_a_jsonl_batch_can_ask_for_downscaled_images(api):
+    a = client(api, KEY_A)
+    line = {
+        "custom_id": "big",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": chat_body(data_url(png_bytes((20, 180, 40), (640, 480)))),
+    }
+    r = a.post(
+        "/api/batches",
+        params={"media": json.dumps({"max_side": 64})},
+        content=json.dumps(line) + "\n",
+        headers={"content-type": "application/jsonl"},
+    )
+    assert r.status_code == 201, r.text
+    batch = wait_done(a, r.json()["id"])
+    [out] = map(json.loads, a.get(f"/api/batches/{batch['id']}/output.jsonl").text.splitlines())
+    assert "64x48" in out["response"]["body"]["choices"][0]["message"]["content"]
+    assert "media" not in batch["metadata"]  # an option, not metadata
+    bad = a.post(
+        "/api/batches",
+        params={"media": '{"max_side": -1}'},
+        content=json.dumps(line) + "\n",
+        headers={"content-type": "application/jsonl"},
+    )
+    assert bad.status_code == 422 and "max_side" in bad.text

@@ -73,3 +73,20 @@ def test_submit_watch_and_download_results(mmq_env, worker_process, tmp_path):
 
     job = mmq("status", "job_nope", env=mmq_env, cwd=tmp_path)
     assert job.returncode != 0 and "no job" in job.stderr
+
+
+def test_submit_can_downscale_images_before_they_are_sent(mmq_env, worker_process, tmp_path):
+    line = {
+        "custom_id": "big",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": chat_body(data_url(png_bytes((240, 130, 20), (640, 480)))),
+    }
+    (tmp_path / "in.jsonl").write_text(json.dumps(line) + "\n")
+    submitted = mmq("submit", "in.jsonl", "--max-side", "64", "--watch", env=mmq_env, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = submitted.stdout.splitlines()[0].strip()
+    results = mmq("results", batch_id, "-o", "out.jsonl", env=mmq_env, cwd=tmp_path)
+    assert results.returncode == 0, results.stderr
+    [out] = map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
+    assert "64x48" in out["response"]["body"]["choices"][0]["message"]["content"]  # what the provider saw

@@ -188,3 +188,52 @@ async def test_every_provider_and_kind_through_a_real_arq_worker(redis_url, dial
         assert len(done) >= 24
     finally:
         await redis.aclose()
+
+
+@pytest.fixture
+async def image_host():
+    from aiohttp import web
+
+    png = png_bytes((20, 40, 200), (80, 60))
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=png, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/chair.png", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/chair.png"
+    await runner.cleanup()
+
+
+async def test_a_url_image_is_fetched_for_a_bytes_only_provider_from_allowed_hosts_only(
+    runtime,  # noqa: F811
+    dialects,
+    image_host,
+    monkeypatch,
+):
+    config = {"provider": "gemini", "virtual_key": "sim"}
+    body = {**chat_body(image_host), "model": "gemini-2.5-flash"}
+    refused_rt, producer = runtime(dialects + "/v1")
+    monkeypatch.setenv("MMQ_FETCH_ALLOW_HOSTS", '["127.0.0.1"]')  # as a local deployment sets it
+    allowed_rt, _ = runtime(dialects + "/v1")
+    for rt in (refused_rt, allowed_rt):
+        rt.keys = VirtualKeys()
+        rt.keys.file_entries = {"sim": _secrets(dialects, "gemini")}
+    refused = await producer.submit_job("/v1/chat/completions", body, tenant="t", config=config)
+    await run_job({"mmq": refused_rt}, refused.id)
+    rec = await refused_rt.records.get_job(refused.id)
+    assert (
+        rec.status is JobStatus.failed
+        and rec.error.type == "invalid_media"
+        and "127.0.0.1" in rec.error.message
+    )
+    allowed = await producer.submit_job("/v1/chat/completions", body, tenant="t", config=config)
+    await run_job({"mmq": allowed_rt}, allowed.id)
+    rec = await allowed_rt.records.get_job(allowed.id)
+    assert rec.status is JobStatus.succeeded, rec.error
+    answer = json.loads(await allowed_rt.storage.get(rec.result.body_key))["choices"][0]["message"]["content"]
+    assert "blue" in answer.lower() and rec.usage["media"]["fetched"] == 1

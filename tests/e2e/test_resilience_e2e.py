@@ -296,3 +296,17 @@ async def test_conditional_routing_on_nested_metadata_and_params_with_or_beside_
         rec = await rt.records.get_job(job.id)
         assert [(x.target, x.status) for x in rec.attempts] == [(expected, 200)], metadata
     assert (chat_calls(a), chat_calls(b)) == (2, 2)
+
+
+async def test_loadbalance_picks_among_healthy_targets_while_a_circuit_is_open(runtime, make_simulator):
+    a, b = make_simulator(), make_simulator()
+    config, env = two_targets(a, b, {"mode": "loadbalance"})
+    rt, producer = runtime(a, env, circuit_threshold=1, circuit_open_s=30.0)
+    await rt.breaker.record("openai:sim-a:gpt-4o-mini", ok=False)  # a's circuit is open
+    for _ in range(6):
+        job_id = await submit(producer, config)
+        await run_job({"mmq": rt}, job_id)
+        job = await rt.records.get_job(job_id)
+        # picked b outright: no skipped attempt at a, no wait for a's probe
+        assert [(x.target, x.skipped, x.status) for x in job.attempts] == [("b", False, 200)]
+    assert (chat_calls(a), chat_calls(b)) == (0, 6)

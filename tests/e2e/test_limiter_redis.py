@@ -1,0 +1,112 @@
+"""The shared limiter and circuit breaker as Lua on a real Redis: the admissions every worker sees."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from worker.circuit import CircuitBreaker
+from worker.connections import connect
+from worker.limiter import Limiter, estimate_tokens
+from worker.routing import RateLimit
+
+
+@pytest.fixture
+async def redis(redis_url):
+    r = connect(redis_url)
+    yield r
+    await r.aclose()
+
+
+async def admit(limiter: Limiter, limit: RateLimit, tokens: int = 1, max_wait_s: float = 10.0):
+    return await limiter.acquire("b", limit, tokens=tokens, max_wait_s=max_wait_s, lease_ttl_s=30)
+
+
+async def test_requests_are_booked_evenly_spaced_slots(redis):
+    limiter = Limiter(redis, "t", margin=0.0)
+    waits = [(await admit(limiter, RateLimit(rps=10))).wait_s for _ in range(5)]
+    # 10/s: one slot every 100 ms, whoever asks (these asks take far less than 100 ms)
+    assert waits[0] == pytest.approx(0.0, abs=0.02)
+    assert [b - a for a, b in itertools.pairwise(waits)] == pytest.approx([0.1] * 4, abs=0.02)
+
+
+async def test_a_slot_beyond_the_longest_wait_is_refused_and_not_booked(redis):
+    limiter = Limiter(redis, "t", margin=0.0)
+    for _ in range(3):
+        assert (await admit(limiter, RateLimit(rps=1), max_wait_s=2.5)).admitted
+    refused = await admit(limiter, RateLimit(rps=1), max_wait_s=2.5)
+    assert not refused.admitted and refused.wait_s == pytest.approx(3.0, abs=0.05)
+    again = await admit(limiter, RateLimit(rps=1), max_wait_s=2.5)
+    assert again.wait_s == pytest.approx(3.0, abs=0.05)  # the refusal booked nothing
+
+
+async def test_tokens_per_minute_spend_a_burst_then_pace_and_learn_the_real_usage(redis):
+    limiter = Limiter(redis, "t", margin=0.0)
+    limit = RateLimit(tpm=6000)  # 100 tokens/s; a burst of a tenth of the minute: 600 tokens
+    first = await admit(limiter, limit, tokens=600)
+    second = await admit(limiter, limit, tokens=600)
+    third = await admit(limiter, limit, tokens=600)
+    assert first.wait_s == pytest.approx(0.0, abs=0.02) and second.wait_s == pytest.approx(0.0, abs=0.02)
+    assert third.wait_s == pytest.approx(6.0, abs=0.1)  # 1,200 tokens booked, 600 of them ahead of now
+    # the first two calls really used 100 tokens each: 1,000 tokens come back to the clock, so the
+    # booked 1,800 become 800, 200 of them beyond the burst: the next call waits 2 s, not 12 s
+    await limiter.correct_tokens("b", limit, 600, 100)
+    await limiter.correct_tokens("b", limit, 600, 100)
+    fourth = await admit(limiter, limit, tokens=600)
+    assert fourth.wait_s == pytest.approx(2.0, abs=0.1)
+
+
+async def test_max_concurrent_admits_only_that_many_until_a_lease_is_released(redis):
+    limiter = Limiter(redis, "t")
+    limit = RateLimit(max_concurrent=2)
+    a, b = await admit(limiter, limit), await admit(limiter, limit)
+    assert a.admitted and b.admitted and a.lease and b.lease
+    third = await admit(limiter, limit)
+    assert not third.admitted and third.wait_s == pytest.approx(0.05)
+    await limiter.release("b", a.lease)
+    assert (await admit(limiter, limit)).admitted
+
+
+async def test_a_429_pauses_the_target_for_everyone_then_calls_resume_spaced(redis):
+    limiter = Limiter(redis, "t", margin=0.0)
+    other_worker = Limiter(redis, "t", margin=0.0)
+    await limiter.cool_down("b", 0.5)
+    paused = await admit(other_worker, RateLimit(rps=10))
+    assert not paused.admitted and 0.3 < paused.wait_s <= 0.5
+    await asyncio.sleep(0.55)
+    waits = [(await admit(other_worker, RateLimit(rps=10))).wait_s for _ in range(2)]
+    assert waits[1] - waits[0] == pytest.approx(0.1, abs=0.02)
+
+
+def test_token_estimates_count_text_images_by_detail_and_the_completion_budget():
+    request = {
+        "max_tokens": 300,
+        "messages": [
+            {"role": "system", "content": "x" * 400},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "y" * 40},
+                    {"type": "image_url", "image_url": {"url": "data:,", "detail": "low"}},
+                    {"type": "image_url", "image_url": {"url": "data:,"}},
+                ],
+            },
+        ],
+    }
+    assert estimate_tokens(request) == 110 + 85 + 765 + 300
+
+
+async def test_a_healthy_target_leaves_no_circuit_state_and_one_failure_is_forgotten_on_success(redis):
+    breaker = CircuitBreaker(redis, "t", threshold=2, open_s=30)
+    assert (await breaker.allow("x")).dirty is False  # nothing on record: successes need no write
+    await breaker.record("x", ok=False)
+    permit = await breaker.allow("x")
+    assert permit.allowed and permit.dirty
+    await breaker.record("x", ok=True)
+    await breaker.record("x", ok=False)
+    assert (await breaker.allow("x")).allowed  # one failure since the success: still closed
+    assert await breaker.open_targets(["x", "y"]) == set()
+    await breaker.record("x", ok=False)
+    assert await breaker.open_targets(["x", "y"]) == {"x"}
