@@ -2,61 +2,25 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
+from tests.conftest import data_url
+from tests.providers._sim import PDF, Sim, b64, file_part, image, image_part, mock, text, user
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.providers import REGISTRY
 from worker.providers import anthropic as ant
 from worker.providers.anthropic import AnthropicAdapter, from_native, to_native
 from worker.providers.base import Target
-from worker.simulator import SimulatorConfig, create_app
 from worker.simulator.faults import Fault
 
 MODEL = "claude-sonnet-test"
-PDF = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n2 0 obj << /Type /Page >> endobj\n%%EOF\n"
-
-
-def image(colour: tuple[int, int, int], fmt: str = "PNG", size: tuple[int, int] = (60, 40)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, fmt)
-    return buf.getvalue()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def data_url(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{b64(data)}"
-
-
-def user(*parts: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "user", "content": list(parts)}
-
-
-def text(value: str) -> dict[str, Any]:
-    return {"type": "text", "text": value}
-
-
-def image_part(url: str, detail: str = "auto") -> dict[str, Any]:
-    return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
-
-
-def file_part(data: bytes, mime: str, filename: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"file_data": data_url(data, mime)}
-    if filename:
-        spec["filename"] = filename
-    return {"type": "file", "file": spec}
 
 
 def chat(*messages: dict[str, Any], **params: Any) -> dict[str, Any]:
@@ -307,27 +271,6 @@ Call = Callable[..., Any]
 TARGET = Target(name="sim", provider="anthropic", base_url="http://sim", api_key="sk-ant-test")
 
 
-@pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-
-    def make(**knobs: Any) -> httpx.AsyncClient:
-        app = create_app(SimulatorConfig(**knobs))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
-        client.app = app  # type: ignore[attr-defined]
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
-@pytest.fixture
-def client(make_client: Callable[..., httpx.AsyncClient]) -> httpx.AsyncClient:
-    return make_client()
-
-
 async def call(client: httpx.AsyncClient, request: dict[str, Any], target: Target = TARGET) -> Any:
     return await AnthropicAdapter().call(client, target, Kind.chat, request)
 
@@ -349,13 +292,13 @@ async def raw(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -
     ],
 )
 async def test_caption_names_the_colour(
-    client: httpx.AsyncClient, fmt: str, mime: str, rgb: tuple[int, int, int], colour: str
+    sim: Sim, fmt: str, mime: str, rgb: tuple[int, int, int], colour: str
 ) -> None:
     request = chat(
         {"role": "system", "content": "Be brief."},
         user(text("What colour is this?"), image_part(data_url(image(rgb, fmt), mime))),
     )
-    resp = await call(client, request)
+    resp = await call(sim, request)
     body = resp.body
     content = body["choices"][0]["message"]["content"]
     assert content.startswith(f"[mmq simulator] Image 1: 60x40 {fmt}, mostly {colour} (#")
@@ -370,9 +313,9 @@ async def test_caption_names_the_colour(
     assert resp.request_id and resp.request_id.startswith("sim-")
 
 
-async def test_documents_url_image_and_length(client: httpx.AsyncClient) -> None:
+async def test_documents_url_image_and_length(sim: Sim) -> None:
     served = image((255, 165, 0))
-    client.app.state.sim.http = httpx.AsyncClient(  # type: ignore[attr-defined]
+    sim.app.state.sim.http = httpx.AsyncClient(
         transport=httpx.MockTransport(lambda r: httpx.Response(200, content=served))
     )
     request = chat(
@@ -383,36 +326,34 @@ async def test_documents_url_image_and_length(client: httpx.AsyncClient) -> None
             image_part("https://images.example/orange.png"),
         )
     )
-    content = (await call(client, request)).body["choices"][0]["message"]["content"]
+    content = (await call(sim, request)).body["choices"][0]["message"]["content"]
     assert "File 1: PDF (report.pdf), about 2 pages." in content
     assert "File 2: plain text (notes.txt), 11 characters." in content
     assert "Image 1: 60x40 PNG, mostly orange" in content
-    short = await call(client, {**request, "max_tokens": 3})
+    short = await call(sim, {**request, "max_tokens": 3})
     assert short.body["choices"][0]["finish_reason"] == "length"
     assert short.body["usage"]["completion_tokens"] == 3
-    stopped = await call(client, {**request, "stop": ["File 2"]})
+    stopped = await call(sim, {**request, "stop": ["File 2"]})
     assert stopped.body["choices"][0]["finish_reason"] == "stop"
     assert "File 2" not in stopped.body["choices"][0]["message"]["content"]
 
 
-async def test_rejection_missing_max_tokens(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_rejection_missing_max_tokens(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     real = ant.to_native
     monkeypatch.setattr(
         ant, "to_native", lambda request: {k: v for k, v in real(request).items() if k != "max_tokens"}
     )
     with pytest.raises(ProviderError) as info:
-        await call(client, chat(user(text("hi"))))
+        await call(sim, chat(user(text("hi"))))
     err = info.value
     assert (err.status, err.code, err.retryable) == (400, "invalid_request_error", False)
     assert err.message == "max_tokens: Field required"
 
 
-async def test_rejection_wrong_media_type(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_rejection_wrong_media_type(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ant, "_sniffed", lambda mime, data: mime)  # an adapter that trusts the label
     with pytest.raises(ProviderError) as info:
-        await call(client, chat(user(image_part(data_url(image((0, 0, 0)), "image/jpeg")))))
+        await call(sim, chat(user(image_part(data_url(image((0, 0, 0)), "image/jpeg")))))
     err = info.value
     assert (err.status, err.code, err.retryable) == (400, "invalid_request_error", False)
     assert err.message == (
@@ -421,26 +362,26 @@ async def test_rejection_wrong_media_type(client: httpx.AsyncClient, monkeypatch
     )
 
 
-async def test_rejection_missing_key(client: httpx.AsyncClient) -> None:
+async def test_rejection_missing_key(sim: Sim) -> None:
     keyless = Target(name="sim", provider="anthropic", base_url="http://sim")
     with pytest.raises(ProviderError) as info:
-        await call(client, chat(user(text("hi"))), keyless)
+        await call(sim, chat(user(text("hi"))), keyless)
     err = info.value
     assert (err.status, err.code, err.retryable) == (401, "authentication_error", False)
     assert str(err) == "anthropic HTTP 401 (authentication_error): x-api-key header is required"
 
 
-async def test_overloaded_529_is_retryable(client: httpx.AsyncClient) -> None:
-    client.app.state.sim.faults.add(Fault(status=529, code="overloaded_error", message="Overloaded"))  # type: ignore[attr-defined]
+async def test_overloaded_529_is_retryable(sim: Sim) -> None:
+    sim.faults.add(Fault(status=529, code="overloaded_error", message="Overloaded"))
     with pytest.raises(ProviderError) as info:
-        await call(client, chat(user(text("hi"))))
+        await call(sim, chat(user(text("hi"))))
     err = info.value
     assert (err.status, err.code, err.retryable, err.message) == (529, "overloaded_error", True, "Overloaded")
-    assert (await call(client, chat(user(text("hi"))))).status == 200  # the fault was for one request
+    assert (await call(sim, chat(user(text("hi"))))).status == 200  # the fault was for one request
 
 
-async def test_injected_errors_are_anthropic_shaped(make_client: Callable[..., httpx.AsyncClient]) -> None:
-    client = make_client(error_rate=1)
+async def test_injected_errors_are_anthropic_shaped(make_sim: Callable[..., Sim]) -> None:
+    client = make_sim(error_rate=1)
     resp = await raw(client, {"model": MODEL, "max_tokens": 5, "messages": [user(text("hi"))]})
     assert resp.status_code in (500, 503)
     assert resp.json() == {
@@ -456,9 +397,9 @@ async def test_injected_errors_are_anthropic_shaped(make_client: Callable[..., h
 
 
 async def test_rate_limit_is_retryable_with_retry_after(
-    make_client: Callable[..., httpx.AsyncClient],
+    make_sim: Callable[..., Sim],
 ) -> None:
-    client = make_client(requests_per_window=1, window_s=30)
+    client = make_sim(requests_per_window=1, window_s=30)
     await call(client, chat(user(text("hi"))))
     with pytest.raises(ProviderError) as info:
         await call(client, chat(user(text("hi"))))
@@ -489,13 +430,8 @@ async def test_garbage_200_is_retryable_unparseable(response: httpx.Response, wh
 
 
 async def test_wire_headers_and_url() -> None:
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        body = {"id": "msg_1", "model": MODEL, "content": [], "stop_reason": "end_turn", "usage": {}}
-        return httpx.Response(200, json=body, headers={"request-id": "req_abc"})
-
+    body = {"id": "msg_1", "model": MODEL, "content": [], "stop_reason": "end_turn", "usage": {}}
+    client, seen = mock(lambda r: httpx.Response(200, json=body, headers={"request-id": "req_abc"}))
     target = Target(
         name="t",
         provider="anthropic",
@@ -503,9 +439,9 @@ async def test_wire_headers_and_url() -> None:
         api_key="sk-ant-1",
         headers={"anthropic-beta": "files-api-2025-04-14"},
     )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+    async with client:
         resp = await call(client, chat(user(text("hi"))), target)
-    (sent,) = seen
+    (sent,) = seen.requests
     assert str(sent.url) == "https://api.anthropic.com/v1/messages"
     assert sent.headers["x-api-key"] == "sk-ant-1"
     assert sent.headers["anthropic-version"] == "2023-06-01"
@@ -571,14 +507,14 @@ HI = [user(text("hi"))]
     ],
 )
 async def test_simulator_validation(
-    client: httpx.AsyncClient,
+    sim: Sim,
     body: dict[str, Any],
     headers: dict[str, str],
     status: int,
     kind: str,
     message: str,
 ) -> None:
-    resp = await raw(client, body, **headers)
+    resp = await raw(sim, body, **headers)
     assert resp.status_code == status
     assert resp.json() == {"type": "error", "error": {"type": kind, "message": message}}
 
@@ -629,24 +565,22 @@ def _image_block(media_type: str, data: str) -> dict[str, Any]:
         ),
     ],
 )
-async def test_simulator_media_validation(
-    client: httpx.AsyncClient, blocks: list[dict[str, Any]], message: str
-) -> None:
+async def test_simulator_media_validation(sim: Sim, blocks: list[dict[str, Any]], message: str) -> None:
     resp = await raw(
-        client, {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": blocks}]}
+        sim, {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": blocks}]}
     )
     assert resp.status_code == 400
     assert resp.json() == {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
 
 
-async def test_simulator_native_answer_shape(client: httpx.AsyncClient) -> None:
+async def test_simulator_native_answer_shape(sim: Sim) -> None:
     body = {
         "model": MODEL,
         "max_tokens": 50,
         "system": [{"type": "text", "text": "Be brief."}],
         "messages": [user(text("hello there"))],
     }
-    resp = await raw(client, body)
+    resp = await raw(sim, body)
     assert resp.status_code == 200
     answer = resp.json()
     assert answer == {
@@ -661,4 +595,4 @@ async def test_simulator_native_answer_shape(client: httpx.AsyncClient) -> None:
     }
     assert answer["id"].startswith("msg_sim_")
     assert answer["usage"]["input_tokens"] > 0 and answer["usage"]["output_tokens"] > 0
-    assert client.app.state.stats.by_path["/v1/messages"] == 1  # type: ignore[attr-defined]
+    assert sim.app.state.stats.by_path["/v1/messages"] == 1

@@ -3,23 +3,21 @@ dialect, the normalised answers for every kind, and Azure's errors (content filt
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
+from tests.conftest import data_url
+from tests.providers._sim import Sim, decoded, form_fields, image, mock, refuse, wav_input
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.providers import REGISTRY
 from worker.providers.azure import API_VERSIONS, AzureOpenAIAdapter, error_from_response
-from worker.providers.base import AudioInput, Target
-from worker.simulator import SimulatorConfig, create_app, decode_speech_wav, encode_speech_wav
+from worker.providers.base import Target
+from worker.simulator import decode_speech_wav, encode_speech_wav
 from worker.simulator.faults import Fault
 
 KEY = "azure-key-1"
@@ -29,78 +27,11 @@ TARGET = Target(name="az", provider="azure-openai", base_url="http://sim", api_k
 ADAPTER = AzureOpenAIAdapter()
 
 
-class Recorder(httpx.AsyncBaseTransport):
-    """Passes requests to the simulator and keeps each one, body read, for wire assertions."""
-
-    def __init__(self, app: Any) -> None:
-        self.inner = httpx.ASGITransport(app=app)
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-
-class Sim(httpx.AsyncClient):
-    app: Any
-    recorder: Recorder
-
-    @property
-    def sent(self) -> httpx.Request:
-        return self.recorder.requests[-1]
-
-
-@pytest.fixture
-async def make_sim() -> AsyncIterator[Callable[..., Sim]]:
-    clients: list[Sim] = []
-
-    def make(**knobs: Any) -> Sim:
-        app = create_app(SimulatorConfig(**knobs))
-        recorder = Recorder(app)
-        client = Sim(transport=recorder)
-        client.app, client.recorder = app, recorder
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
-@pytest.fixture
-def sim(make_sim: Callable[..., Sim]) -> Sim:
-    return make_sim()
-
-
-def png(colour: tuple[int, int, int], size: tuple[int, int] = (60, 40)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def chat(text: str, *, image: bytes | None = None, model: str = DEPLOYMENT, **params: Any) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
     if image is not None:
-        url = "data:image/png;base64," + base64.b64encode(image).decode()
-        content.append({"type": "image_url", "image_url": {"url": url}})
+        content.append({"type": "image_url", "image_url": {"url": data_url(image)}})
     return {"model": model, "messages": [{"role": "user", "content": content}], **params}
-
-
-def wav_input(text: str) -> AudioInput:
-    return AudioInput(data=encode_speech_wav(text), content_type="audio/wav", filename="speech.wav")
-
-
-def form_fields(request: httpx.Request) -> dict[str, list[str]]:
-    """Text fields of a multipart body (the `file` part is reported by its filename)."""
-    boundary = request.headers["content-type"].split("boundary=")[1].encode()
-    fields: dict[str, list[str]] = {}
-    for part in request.content.split(b"--" + boundary)[1:-1]:
-        head, _, value = part.partition(b"\r\n\r\n")
-        name = re.search(rb'name="([^"]+)"', head)[1].decode()  # type: ignore[index]
-        filename = re.search(rb'filename="([^"]+)"', head)
-        fields.setdefault(name, []).append(filename[1].decode() if filename else value[:-2].decode())
-    return fields
 
 
 def assert_azure_headers(
@@ -113,7 +44,7 @@ def assert_azure_headers(
 
 # ------------------------------------------------------------------------- every kind, deployments form
 async def test_chat_deployments_form(sim: Sim) -> None:
-    request = chat("What colour is this?", image=png((209, 42, 42)), max_completion_tokens=200)
+    request = chat("What colour is this?", image=image((209, 42, 42)), max_completion_tokens=200)
     resp = await ADAPTER.call(sim, TARGET, Kind.chat, request)
     sent = sim.sent
     assert str(sent.url) == f"http://sim/openai/deployments/{DEPLOYMENT}/chat/completions?api-version={GA}"
@@ -163,8 +94,8 @@ async def test_image_with_api_version_header(sim: Sim) -> None:
     assert resp.body is not None
     (item,) = resp.body["data"]
     assert item["revised_prompt"] == "[mmq simulator] a red bicycle"
-    with Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))) as img:
-        assert (img.format, img.size) == ("PNG", (256, 256))
+    img = decoded(item)
+    assert (img.format, img.size) == ("PNG", (256, 256))
 
 
 async def test_speech_decodes_back_to_its_input(sim: Sim) -> None:
@@ -285,23 +216,15 @@ async def test_deployment_pinned_in_base_url(sim: Sim) -> None:
 
 
 async def test_deployment_name_is_quoted_and_apim_request_id_read() -> None:
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        body = {"id": "c", "object": "chat.completion", "choices": [], "usage": {"total_tokens": 1}}
-        return httpx.Response(200, json=body, headers={"apim-request-id": "apim-1"})
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+    body = {"id": "c", "object": "chat.completion", "choices": [], "usage": {"total_tokens": 1}}
+    client, seen = mock(lambda r: httpx.Response(200, json=body, headers={"apim-request-id": "apim-1"}))
+    async with client:
         resp = await ADAPTER.call(client, TARGET, Kind.chat, chat("hi", model="my dep/1"))
     assert (
-        seen[0].url.raw_path == f"/openai/deployments/my%20dep%2F1/chat/completions?api-version={GA}".encode()
+        seen.requests[0].url.raw_path
+        == f"/openai/deployments/my%20dep%2F1/chat/completions?api-version={GA}".encode()
     )
     assert resp.request_id == "apim-1"
-
-
-def refuse(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"nothing should have been sent: {request.url}")
 
 
 @pytest.mark.parametrize(
@@ -379,7 +302,7 @@ async def test_content_filter_is_not_retryable(sim: Sim, kind: Kind, request_: d
 
 
 async def test_scripted_content_filter_fault_is_azure_shaped(sim: Sim) -> None:
-    sim.app.state.sim.faults.add(Fault(status=400, code="content_filter", message="blocked"))
+    sim.faults.add(Fault(status=400, code="content_filter", message="blocked"))
     resp = await sim.post(
         f"http://sim/openai/deployments/d/chat/completions?api-version={GA}",
         headers={"api-key": KEY},

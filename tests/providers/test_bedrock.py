@@ -4,14 +4,13 @@ simulator's Bedrock dialect (which really verifies the signature)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import hashlib
-import io
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import botocore.auth
@@ -19,8 +18,10 @@ import botocore.session
 import httpx
 import pytest
 import uvicorn
-from PIL import Image
 
+from tests.conftest import data_url
+from tests.providers import _sim
+from tests.providers._sim import PDF, Sim, b64, decoded, file_part, image, mock, text, user
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.http import make_client
@@ -32,44 +33,14 @@ from worker.simulator import SimulatorConfig, create_app
 from worker.simulator.faults import Fault
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
-PDF = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n2 0 obj << /Type /Page >> endobj\n%%EOF\n"
 SIM_KEY = "AKIDSIM:simsecret"
 PROFILE_ARN = (
     "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
 )
 
 
-def image(colour: tuple[int, int, int], fmt: str = "PNG", size: tuple[int, int] = (60, 40)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, fmt)
-    return buf.getvalue()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def data_url(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{b64(data)}"
-
-
-def text(value: str) -> dict[str, Any]:
-    return {"type": "text", "text": value}
-
-
-def image_part(url: str) -> dict[str, Any]:
-    return {"type": "image_url", "image_url": {"url": url, "detail": "high"}}
-
-
-def file_part(data: bytes, mime: str, filename: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"file_data": data_url(data, mime)}
-    if filename:
-        spec["filename"] = filename
-    return {"type": "file", "file": spec}
-
-
-def user(*parts: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "user", "content": list(parts)}
+# these tests send detail="high" (Converse has no such knob; the golden bodies show it dropped)
+image_part = partial(_sim.image_part, detail="high")
 
 
 def chat(*messages: dict[str, Any], **params: Any) -> dict[str, Any]:
@@ -523,16 +494,11 @@ CONVERSE_OK = {
 
 
 async def capture(target: Target, request: dict[str, Any], kind: Kind = Kind.chat) -> httpx.Request:
-    seen: list[httpx.Request] = []
-
-    def answer(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(200, json=CONVERSE_OK, headers={"x-amzn-RequestId": "r-1"})
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+    client, seen = mock(lambda r: httpx.Response(200, json=CONVERSE_OK, headers={"x-amzn-RequestId": "r-1"}))
+    async with client:
         resp = await BedrockAdapter().call(client, target, kind, request)
     assert resp.request_id == "r-1"
-    (sent,) = seen
+    (sent,) = seen.requests
     return sent
 
 
@@ -596,22 +562,6 @@ async def test_bearer_api_key_and_misconfiguration() -> None:
 TARGET = Target("bedrock-sim", "bedrock", "http://sim", api_key=SIM_KEY)
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-
-    def make(**knobs: Any) -> httpx.AsyncClient:
-        app = create_app(SimulatorConfig(**knobs))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim")
-        client.app = app  # type: ignore[attr-defined]
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
 async def call(
     client: httpx.AsyncClient, request: dict[str, Any], target: Target = TARGET, kind: Kind = Kind.chat
 ) -> Any:
@@ -628,21 +578,20 @@ async def call(
     ],
 )
 async def test_caption_names_the_colour_with_a_verified_signature(
-    sim: Callable[..., httpx.AsyncClient], fmt: str, mime: str, rgb: tuple[int, int, int], colour: str
+    sim: Sim, fmt: str, mime: str, rgb: tuple[int, int, int], colour: str
 ) -> None:
     request = chat(
         {"role": "system", "content": "Be brief."},
         user(text("What colour is this?"), image_part(data_url(image(rgb, fmt), mime))),
     )
-    resp = await call(sim(), request)
+    resp = await call(sim, request)
     content = resp.body["choices"][0]["message"]["content"]
     assert f"mostly {colour}" in content and f"60x40 {fmt}" in content
     assert resp.body["choices"][0]["finish_reason"] == "stop"
     assert resp.usage["prompt_tokens"] > 0 and resp.request_id
 
 
-async def test_pdf_two_images_session_token_and_bearer(sim: Callable[..., httpx.AsyncClient]) -> None:
-    client = sim()
+async def test_pdf_two_images_session_token_and_bearer(sim: Sim) -> None:
     request = chat(
         user(
             text("Compare."),
@@ -653,20 +602,19 @@ async def test_pdf_two_images_session_token_and_bearer(sim: Callable[..., httpx.
         max_tokens=500,
     )
     with_token = Target("t", "bedrock", "http://sim", api_key=SIM_KEY + ":FwoGZXIvYXdzEXAMPLE")
-    content = (await call(client, request, with_token)).body["choices"][0]["message"]["content"]
+    content = (await call(sim, request, with_token)).body["choices"][0]["message"]["content"]
     assert "Image 1" in content and "mostly red" in content and "mostly blue" in content
     assert "Document 1 (Q3 report): PDF, about 2 pages" in content
     bearer = Target("t", "bedrock", "http://sim", api_key="ABSK-any", headers={"x-mmq-aws-auth": "bearer"})
-    assert "mostly red" in (await call(client, request, bearer)).body["choices"][0]["message"]["content"]
+    assert "mostly red" in (await call(sim, request, bearer)).body["choices"][0]["message"]["content"]
 
 
-async def test_max_tokens_stop_and_content_filter(sim: Callable[..., httpx.AsyncClient]) -> None:
-    client = sim()
-    short = await call(client, chat(user(text("tell me a long story please")), max_tokens=2))
+async def test_max_tokens_stop_and_content_filter(sim: Sim) -> None:
+    short = await call(sim, chat(user(text("tell me a long story please")), max_tokens=2))
     assert short.body["choices"][0]["finish_reason"] == "length" and short.usage["completion_tokens"] == 2
-    stopped = await call(client, chat(user(text("hello there")), stop=["said"]))
+    stopped = await call(sim, chat(user(text("hello there")), stop=["said"]))
     assert stopped.body["choices"][0]["message"]["content"] == "[mmq simulator] You "
-    blocked = await call(client, chat(user(text("mmq-sim:block this"))))
+    blocked = await call(sim, chat(user(text("mmq-sim:block this"))))
     assert blocked.body["choices"][0]["finish_reason"] == "content_filter"
 
 
@@ -677,22 +625,19 @@ async def test_max_tokens_stop_and_content_filter(sim: Callable[..., httpx.Async
         ("AKIDOTHER:simsecret", "UnrecognizedClientException"),
     ],
 )
-async def test_bad_credentials_are_403_in_bedrock_shape(
-    sim: Callable[..., httpx.AsyncClient], api_key: str, name: str
-) -> None:
-    client = sim()
+async def test_bad_credentials_are_403_in_bedrock_shape(sim: Sim, api_key: str, name: str) -> None:
     with pytest.raises(ProviderError) as info:
-        await call(client, chat(user(text("hi"))), Target("t", "bedrock", "http://sim", api_key=api_key))
+        await call(sim, chat(user(text("hi"))), Target("t", "bedrock", "http://sim", api_key=api_key))
     err = info.value
     assert (err.status, err.code, err.retryable) == (403, name, False)
-    raw = await client.post(
+    raw = await sim.post(
         "/model/x.y/converse", json={"messages": []}, headers={"authorization": "AWS4-HMAC-SHA256 junk"}
     )
     assert raw.status_code == 403 and raw.headers["x-amzn-errortype"].startswith(
         "IncompleteSignatureException"
     )
     assert set(raw.json()) == {"message"} and raw.headers["x-amzn-requestid"]
-    missing = await client.post("/model/x.y/converse", json={"messages": []})
+    missing = await sim.post("/model/x.y/converse", json={"messages": []})
     assert missing.status_code == 403 and missing.headers["x-amzn-errortype"].startswith(
         "MissingAuthentication"
     )
@@ -703,44 +648,41 @@ def signed(url: str, body: bytes, key: str = SIM_KEY, region: str = "us-east-1")
     return {**headers, **br.sigv4_headers(url, headers, body, br.parse_credentials(key), region)}
 
 
-async def test_signature_covers_body_time_and_encoded_path(
-    sim: Callable[..., httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = sim()
+async def test_signature_covers_body_time_and_encoded_path(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://sim/model/{MODEL.replace(':', '%3A')}/converse"
     body = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}).encode()
-    assert (await client.post(url, content=body, headers=signed(url, body))).status_code == 200
+    assert (await sim.post(url, content=body, headers=signed(url, body))).status_code == 200
     # a transport that sends ":" where the signer saw "%3A" (aiohttp does) still verifies: same decoded path
     plain = f"http://sim/model/{MODEL}/converse"
-    assert (await client.post(plain, content=body, headers=signed(url, body))).status_code == 200
+    assert (await sim.post(plain, content=body, headers=signed(url, body))).status_code == 200
     # a body changed after signing: the payload hash gives it away
-    tampered = await client.post(url, content=body.replace(b"hi", b"yo"), headers=signed(url, body))
+    tampered = await sim.post(url, content=body.replace(b"hi", b"yo"), headers=signed(url, body))
     assert (tampered.status_code, tampered.headers["x-amzn-errortype"].split(":")[0]) == (
         400,
         "XAmzContentSHA256Mismatch",
     )
     # without the payload hash header the signature itself covers the body
     no_hash = {k: v for k, v in signed(url, body).items() if k.lower() != "x-amz-content-sha256"}
-    swapped = await client.post(url, content=body.replace(b"hi", b"yo"), headers=no_hash)
+    swapped = await sim.post(url, content=body.replace(b"hi", b"yo"), headers=no_hash)
     assert (swapped.status_code, swapped.headers["x-amzn-errortype"].split(":")[0]) == (
         403,
         "InvalidSignatureException",
     )
     # a different model id in the path than the one signed
     other = url.replace("v1%3A0", "v2%3A0")
-    moved = await client.post(other, content=body, headers=signed(url, body))
+    moved = await sim.post(other, content=body, headers=signed(url, body))
     assert moved.status_code == 403
     # signed ten minutes ago
     real = botocore.auth.get_current_datetime
     monkeypatch.setattr(
         botocore.auth, "get_current_datetime", lambda *a, **k: real() - dt.timedelta(minutes=10)
     )
-    stale = await client.post(url, content=body, headers=signed(url, body))
+    stale = await sim.post(url, content=body, headers=signed(url, body))
     assert stale.status_code == 403 and "expired" in stale.json()["message"]
 
 
 async def test_botocore_client_requests_verify_in_the_simulator(
-    sim: Callable[..., httpx.AsyncClient],
+    sim: Sim,
 ) -> None:
     """The simulator accepts what boto itself sends, so it checks SigV4 the way AWS does, not our way."""
 
@@ -774,18 +716,12 @@ async def test_botocore_client_requests_verify_in_the_simulator(
         )
     (req,) = sent
     headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in req.headers.items()}
-    resp = await sim().post(req.url, content=req.body, headers=headers)
+    resp = await sim.post(req.url, content=req.body, headers=headers)
     assert resp.status_code == 200, resp.text
     assert "mostly red" in resp.json()["output"]["message"]["content"][0]["text"]
 
 
 # ------------------------------------------------------------------------------ images end to end
-def decoded(item: dict[str, Any]) -> Image.Image:
-    img = Image.open(io.BytesIO(base64.b64decode(item["b64_json"])))
-    img.load()
-    return img
-
-
 @pytest.mark.parametrize(
     ("request_", "count", "size", "fmt"),
     [
@@ -797,13 +733,13 @@ def decoded(item: dict[str, Any]) -> Image.Image:
     ],
 )
 async def test_image_generation_returns_decodable_images(
-    sim: Callable[..., httpx.AsyncClient],
+    sim: Sim,
     request_: dict[str, Any],
     count: int,
     size: tuple[int, int],
     fmt: str,
 ) -> None:
-    resp = await call(sim(), {"prompt": "a red fox in snow", **request_}, kind=Kind.image)
+    resp = await call(sim, {"prompt": "a red fox in snow", **request_}, kind=Kind.image)
     data = resp.body["data"]
     assert len(data) == count and resp.body["created"] > 0
     for item in data:
@@ -821,9 +757,9 @@ async def test_image_generation_returns_decodable_images(
         ("stability.stable-diffusion-xl-v1", "content_filter"),  # SDXL: finishReason
     ],
 )
-async def test_image_content_filter(sim: Callable[..., httpx.AsyncClient], model: str, code: str) -> None:
+async def test_image_content_filter(sim: Sim, model: str, code: str) -> None:
     with pytest.raises(ProviderError) as info:
-        await call(sim(), {"model": model, "prompt": "mmq-sim:block"}, kind=Kind.image)
+        await call(sim, {"model": model, "prompt": "mmq-sim:block"}, kind=Kind.image)
     assert (info.value.code, info.value.retryable, info.value.provider) == (code, False, "bedrock")
 
 
@@ -845,19 +781,18 @@ async def test_image_content_filter(sim: Callable[..., httpx.AsyncClient], model
     ],
 )
 async def test_injected_faults_map_to_bedrock_errors(
-    sim: Callable[..., httpx.AsyncClient], fault: Fault, status: int, code: str, retryable: bool
+    sim: Sim, fault: Fault, status: int, code: str, retryable: bool
 ) -> None:
-    client = sim()
-    client.app.state.sim.faults.add(fault)  # type: ignore[attr-defined]
+    sim.faults.add(fault)
     with pytest.raises(ProviderError) as info:
-        await call(client, chat(user(text("hi"))))
+        await call(sim, chat(user(text("hi"))))
     err = info.value
     assert (err.status, err.code, err.retryable) == (status, code, retryable)
-    assert (await call(client, chat(user(text("hi"))))).status == 200  # the fault was used up
+    assert (await call(sim, chat(user(text("hi"))))).status == 200  # the fault was used up
 
 
-async def test_rate_limit_is_throttling_without_retry_after(sim: Callable[..., httpx.AsyncClient]) -> None:
-    client = sim(requests_per_window=1, window_s=60)
+async def test_rate_limit_is_throttling_without_retry_after(make_sim: Callable[..., Sim]) -> None:
+    client = make_sim(requests_per_window=1, window_s=60)
     await call(client, chat(user(text("hi"))))
     with pytest.raises(ProviderError) as info:
         await call(client, chat(user(text("hi"))))
@@ -966,10 +901,8 @@ RED = image((255, 0, 0))
         ({"messages": [{"role": "user", "content": [{"text": "a"}]}], "modelId": "x"}, "Unknown field"),
     ],
 )
-async def test_simulator_validates_converse_like_bedrock(
-    sim: Callable[..., httpx.AsyncClient], body: dict[str, Any], match: str
-) -> None:
-    resp = await sim().post(f"/model/{MODEL}/converse", json=body, headers={"authorization": "Bearer k"})
+async def test_simulator_validates_converse_like_bedrock(sim: Sim, body: dict[str, Any], match: str) -> None:
+    resp = await sim.post(f"/model/{MODEL}/converse", json=body, headers={"authorization": "Bearer k"})
     assert resp.status_code == 400, resp.text
     assert resp.headers["x-amzn-errortype"].split(":")[0] == "ValidationException"
     assert match in resp.json()["message"]
@@ -1017,16 +950,16 @@ async def test_simulator_validates_converse_like_bedrock(
     ],
 )
 async def test_simulator_validates_invoke_bodies(
-    sim: Callable[..., httpx.AsyncClient], model: str, body: dict[str, Any], match: str
+    sim: Sim, model: str, body: dict[str, Any], match: str
 ) -> None:
-    resp = await sim().post(f"/model/{model}/invoke", json=body, headers={"authorization": "Bearer k"})
+    resp = await sim.post(f"/model/{model}/invoke", json=body, headers={"authorization": "Bearer k"})
     assert resp.status_code == 400 and resp.headers["x-amzn-errortype"].startswith("ValidationException")
     assert match in resp.json()["message"]
 
 
-async def test_converse_refuses_image_models(sim: Callable[..., httpx.AsyncClient]) -> None:
+async def test_converse_refuses_image_models(sim: Sim) -> None:
     body = {"messages": [{"role": "user", "content": [{"text": "a"}]}]}
-    resp = await sim().post(
+    resp = await sim.post(
         "/model/amazon.titan-image-generator-v1/converse", json=body, headers={"authorization": "Bearer k"}
     )
     assert resp.status_code == 400 and "doesn't support the model" in resp.json()["message"]

@@ -3,12 +3,13 @@ speech through the simulator's Deepgram dialect in every OpenAI response format.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.providers._sim import Sim, mock
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.providers import REGISTRY
@@ -16,7 +17,7 @@ from worker.providers import deepgram as dg
 from worker.providers.base import AudioInput, Target
 from worker.providers.deepgram import DeepgramAdapter
 from worker.providers.elevenlabs import ElevenLabsAdapter
-from worker.simulator import SimulatorConfig, create_app, encode_speech_wav
+from worker.simulator import encode_speech_wav
 from worker.simulator.faults import Fault
 
 TARGET = Target(name="sim", provider="deepgram", base_url="http://sim", api_key="dg-test")
@@ -34,24 +35,6 @@ NATIVE_OK = {
 
 def transcription(**params: Any) -> dict[str, Any]:
     return {"file": "mmq-blob://x", "model": "whisper-1", **params}
-
-
-class Recording(httpx.AsyncBaseTransport):
-    """Records every request, then hands it to the wrapped transport."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-
-def mock(answer: Callable[[httpx.Request], httpx.Response]) -> tuple[httpx.AsyncClient, Recording]:
-    transport = Recording(httpx.MockTransport(answer))
-    return httpx.AsyncClient(transport=transport), transport
 
 
 async def call(
@@ -154,39 +137,14 @@ def test_srt_and_vtt_from_words_without_utterances() -> None:
 
 
 # ------------------------------------------------------------------------- against the simulator
-@pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-
-    def make(**knobs: Any) -> httpx.AsyncClient:
-        app = create_app(SimulatorConfig(**knobs))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
-        client.app = app  # type: ignore[attr-defined]
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
-@pytest.fixture
-def client(make_client: Callable[..., httpx.AsyncClient]) -> httpx.AsyncClient:
-    return make_client()
-
-
-def sim(client: httpx.AsyncClient) -> Any:
-    return client.app.state.sim  # type: ignore[attr-defined]
-
-
-async def test_json_is_the_exact_text(client: httpx.AsyncClient) -> None:
-    resp = await call(client, transcription())
+async def test_json_is_the_exact_text(sim: Sim) -> None:
+    resp = await call(sim, transcription())
     assert resp.body == {"text": TEXT, "usage": {"type": "duration", "seconds": 1}}
     assert resp.request_id and resp.text is None
 
 
-async def test_verbose_json_has_timed_segments_and_words(client: httpx.AsyncClient) -> None:
-    resp = await call(client, transcription(response_format="verbose_json", timestamp_granularities=["word"]))
+async def test_verbose_json_has_timed_segments_and_words(sim: Sim) -> None:
+    resp = await call(sim, transcription(response_format="verbose_json", timestamp_granularities=["word"]))
     body = resp.body
     assert (body["task"], body["language"], body["text"]) == ("transcribe", "english", TEXT)
     assert body["duration"] == pytest.approx(0.9)  # 45 symbols of 20 ms (the last is silence)
@@ -199,38 +157,36 @@ async def test_verbose_json_has_timed_segments_and_words(client: httpx.AsyncClie
     # one utterance per spoken line
     two = "First line.\nSecond line!"
     audio = AudioInput(encode_speech_wav(two), "audio/wav", "two.wav")
-    body = (
-        await call(client, transcription(response_format="verbose_json", language="de"), audio=audio)
-    ).body
+    body = (await call(sim, transcription(response_format="verbose_json", language="de"), audio=audio)).body
     assert body["text"] == two and body["language"] == "german"
     assert [s["text"] for s in body["segments"]] == ["First line.", "Second line!"]
     assert body["segments"][0]["end"] <= body["segments"][1]["start"]
 
 
-async def test_text_srt_vtt(client: httpx.AsyncClient) -> None:
-    text = await call(client, transcription(response_format="text"))
+async def test_text_srt_vtt(sim: Sim) -> None:
+    text = await call(sim, transcription(response_format="text"))
     assert (text.text, text.body) == (TEXT, None)
-    srt = await call(client, transcription(response_format="srt"))
+    srt = await call(sim, transcription(response_format="srt"))
     assert srt.text == "1\n00:00:00,240 --> 00:00:00,720\nHello world.\n\n"
-    vtt = await call(client, transcription(response_format="vtt"))
+    vtt = await call(sim, transcription(response_format="vtt"))
     assert vtt.text == "WEBVTT\n\n00:00:00.240 --> 00:00:00.720\nHello world.\n\n"
 
 
-async def test_elevenlabs_speech_transcribes_back(client: httpx.AsyncClient) -> None:
+async def test_elevenlabs_speech_transcribes_back(sim: Sim) -> None:
     spoken = "ElevenLabs in, Deepgram out: 42 words?"
     target = Target(name="el", provider="elevenlabs", base_url="http://sim", api_key="xi")
     speech = await ElevenLabsAdapter().call(
-        client,
+        sim,
         target,
         Kind.speech,
         {"model": "tts-1", "input": spoken, "voice": "nova", "response_format": "wav"},
     )
     audio = AudioInput(speech.content or b"", "audio/wav", "el.wav")
-    assert (await call(client, transcription(), audio=audio)).body["text"] == spoken
+    assert (await call(sim, transcription(), audio=audio)).body["text"] == spoken
 
 
-async def test_simulator_native_shape(client: httpx.AsyncClient) -> None:
-    resp = await client.post(
+async def test_simulator_native_shape(sim: Sim) -> None:
+    resp = await sim.post(
         "http://sim/v1/listen?model=nova-3&utterances=true&detect_language=true",
         content=WAV,
         headers={"authorization": "Token k", "content-type": "audio/wav"},
@@ -265,10 +221,8 @@ async def test_simulator_native_shape(client: httpx.AsyncClient) -> None:
         ("punctuate=maybe", WAV, "Failed to deserialize query parameters"),
     ],
 )
-async def test_simulator_rejections(
-    client: httpx.AsyncClient, query: str, content: bytes, message: str
-) -> None:
-    resp = await client.post(
+async def test_simulator_rejections(sim: Sim, query: str, content: bytes, message: str) -> None:
+    resp = await sim.post(
         f"http://sim/v1/listen?{query}", content=content, headers={"authorization": "Token k"}
     )
     assert resp.status_code == 400
@@ -280,10 +234,10 @@ async def test_simulator_rejections(
 
 
 # ----------------------------------------------------------------------------------------- errors
-async def test_missing_or_wrong_auth_is_401_not_retryable(client: httpx.AsyncClient) -> None:
+async def test_missing_or_wrong_auth_is_401_not_retryable(sim: Sim) -> None:
     keyless = Target(name="sim", provider="deepgram", base_url="http://sim")
     with pytest.raises(ProviderError) as info:
-        await call(client, transcription(), keyless)
+        await call(sim, transcription(), keyless)
     err = info.value
     assert (err.status, err.code, err.retryable, err.message) == (
         401,
@@ -291,14 +245,14 @@ async def test_missing_or_wrong_auth_is_401_not_retryable(client: httpx.AsyncCli
         False,
         "Invalid credentials.",
     )
-    resp = await client.post("http://sim/v1/listen", content=WAV, headers={"authorization": "Basic abc"})
+    resp = await sim.post("http://sim/v1/listen", content=WAV, headers={"authorization": "Basic abc"})
     assert resp.status_code == 401 and resp.json()["err_code"] == "INVALID_AUTH"
 
 
 async def test_rate_limit_is_retryable_with_retry_after(
-    make_client: Callable[..., httpx.AsyncClient],
+    make_sim: Callable[..., Sim],
 ) -> None:
-    client = make_client(requests_per_window=1, window_s=30)
+    client = make_sim(requests_per_window=1, window_s=30)
     await call(client, transcription())
     with pytest.raises(ProviderError) as info:
         await call(client, transcription())
@@ -307,16 +261,16 @@ async def test_rate_limit_is_retryable_with_retry_after(
     assert err.retry_after_s is not None and 0 < err.retry_after_s <= 30
 
 
-async def test_scripted_faults(client: httpx.AsyncClient) -> None:
-    sim(client).faults.add(Fault(status=429, retry_after_s=7))
-    sim(client).faults.add(Fault(status=502))
-    sim(client).faults.add(
+async def test_scripted_faults(sim: Sim) -> None:
+    sim.faults.add(Fault(status=429, retry_after_s=7))
+    sim.faults.add(Fault(status=502))
+    sim.faults.add(
         Fault(status=402, code="ASR_PAYMENT_REQUIRED", message="Project does not have enough credits")
     )
     errors = []
     for _ in range(3):
         with pytest.raises(ProviderError) as info:
-            await call(client, transcription())
+            await call(sim, transcription())
         errors.append(info.value)
     assert [(e.status, e.code, e.retryable, e.retry_after_s) for e in errors] == [
         (429, "TOO_MANY_REQUESTS", True, 7.0),
@@ -324,7 +278,7 @@ async def test_scripted_faults(client: httpx.AsyncClient) -> None:
         (402, "ASR_PAYMENT_REQUIRED", False, None),
     ]
     assert errors[2].message == "Project does not have enough credits"
-    assert (await call(client, transcription())).status == 200
+    assert (await call(sim, transcription())).status == 200
 
 
 @pytest.mark.parametrize(

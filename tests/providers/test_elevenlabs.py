@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import io
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.providers._sim import Sim, mock
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.providers import REGISTRY
 from worker.providers import elevenlabs as el
 from worker.providers.base import Target
 from worker.providers.elevenlabs import ElevenLabsAdapter
-from worker.simulator import SimulatorConfig, create_app, decode_speech_wav
+from worker.simulator import decode_speech_wav
 from worker.simulator.faults import Fault
 
 TARGET = Target(name="sim", provider="elevenlabs", base_url="http://sim", api_key="xi-test")
@@ -26,24 +27,6 @@ TEXT = "Hello from the simulator, ElevenLabs."
 
 def speech(**params: Any) -> dict[str, Any]:
     return {"model": "tts-1", "input": TEXT, "voice": "alloy", **params}
-
-
-class Recording(httpx.AsyncBaseTransport):
-    """Records every request, then hands it to the wrapped transport."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-
-def mock(answer: Callable[[httpx.Request], httpx.Response]) -> tuple[httpx.AsyncClient, Recording]:
-    transport = Recording(httpx.MockTransport(answer))
-    return httpx.AsyncClient(transport=transport), transport
 
 
 async def call(client: httpx.AsyncClient, request: dict[str, Any], target: Target = TARGET) -> Any:
@@ -169,57 +152,32 @@ async def test_other_kinds_are_routing_errors() -> None:
 
 
 # ------------------------------------------------------------------------- against the simulator
-@pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-
-    def make(**knobs: Any) -> httpx.AsyncClient:
-        app = create_app(SimulatorConfig(**knobs))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
-        client.app = app  # type: ignore[attr-defined]
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
-@pytest.fixture
-def client(make_client: Callable[..., httpx.AsyncClient]) -> httpx.AsyncClient:
-    return make_client()
-
-
-def sim(client: httpx.AsyncClient) -> Any:
-    return client.app.state.sim  # type: ignore[attr-defined]
-
-
-async def test_speech_decodes_back_to_the_input(client: httpx.AsyncClient) -> None:
-    resp = await call(client, speech(response_format="wav", speed=1.0))
+async def test_speech_decodes_back_to_the_input(sim: Sim) -> None:
+    resp = await call(sim, speech(response_format="wav", speed=1.0))
     assert resp.status == 200 and resp.content_type == "audio/wav"
     assert decode_speech_wav(resp.content) == TEXT
     assert resp.request_id
 
 
-async def test_pcm_and_mp3_through_the_simulator(client: httpx.AsyncClient) -> None:
-    pcm = await call(client, speech(response_format="pcm", input="raw samples"))
+async def test_pcm_and_mp3_through_the_simulator(sim: Sim) -> None:
+    pcm = await call(sim, speech(response_format="pcm", input="raw samples"))
     assert pcm.content_type == "audio/pcm" and not pcm.content.startswith(b"RIFF")
     assert decode_speech_wav(pcm_to_wav(pcm.content)) == "raw samples"
     # the simulator does not encode MP3: WAV bytes under the requested content type
-    mp3 = await call(client, speech(response_format="mp3", voice="echo", model="tts-1-hd"))
+    mp3 = await call(sim, speech(response_format="mp3", voice="echo", model="tts-1-hd"))
     assert mp3.content_type == "audio/mpeg"
     assert decode_speech_wav(mp3.content) == TEXT
 
 
-async def test_missing_key_is_401_not_retryable(client: httpx.AsyncClient) -> None:
+async def test_missing_key_is_401_not_retryable(sim: Sim) -> None:
     keyless = Target(name="sim", provider="elevenlabs", base_url="http://sim")
     with pytest.raises(ProviderError) as info:
-        await call(client, speech(), keyless)
+        await call(sim, speech(), keyless)
     err = info.value
     assert (err.status, err.code, err.retryable) == (401, "needs_authorization", False)
     assert "xi-api-key" in err.message
     # a Bearer token is no ElevenLabs key
-    resp = await client.post(
+    resp = await sim.post(
         "http://sim/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM",
         json={"text": "hi"},
         headers={"authorization": "Bearer k"},
@@ -228,9 +186,9 @@ async def test_missing_key_is_401_not_retryable(client: httpx.AsyncClient) -> No
 
 
 async def test_rate_limit_is_retryable_with_retry_after(
-    make_client: Callable[..., httpx.AsyncClient],
+    make_sim: Callable[..., Sim],
 ) -> None:
-    client = make_client(requests_per_window=1, window_s=30)
+    client = make_sim(requests_per_window=1, window_s=30)
     await call(client, speech())
     with pytest.raises(ProviderError) as info:
         await call(client, speech())
@@ -239,15 +197,15 @@ async def test_rate_limit_is_retryable_with_retry_after(
     assert err.retry_after_s is not None and 0 < err.retry_after_s <= 30
 
 
-async def test_scripted_faults(client: httpx.AsyncClient) -> None:
-    sim(client).faults.add(Fault(status=429, retry_after_s=7))
-    sim(client).faults.add(Fault(status=503))
-    sim(client).faults.add(Fault(status=401, code="quota_exceeded", message="You have insufficient quota"))
-    sim(client).faults.add(Fault(status=429, code="quota_exceeded"))
+async def test_scripted_faults(sim: Sim) -> None:
+    sim.faults.add(Fault(status=429, retry_after_s=7))
+    sim.faults.add(Fault(status=503))
+    sim.faults.add(Fault(status=401, code="quota_exceeded", message="You have insufficient quota"))
+    sim.faults.add(Fault(status=429, code="quota_exceeded"))
     errors = []
     for _ in range(4):
         with pytest.raises(ProviderError) as info:
-            await call(client, speech())
+            await call(sim, speech())
         errors.append(info.value)
     assert [(e.status, e.code, e.retryable, e.retry_after_s) for e in errors] == [
         (429, "rate_limit_exceeded", True, 7.0),
@@ -256,13 +214,13 @@ async def test_scripted_faults(client: httpx.AsyncClient) -> None:
         (429, "quota_exceeded", False, None),  # pay first, do not hammer
     ]
     assert errors[2].message == "You have insufficient quota"
-    assert (await call(client, speech())).status == 200
+    assert (await call(sim, speech())).status == 200
 
 
 async def test_injected_5xx_is_elevenlabs_shaped_and_retryable(
-    make_client: Callable[..., httpx.AsyncClient],
+    make_sim: Callable[..., Sim],
 ) -> None:
-    client = make_client(error_rate=1)
+    client = make_sim(error_rate=1)
     resp = await client.post(
         "http://sim/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM", json={"text": "hi"}, headers={"xi-api-key": "k"}
     )
@@ -346,9 +304,9 @@ def test_error_shapes(response: httpx.Response, expected: tuple[Any, ...]) -> No
     ],
 )
 async def test_simulator_validation(
-    client: httpx.AsyncClient, path: str, body: dict[str, Any], status: int, check: Callable[[Any], bool]
+    sim: Sim, path: str, body: dict[str, Any], status: int, check: Callable[[Any], bool]
 ) -> None:
-    resp = await client.post(f"http://sim/v1/text-to-speech/{path}", json=body, headers={"xi-api-key": "k"})
+    resp = await sim.post(f"http://sim/v1/text-to-speech/{path}", json=body, headers={"xi-api-key": "k"})
     assert resp.status_code == status
     assert check(resp.json()["detail"])
     err = el.error_from_response(resp, "elevenlabs")  # the adapter reads every one of these as final

@@ -3,16 +3,15 @@ simulator's Google dialect."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
+from tests.conftest import data_url
+from tests.providers._sim import PDF, Sim, b64, decoded, image, image_part, text, user
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.providers import REGISTRY
@@ -25,43 +24,15 @@ from worker.providers.gemini import (
     retry_delay_s,
     to_native,
 )
-from worker.simulator import SimulatorConfig, create_app
 from worker.simulator.faults import Fault
 
 MODEL = "gemini-2.5-flash"
 IMAGEN = "imagen-4.0-generate-001"
-PDF = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n2 0 obj << /Type /Page >> endobj\n%%EOF\n"
 VERTEX_HEADERS = {"x-mmq-vertex-project": "acme-ml", "x-mmq-vertex-location": "europe-west4"}
-
-
-def image(colour: tuple[int, int, int], fmt: str = "PNG", size: tuple[int, int] = (60, 40)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, fmt)
-    return buf.getvalue()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def data_url(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{b64(data)}"
-
-
-def text(value: str) -> dict[str, Any]:
-    return {"type": "text", "text": value}
-
-
-def image_part(url: str) -> dict[str, Any]:
-    return {"type": "image_url", "image_url": {"url": url, "detail": "auto"}}
 
 
 def chat(*messages: dict[str, Any], **params: Any) -> dict[str, Any]:
     return {"model": MODEL, "messages": list(messages), **params}
-
-
-def user(*parts: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "user", "content": list(parts)}
 
 
 RED = image((220, 20, 20))
@@ -343,37 +314,18 @@ def test_registry_and_media_rules() -> None:
 
 
 # ------------------------------------------------------------------------------------ against simulator
-@pytest.fixture
-async def sim() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-
-    def make(**knobs: Any) -> httpx.AsyncClient:
-        app = create_app(SimulatorConfig(**knobs))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim")
-        client.app = app  # type: ignore[attr-defined]
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
 STUDIO = Target("gemini-test", "gemini", "http://sim", api_key="AIza-test")
 VERTEX = Target("vertex-test", "vertex", "http://sim", api_key="ya29.test", headers=VERTEX_HEADERS)
 
 
 @pytest.mark.parametrize("provider,target", [("gemini", STUDIO), ("vertex", VERTEX)])
-async def test_vision_chat_against_simulator(
-    sim: Callable[..., httpx.AsyncClient], provider: str, target: Target
-) -> None:
-    client = sim()
+async def test_vision_chat_against_simulator(sim: Sim, provider: str, target: Target) -> None:
     request = chat(
         {"role": "system", "content": "Be brief."},
         user(text("What colour is the product?"), image_part(data_url(RED, "image/png"))),
         max_completion_tokens=200,
     )
-    resp = await REGISTRY[provider].call(client, target, Kind.chat, request)
+    resp = await REGISTRY[provider].call(sim, target, Kind.chat, request)
     assert resp.status == 200 and resp.request_id
     body = resp.body
     assert body is not None and body["object"] == "chat.completion" and body["model"] == MODEL
@@ -388,11 +340,11 @@ async def test_vision_chat_against_simulator(
         if provider == "gemini"
         else "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent"
     )
-    assert client.app.state.stats.by_path == {path: 1}  # type: ignore[attr-defined]
+    assert sim.app.state.stats.by_path == {path: 1}
 
 
 async def test_two_images_pdf_gs_and_candidates_against_simulator(
-    sim: Callable[..., httpx.AsyncClient],
+    sim: Sim,
 ) -> None:
     pdf = {"type": "file", "file": {"file_data": data_url(PDF, "application/pdf")}}
     request = chat(
@@ -406,7 +358,7 @@ async def test_two_images_pdf_gs_and_candidates_against_simulator(
         ),
         n=2,
     )
-    resp = await REGISTRY["gemini"].call(sim(), STUDIO, Kind.chat, request)
+    resp = await REGISTRY["gemini"].call(sim, STUDIO, Kind.chat, request)
     assert resp.body is not None
     contents = [c["message"]["content"] for c in resp.body["choices"]]
     assert len(contents) == 2 and contents[0] == contents[1]
@@ -415,14 +367,13 @@ async def test_two_images_pdf_gs_and_candidates_against_simulator(
     assert "PDF, about 2 pages" in contents[0] and "gs://bucket/extra.png (image/png)" in contents[0]
 
 
-async def test_max_tokens_and_blocked_prompt_against_simulator(sim: Callable[..., httpx.AsyncClient]) -> None:
-    client = sim()
+async def test_max_tokens_and_blocked_prompt_against_simulator(sim: Sim) -> None:
     resp = await REGISTRY["gemini"].call(
-        client, STUDIO, Kind.chat, chat(user(text("hello " * 50)), max_tokens=3)
+        sim, STUDIO, Kind.chat, chat(user(text("hello " * 50)), max_tokens=3)
     )
     assert resp.body is not None and resp.body["choices"][0]["finish_reason"] == "length"
     with pytest.raises(ProviderError) as exc:
-        await REGISTRY["vertex"].call(client, VERTEX, Kind.chat, chat(user(text("please mmq-sim:block"))))
+        await REGISTRY["vertex"].call(sim, VERTEX, Kind.chat, chat(user(text("please mmq-sim:block"))))
     assert (exc.value.code, exc.value.retryable, exc.value.status, exc.value.provider) == (
         "blocked",
         False,
@@ -432,33 +383,33 @@ async def test_max_tokens_and_blocked_prompt_against_simulator(sim: Callable[...
 
 
 @pytest.mark.parametrize("provider,target", [("gemini", STUDIO), ("vertex", VERTEX)])
-async def test_imagen_against_simulator(
-    sim: Callable[..., httpx.AsyncClient], provider: str, target: Target
-) -> None:
+async def test_imagen_against_simulator(make_sim: Callable[..., Sim], provider: str, target: Target) -> None:
     request = {"model": IMAGEN, "prompt": "a teal teapot", "n": 2, "size": "1024x1024"}
-    resp = await REGISTRY[provider].call(sim(), target, Kind.image, request)
+    resp = await REGISTRY[provider].call(make_sim(), target, Kind.image, request)
     assert resp.body is not None
     assert len(resp.body["data"]) == 2
     for item in resp.body["data"]:
-        with Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))) as img:
-            assert (img.format, img.size) == ("PNG", (1024, 1024))
+        img = decoded(item)
+        assert (img.format, img.size) == ("PNG", (1024, 1024))
     with pytest.raises(ProviderError) as exc:
-        await REGISTRY[provider].call(sim(), target, Kind.image, {"model": IMAGEN, "prompt": "mmq-sim:block"})
+        await REGISTRY[provider].call(
+            make_sim(), target, Kind.image, {"model": IMAGEN, "prompt": "mmq-sim:block"}
+        )
     assert exc.value.code == "blocked" and not exc.value.retryable
 
 
-async def test_imagen_jpeg_wide_against_simulator(sim: Callable[..., httpx.AsyncClient]) -> None:
+async def test_imagen_jpeg_wide_against_simulator(sim: Sim) -> None:
     request = {"model": IMAGEN, "prompt": "a dune", "size": "1792x1024", "output_format": "jpeg"}
-    resp = await REGISTRY["gemini"].call(sim(), STUDIO, Kind.image, request)
+    resp = await REGISTRY["gemini"].call(sim, STUDIO, Kind.image, request)
     assert resp.body is not None
-    with Image.open(io.BytesIO(base64.b64decode(resp.body["data"][0]["b64_json"]))) as img:
-        assert (img.format, img.size) == ("JPEG", (1408, 768))
+    img = decoded(resp.body["data"][0])
+    assert (img.format, img.size) == ("JPEG", (1408, 768))
 
 
 async def test_rate_limit_and_injected_faults_come_back_as_google_errors(
-    sim: Callable[..., httpx.AsyncClient],
+    make_sim: Callable[..., Sim],
 ) -> None:
-    client = sim(requests_per_window=1, window_s=30)
+    client = make_sim(requests_per_window=1, window_s=30)
     adapter = REGISTRY["gemini"]
     request = chat(user(text("hi")))
     await adapter.call(client, STUDIO, Kind.chat, request)
@@ -468,8 +419,8 @@ async def test_rate_limit_and_injected_faults_come_back_as_google_errors(
     assert (err.status, err.code, err.retryable) == (429, "RESOURCE_EXHAUSTED", True)
     assert err.retry_after_s is not None and 25 < err.retry_after_s <= 30  # from RetryInfo, no header
 
-    client = sim()
-    client.app.state.sim.faults.add(Fault(status=503, retry_after_s=12))  # type: ignore[attr-defined]
+    client = make_sim()
+    client.faults.add(Fault(status=503, retry_after_s=12))
     with pytest.raises(ProviderError) as exc:
         await adapter.call(client, STUDIO, Kind.chat, request)
     assert (exc.value.status, exc.value.code, exc.value.retryable, exc.value.retry_after_s) == (
@@ -498,17 +449,16 @@ STUDIO_PATH = f"/v1beta/models/{MODEL}:generateContent"
 VERTEX_PATH = f"/v1/projects/p/locations/us-central1/publishers/google/models/{MODEL}:generateContent"
 
 
-async def test_simulator_auth_in_google_shape(sim: Callable[..., httpx.AsyncClient]) -> None:
-    client = sim()
+async def test_simulator_auth_in_google_shape(sim: Sim) -> None:
     body = gen_body({"text": "hi"})
-    resp = await client.post(STUDIO_PATH, json=body)
+    resp = await sim.post(STUDIO_PATH, json=body)
     assert resp.status_code == 403 and resp.json()["error"]["status"] == "PERMISSION_DENIED"
     assert resp.json()["error"]["code"] == 403
-    resp = await client.post(VERTEX_PATH, json=body, headers={"x-goog-api-key": "k"})
+    resp = await sim.post(VERTEX_PATH, json=body, headers={"x-goog-api-key": "k"})
     assert resp.status_code == 401 and resp.json()["error"]["status"] == "UNAUTHENTICATED"
-    assert (await client.post(STUDIO_PATH + "?key=k", json=body)).status_code == 200
-    assert (await client.post(STUDIO_PATH, json=body, headers={"x-goog-api-key": "k"})).status_code == 200
-    ok = await client.post(VERTEX_PATH, json=body, headers={"authorization": "Bearer t"})
+    assert (await sim.post(STUDIO_PATH + "?key=k", json=body)).status_code == 200
+    assert (await sim.post(STUDIO_PATH, json=body, headers={"x-goog-api-key": "k"})).status_code == 200
+    ok = await sim.post(VERTEX_PATH, json=body, headers={"authorization": "Bearer t"})
     assert ok.status_code == 200 and ok.json()["candidates"][0]["content"]["role"] == "model"
 
 
@@ -532,29 +482,26 @@ async def test_simulator_auth_in_google_shape(sim: Callable[..., httpx.AsyncClie
         ),
     ],
 )
-async def test_simulator_rejects_like_google(
-    sim: Callable[..., httpx.AsyncClient], body: dict[str, Any], needle: str
-) -> None:
-    resp = await sim().post(STUDIO_PATH, json=body, headers={"x-goog-api-key": "k"})
+async def test_simulator_rejects_like_google(sim: Sim, body: dict[str, Any], needle: str) -> None:
+    resp = await sim.post(STUDIO_PATH, json=body, headers={"x-goog-api-key": "k"})
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
     assert error["status"] == "INVALID_ARGUMENT" and error["code"] == 400 and needle in error["message"]
 
 
-async def test_simulator_snake_case_json_and_payload_limit(sim: Callable[..., httpx.AsyncClient]) -> None:
-    client = sim()
+async def test_simulator_snake_case_json_and_payload_limit(sim: Sim) -> None:
     headers = {"x-goog-api-key": "k"}
     body = {
         **gen_body({"text": "colour?"}, inline(RED, "image/png", snake=True)),
         "system_instruction": {"parts": [{"text": "terse"}]},
         "generation_config": {"response_mime_type": "application/json", "max_output_tokens": 500},
     }
-    resp = await client.post(STUDIO_PATH, json=body, headers=headers)
+    resp = await sim.post(STUDIO_PATH, json=body, headers=headers)
     assert resp.status_code == 200, resp.text
     answer = json.loads(resp.json()["candidates"][0]["content"]["parts"][0]["text"])
     assert "mostly red" in answer["description"]
     big = {
         "contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "A" * (21 * 1024 * 1024)}}]}]
     }
-    resp = await client.post(STUDIO_PATH, json=big, headers=headers)
+    resp = await sim.post(STUDIO_PATH, json=big, headers=headers)
     assert resp.status_code == 400 and "payload size exceeds the limit" in resp.json()["error"]["message"]

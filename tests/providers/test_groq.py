@@ -3,23 +3,21 @@ translation, Groq's audio rules (refused, never silently dropped), and its rate-
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
+from tests.conftest import data_url
+from tests.providers._sim import Sim, form_fields, image, mock, refuse, wav_input
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.providers import REGISTRY
-from worker.providers.base import AudioInput, Target
+from worker.providers.base import Target
 from worker.providers.groq import GroqAdapter, error_from_response, parse_duration
-from worker.simulator import SimulatorConfig, create_app, encode_speech_wav
+from worker.simulator import encode_speech_wav
 
 KEY = "gsk_test"
 VISION = "meta-llama/llama-4-scout-17b-16e-instruct"
@@ -27,61 +25,8 @@ TARGET = Target(name="groq", provider="groq", base_url="http://sim", api_key=KEY
 ADAPTER = GroqAdapter()
 
 
-class Recorder(httpx.AsyncBaseTransport):
-    """Passes requests to the simulator and keeps each one, body read, for wire assertions."""
-
-    def __init__(self, app: Any) -> None:
-        self.inner = httpx.ASGITransport(app=app)
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-
-class Sim(httpx.AsyncClient):
-    app: Any
-    recorder: Recorder
-
-    @property
-    def sent(self) -> httpx.Request:
-        return self.recorder.requests[-1]
-
-
-@pytest.fixture
-async def make_sim() -> AsyncIterator[Callable[..., Sim]]:
-    clients: list[Sim] = []
-
-    def make(**knobs: Any) -> Sim:
-        app = create_app(SimulatorConfig(**knobs))
-        recorder = Recorder(app)
-        client = Sim(transport=recorder)
-        client.app, client.recorder = app, recorder
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
-@pytest.fixture
-def sim(make_sim: Callable[..., Sim]) -> Sim:
-    return make_sim()
-
-
-def png(colour: tuple[int, int, int], size: tuple[int, int] = (60, 40)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def image_part(data: bytes) -> dict[str, Any]:
-    return {
-        "type": "image_url",
-        "image_url": {"url": "data:image/png;base64," + base64.b64encode(data).decode()},
-    }
+    return {"type": "image_url", "image_url": {"url": data_url(data)}}
 
 
 def chat(text: str, *images: bytes, **params: Any) -> dict[str, Any]:
@@ -89,31 +34,15 @@ def chat(text: str, *images: bytes, **params: Any) -> dict[str, Any]:
     return {"model": VISION, "messages": [{"role": "user", "content": content}], **params}
 
 
-def wav_input(text: str) -> AudioInput:
-    return AudioInput(data=encode_speech_wav(text), content_type="audio/wav", filename="speech.wav")
-
-
 def audio(model: str = "whisper-large-v3", **params: Any) -> dict[str, Any]:
     return {"file": "mmq-blob://a", "model": model, **params}
-
-
-def form_fields(request: httpx.Request) -> dict[str, list[str]]:
-    """Text fields of a multipart body (the `file` part is reported by its filename)."""
-    boundary = request.headers["content-type"].split("boundary=")[1].encode()
-    fields: dict[str, list[str]] = {}
-    for part in request.content.split(b"--" + boundary)[1:-1]:
-        head, _, value = part.partition(b"\r\n\r\n")
-        name = re.search(rb'name="([^"]+)"', head)[1].decode()  # type: ignore[index]
-        filename = re.search(rb'filename="([^"]+)"', head)
-        fields.setdefault(name, []).append(filename[1].decode() if filename else value[:-2].decode())
-    return fields
 
 
 # ------------------------------------------------------------------------------------ every kind
 @pytest.mark.parametrize("base_url", ["http://sim", "http://sim/openai/v1/"])
 async def test_vision_chat(sim: Sim, base_url: str) -> None:
     target = Target(name="groq", provider="groq", base_url=base_url, api_key=KEY)
-    request = chat("What colour?", png((0, 0, 255)), png((40, 160, 40)), temperature=0.2)
+    request = chat("What colour?", image((0, 0, 255)), image((40, 160, 40)), temperature=0.2)
     resp = await ADAPTER.call(sim, target, Kind.chat, request)
     sent = sim.sent
     assert str(sent.url) == "http://sim/openai/v1/chat/completions"
@@ -180,10 +109,6 @@ async def test_translation(sim: Sim) -> None:
 
 
 # ------------------------------------------------------------------------ refused before sending
-def refuse(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"nothing should have been sent: {request.url}")
-
-
 @pytest.mark.parametrize(
     ("kind", "request_", "match"),
     [
@@ -385,7 +310,7 @@ def groq_audio(
             {
                 "url": "http://sim/openai/v1/chat/completions",
                 "headers": {"authorization": f"Bearer {KEY}"},
-                "json": chat("six", *[png((9, 9, 9))] * 6),
+                "json": chat("six", *[image((9, 9, 9))] * 6),
             },
             400,
             {
@@ -412,7 +337,7 @@ def groq_audio(
             {
                 "url": "http://sim/openai/v1/chat/completions",
                 "headers": {"authorization": f"Bearer {KEY}"},
-                "json": chat("big", png((1, 2, 3)) + b"\0" * (4 * 1024 * 1024)),
+                "json": chat("big", image((1, 2, 3)) + b"\0" * (4 * 1024 * 1024)),
             },
             413,
             {
@@ -463,13 +388,10 @@ def test_registry_and_defaults() -> None:
 
 @pytest.mark.parametrize("base_url", ["", "https://api.groq.com", "https://api.groq.com/openai/v1"])
 async def test_public_endpoint(base_url: str) -> None:
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"id": "c", "object": "chat.completion", "choices": []})
-
+    client, seen = mock(
+        lambda r: httpx.Response(200, json={"id": "c", "object": "chat.completion", "choices": []})
+    )
     target = Target(name="groq", provider="groq", base_url=base_url, api_key=KEY)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+    async with client:
         await ADAPTER.call(client, target, Kind.chat, chat("hi"))
-    assert str(seen[0].url) == "https://api.groq.com/openai/v1/chat/completions"
+    assert str(seen.requests[0].url) == "https://api.groq.com/openai/v1/chat/completions"

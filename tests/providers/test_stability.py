@@ -3,10 +3,9 @@ simulator's Stability dialect (real PNGs)."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -15,13 +14,13 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.providers._sim import Sim, b64, decoded, image, mock
 from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError
 from worker.providers import REGISTRY
 from worker.providers import stability as st
 from worker.providers.base import Target
 from worker.providers.stability import NativeRequest, StabilityAdapter, from_native, to_native
-from worker.simulator import SimulatorConfig, create_app
 from worker.simulator.faults import Fault
 
 TARGET = Target("stability-sim", "stability", "http://sim", api_key="sk-stab-test")
@@ -234,29 +233,18 @@ def test_error_mapping(
 
 
 # ------------------------------------------------------------------------------------------- wire
-def _tiny_png() -> str:
-    buf = io.BytesIO()
-    Image.new("RGB", (1, 1)).save(buf, "PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-PNG_1x1 = _tiny_png()
+PNG_1x1 = b64(image((0, 0, 0), size=(1, 1)))
 
 
 async def capture(request: dict[str, Any], answer: dict[str, Any]) -> list[httpx.Request]:
-    seen: list[httpx.Request] = []
-
-    def respond(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(200, json=answer, headers={"x-request-id": "rq-1"})
-
+    client, seen = mock(lambda r: httpx.Response(200, json=answer, headers={"x-request-id": "rq-1"}))
     target = Target(
         "s", "stability", "https://api.stability.ai/", api_key="sk-1", headers={"stability-client-id": "mmq"}
     )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as client:
+    async with client:
         resp = await StabilityAdapter().call(client, target, Kind.image, request)
     assert resp.request_id == "rq-1" and resp.body["data"][0]["b64_json"] == PNG_1x1
-    return seen
+    return seen.requests
 
 
 def form_fields(req: httpx.Request) -> dict[str, str]:
@@ -310,30 +298,8 @@ async def test_v1_json_on_the_wire() -> None:
 
 
 # ------------------------------------------------------------------------- against the simulator
-@pytest.fixture
-async def sim() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-
-    def make(**knobs: Any) -> httpx.AsyncClient:
-        app = create_app(SimulatorConfig(**knobs))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim")
-        client.app = app  # type: ignore[attr-defined]
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
 async def call(client: httpx.AsyncClient, request: dict[str, Any], target: Target = TARGET) -> Any:
     return await StabilityAdapter().call(client, target, Kind.image, request)
-
-
-def decoded(item: dict[str, Any]) -> Image.Image:
-    img = Image.open(io.BytesIO(base64.b64decode(item["b64_json"])))
-    img.load()
-    return img
 
 
 @pytest.mark.parametrize(
@@ -348,13 +314,13 @@ def decoded(item: dict[str, Any]) -> Image.Image:
     ],
 )
 async def test_real_images_from_the_simulator(
-    sim: Callable[..., httpx.AsyncClient],
+    sim: Sim,
     request_: dict[str, Any],
     count: int,
     size: tuple[int, int],
     fmt: str,
 ) -> None:
-    resp = await call(sim(), request_)
+    resp = await call(sim, request_)
     data = resp.body["data"]
     assert len(data) == count and resp.status == 200
     for item in data:
@@ -365,9 +331,9 @@ async def test_real_images_from_the_simulator(
 
 
 @pytest.mark.parametrize("model", ["ultra", "stable-diffusion-xl-1024-v1-0"])
-async def test_content_filter_from_the_simulator(sim: Callable[..., httpx.AsyncClient], model: str) -> None:
+async def test_content_filter_from_the_simulator(sim: Sim, model: str) -> None:
     with pytest.raises(ProviderError) as info:
-        await call(sim(), images(model=model, prompt="mmq-sim:block me"))
+        await call(sim, images(model=model, prompt="mmq-sim:block me"))
     assert (info.value.code, info.value.retryable, info.value.provider) == (
         "content_filter",
         False,
@@ -375,8 +341,8 @@ async def test_content_filter_from_the_simulator(sim: Callable[..., httpx.AsyncC
     )
 
 
-async def test_auth_rate_limit_and_faults_in_stability_shape(sim: Callable[..., httpx.AsyncClient]) -> None:
-    client = sim(requests_per_window=1, window_s=60)
+async def test_auth_rate_limit_and_faults_in_stability_shape(make_sim: Callable[..., Sim]) -> None:
+    client = make_sim(requests_per_window=1, window_s=60)
     with pytest.raises(ProviderError) as info:
         await call(client, images(), Target("s", "stability", "http://sim"))
     assert (info.value.status, info.value.code, info.value.retryable) == (401, "unauthorized", False)
@@ -385,12 +351,12 @@ async def test_auth_rate_limit_and_faults_in_stability_shape(sim: Callable[..., 
         await call(client, images(model="stable-diffusion-xl-1024-v1-0"))
     err = info.value
     assert (err.status, err.retryable) == (429, True) and err.retry_after_s is not None
-    fresh = sim()
-    fresh.app.state.sim.faults.add(Fault(status=503))  # type: ignore[attr-defined]
+    fresh = make_sim()
+    fresh.faults.add(Fault(status=503))
     with pytest.raises(ProviderError) as info:
         await call(fresh, images())
     assert (info.value.status, info.value.code, info.value.retryable) == (503, "service_unavailable", True)
-    fresh.app.state.sim.faults.add(Fault(status=400, code="invalid_prompt"))  # type: ignore[attr-defined]
+    fresh.faults.add(Fault(status=400, code="invalid_prompt"))
     with pytest.raises(ProviderError) as info:
         await call(fresh, images(model="stable-diffusion-xl-1024-v1-0"))
     assert (info.value.status, info.value.code, info.value.retryable) == (400, "invalid_prompt", False)
@@ -416,21 +382,20 @@ def form(**fields: str) -> list[tuple[str, tuple[None, str]]]:
     ],
 )
 async def test_simulator_validates_v2beta(
-    sim: Callable[..., httpx.AsyncClient], path: str, fields: dict[str, str], status: int, match: str
+    sim: Sim, path: str, fields: dict[str, str], status: int, match: str
 ) -> None:
-    resp = await sim().post(f"/v2beta/stable-image/generate/{path}", files=form(**fields), headers=AUTH)
+    resp = await sim.post(f"/v2beta/stable-image/generate/{path}", files=form(**fields), headers=AUTH)
     assert resp.status_code == status
     body = resp.json()
     assert set(body) == {"id", "name", "errors"} and match in body["errors"][0]
 
 
 async def test_simulator_v2beta_needs_multipart_and_can_answer_raw_bytes(
-    sim: Callable[..., httpx.AsyncClient],
+    sim: Sim,
 ) -> None:
-    client = sim()
-    as_json = await client.post("/v2beta/stable-image/generate/core", json={"prompt": "p"}, headers=AUTH)
+    as_json = await sim.post("/v2beta/stable-image/generate/core", json={"prompt": "p"}, headers=AUTH)
     assert as_json.status_code == 400 and "multipart/form-data" in as_json.json()["errors"][0]
-    raw = await client.post(
+    raw = await sim.post(
         "/v2beta/stable-image/generate/core",
         files=form(prompt="p", seed="7"),
         headers={**AUTH, "accept": "image/*"},
@@ -438,7 +403,7 @@ async def test_simulator_v2beta_needs_multipart_and_can_answer_raw_bytes(
     assert raw.status_code == 200 and raw.headers["content-type"] == "image/png"
     assert raw.headers["finish-reason"] == "SUCCESS" and raw.headers["seed"] == "7"
     assert Image.open(io.BytesIO(raw.content)).size == (1024, 1024)
-    no_key = await client.post("/v2beta/stable-image/generate/core", files=form(prompt="p"))
+    no_key = await sim.post("/v2beta/stable-image/generate/core", files=form(prompt="p"))
     assert no_key.status_code == 401 and no_key.json()["name"] == "unauthorized"
 
 
@@ -467,9 +432,9 @@ async def test_simulator_v2beta_needs_multipart_and_can_answer_raw_bytes(
     ],
 )
 async def test_simulator_validates_v1(
-    sim: Callable[..., httpx.AsyncClient], engine: str, body: dict[str, Any], status: int, match: str
+    sim: Sim, engine: str, body: dict[str, Any], status: int, match: str
 ) -> None:
-    resp = await sim().post(f"/v1/generation/{engine}/text-to-image", json=body, headers=AUTH)
+    resp = await sim.post(f"/v1/generation/{engine}/text-to-image", json=body, headers=AUTH)
     assert resp.status_code == status
     answer = resp.json()
     assert set(answer) == {"id", "name", "message"} and match in answer["message"]
