@@ -12,22 +12,19 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 import math
 from datetime import UTC, datetime, timedelta
 
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
-from worker.simulator.chat import _PDF_PAGE, _describe, _image_bytes, _Received
+from worker.simulator.chat import PDF_PAGE, Received, describe_cached, image_bytes
 from worker.simulator.errors import ApiError, json_response
-from worker.simulator.guard import Handler, _apply_knobs
+from worker.simulator.guard import Handler, guarded
 from worker.simulator.parsing import estimate_tokens
-from worker.simulator.ratelimit import Verdict
 from worker.simulator.state import SimState
-
-log = logging.getLogger(__name__)
 
 ANTHROPIC_TYPES = frozenset(
     {
@@ -43,7 +40,7 @@ ANTHROPIC_TYPES = frozenset(
         "overloaded_error",
     }
 )
-# The type an error raised in OpenAI terms (shared helpers, knobs, scripted faults) gets in this dialect.
+# The type an error raised in OpenAI terms (shared helpers, the guard, knobs, scripted faults) gets here.
 # Statuses are kept as raised, so a scripted 503 stays a 503.
 TYPE_BY_STATUS: dict[int, str] = {
     400: "invalid_request_error",
@@ -65,6 +62,7 @@ MAX_SIDE_MANY = 2000  # once a request carries more than MANY_IMAGES images
 MANY_IMAGES = 20
 MAX_IMAGES = 100
 _ROLES = ("user", "assistant")
+PATH = "/v1/messages"
 
 
 def anthropic_error(status: int, type: str, message: str) -> ApiError:
@@ -97,60 +95,28 @@ def _rfc3339(seconds_from_now: float) -> str:
     return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _limit_headers(verdict: Verdict, limit: int, window_s: float) -> dict[str, str]:
-    """The limiter's verdict as anthropic-ratelimit-requests-* headers (reset is an RFC 3339 time)."""
-    remaining = verdict.headers.get("x-ratelimit-remaining-requests", "0")
-    # admitted: the window empties window_s from now; refused: the time a slot frees up
-    reset = verdict.retry_after_s if not verdict.admitted else window_s
-    headers = {
-        "anthropic-ratelimit-requests-limit": str(limit),
-        "anthropic-ratelimit-requests-remaining": remaining,
-        "anthropic-ratelimit-requests-reset": _rfc3339(reset),
-    }
-    if "retry-after" in verdict.headers:
-        headers["retry-after"] = verdict.headers["retry-after"]
-    return headers
+def _with_limit_headers(endpoint: Handler) -> Handler:
+    """The guard's x-ratelimit-* headers as anthropic-ratelimit-requests-* (reset is an RFC 3339 time);
+    retry-after stays, retry-after-ms goes."""
 
-
-def anthropic_guarded(handler: Handler, path: str) -> Handler:
-    """guard.guarded for this dialect: x-api-key instead of Bearer auth, Anthropic-shaped errors and
-    rate-limit headers; scripted faults and the latency/error/hang knobs are the shared ones."""
-
-    async def endpoint(request: Request) -> Response:
-        sim: SimState = request.app.state.sim
-        sim.stats.count(path)
-        limit_headers: dict[str, str] = {}
-        try:
-            key = api_key(request)
-            if sim.limiter is not None:
-                verdict = sim.limiter.check(key)
-                limit_headers = _limit_headers(verdict, sim.limiter.limit, sim.config.window_s)
-                if not verdict.admitted:
-                    raise anthropic_error(
-                        429,
-                        "rate_limit_error",
-                        f"This request would exceed the rate limit for your organization (mmq simulator) of "
-                        f"{sim.limiter.limit} requests per {sim.config.window_s:g}s.",
-                    )
-            scripted = sim.faults.next_error()  # /sim/faults, shared with the OpenAI routes
-            if scripted is not None:
-                raise scripted
-            await _apply_knobs(sim)
-            response = await handler(request)
-        except ApiError as exc:
-            response = render_error(exc)
-        except Exception:
-            log.exception("simulator handler failed on %s", path)
-            response = render_error(anthropic_error(500, "api_error", "Internal server error"))
-        if response.status_code == 429:
-            sim.stats.rate_limited += 1
-        elif response.status_code >= 500:
-            sim.stats.errors += 1
-        if limit_headers:
-            response.headers.update(limit_headers)
+    async def wrapper(request: Request) -> Response:
+        response = await endpoint(request)
+        headers = response.headers
+        if "x-ratelimit-limit-requests" not in headers:
+            return response  # no limiter configured
+        limit, remaining = headers["x-ratelimit-limit-requests"], headers["x-ratelimit-remaining-requests"]
+        wait_ms = headers.get("retry-after-ms")  # sent on the limiter's own refusals only
+        for name in ("limit", "remaining", "reset"):
+            del headers[f"x-ratelimit-{name}-requests"]
+        del headers["retry-after-ms"]
+        # admitted: the window empties window_s from now; refused: the time a slot frees up
+        reset = int(wait_ms) / 1000 if wait_ms else request.app.state.sim.config.window_s
+        headers["anthropic-ratelimit-requests-limit"] = limit
+        headers["anthropic-ratelimit-requests-remaining"] = remaining
+        headers["anthropic-ratelimit-requests-reset"] = _rfc3339(reset)
         return response
 
-    return endpoint
+    return wrapper
 
 
 # ------------------------------------------------------------------------------------------ request
@@ -236,7 +202,7 @@ def image_tokens(width: int, height: int) -> int:
     return max(1, math.ceil(width * scale * height * scale / 750))
 
 
-async def _image(block: dict[str, object], param: str, got: _Received, sim: SimState, many: bool) -> None:
+async def _image(block: dict[str, object], param: str, got: Received, sim: SimState, many: bool) -> None:
     source = block.get("source")
     if not isinstance(source, dict):
         raise invalid(f"{param}.source: Field required")
@@ -257,11 +223,11 @@ async def _image(block: dict[str, object], param: str, got: _Received, sim: SimS
     elif source.get("type") == "url":
         if not isinstance(source.get("url"), str):
             raise invalid(f"{param}.source.url.url: Field required")
-        data = await _image_bytes(source["url"], f"{param}.source.url", sim)
+        data = await image_bytes(source["url"], f"{param}.source.url", sim)
     else:
         raise invalid(f"{param}.source: Input tag {source.get('type')!r} does not match 'base64' or 'url'")
     try:
-        info = await _describe(data)
+        info = await describe_cached(data)
     except Image.DecompressionBombError:
         raise invalid(f"{param}.source: Could not process image: too many pixels") from None
     except Exception:  # any decoder failure on arbitrary bytes means "not an image we can read"
@@ -297,13 +263,13 @@ async def _image(block: dict[str, object], param: str, got: _Received, sim: SimS
 
 async def _pdf_bytes(source: dict[str, object], param: str, sim: SimState) -> bytes:
     if source.get("type") == "url" and isinstance(source.get("url"), str):
-        return await _image_bytes(source["url"], f"{param}.source.url", sim)  # a plain download
+        return await image_bytes(source["url"], f"{param}.source.url", sim)  # a plain download
     if source.get("media_type") != "application/pdf":
         raise invalid(f"{param}.source.base64.media_type: Input should be 'application/pdf'")
     return _b64(source.get("data"), f"{param}.source.base64")
 
 
-async def _document(block: dict[str, object], param: str, got: _Received, sim: SimState) -> None:
+async def _document(block: dict[str, object], param: str, got: Received, sim: SimState) -> None:
     source = block.get("source")
     if not isinstance(source, dict):
         raise invalid(f"{param}.source: Field required")
@@ -324,7 +290,7 @@ async def _document(block: dict[str, object], param: str, got: _Received, sim: S
     data = await _pdf_bytes(source, param, sim)
     if not data.startswith(b"%PDF-"):
         raise invalid(f"{param}.source.base64.data: The PDF specified was not valid.")
-    pages = max(1, len(_PDF_PAGE.findall(data)))
+    pages = max(1, len(PDF_PAGE.findall(data)))
     got.files += 1
     got.sentences.append(f"File {got.files}: PDF{label}, about {pages} page{'s' if pages != 1 else ''}.")
     got.prompt_tokens += 1500 * pages  # Anthropic bills each page as text plus an image
@@ -340,8 +306,8 @@ def _count_images(messages: list[dict[str, object]]) -> int:
     )
 
 
-async def _read_turns(messages: list[dict[str, object]], sim: SimState) -> _Received:
-    got = _Received()
+async def _read_turns(messages: list[dict[str, object]], sim: SimState) -> Received:
+    got = Received()
     n_images = _count_images(messages)
     if n_images > MAX_IMAGES:
         raise invalid(f"messages: too many images in the request: {n_images} > {MAX_IMAGES}")
@@ -389,7 +355,6 @@ def _stop_sequences(body: dict[str, object]) -> list[str]:
 
 
 async def messages(request: Request) -> Response:
-    api_key(request)
     if not request.headers.get("anthropic-version"):
         raise invalid("anthropic-version: header is required")
     body = await _read_body(request)
@@ -445,3 +410,9 @@ async def messages(request: Request) -> Response:
             },
         }
     )
+
+
+def anthropic_routes() -> list[Route]:
+    """POST /v1/messages, guarded with x-api-key auth and Anthropic-shaped errors and rate-limit headers."""
+    endpoint = guarded(messages, PATH, key=api_key, render=render_error)
+    return [Route(PATH, _with_limit_headers(endpoint), methods=["POST"])]

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from worker.simulator.anthropic import anthropic_guarded, messages
+from worker.simulator.anthropic import anthropic_routes
 from worker.simulator.audio import speech, transcriptions, translations
 from worker.simulator.azure import azure_routes
 from worker.simulator.bedrock import bedrock_routes
@@ -79,8 +79,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
     routes += deepgram_routes()  # Deepgram pre-recorded transcription dialect, guarded
     routes += bedrock_routes()  # AWS Bedrock dialect: Converse and InvokeModel, SigV4-checked, guarded
     routes += stability_routes()  # Stability AI dialect: v2beta multipart and v1 JSON, guarded
+    routes += anthropic_routes()  # Anthropic Messages dialect: x-api-key auth, guarded
     routes += [
-        Route("/v1/messages", anthropic_guarded(messages, "/v1/messages"), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/sim/stats", stats, methods=["GET"]),
         Route("/sim/reset", reset, methods=["POST"]),

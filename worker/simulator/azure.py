@@ -39,7 +39,7 @@ from worker.simulator.audio import speech, transcriptions, translations
 from worker.simulator.chat import chat_completions
 from worker.simulator.errors import ApiError, json_response
 from worker.simulator.gemini import BLOCK_TRIGGER
-from worker.simulator.guard import Handler, guarded
+from worker.simulator.guard import Handler, bearer_key, guarded
 from worker.simulator.images import image_generations
 
 # op -> (OpenAI handler, operation name used in Azure's 429 wording)
@@ -253,17 +253,14 @@ def _to_azure(response: Response, op: str, version: str) -> Response:
     return response
 
 
+def azure_key(request: Request) -> str:
+    """The guard's key reader: the api-key header, unless a bearer (Entra) token is sent as well."""
+    key = request.headers.get("api-key", "").strip()
+    return key if key and "authorization" not in request.headers else bearer_key(request)
+
+
 def _dialect(endpoint: Handler, op: str) -> Handler:
     async def wrapper(request: Request) -> Response:
-        key = request.headers.get("api-key")
-        if key and "authorization" not in request.headers:  # a bearer token wins when both are sent
-            # the guard keys auth and rate limits on a bearer token; hand it the api-key as one
-            scope = dict(request.scope)
-            scope["headers"] = [
-                *request.scope["headers"],
-                (b"authorization", f"Bearer {key}".encode("latin-1", "replace")),
-            ]
-            request = Request(scope, request.receive)
         response = await endpoint(request)
         return _to_azure(response, op, request.query_params.get("api-version") or "v1")
 
@@ -275,8 +272,9 @@ def azure_routes() -> list[Route]:
     routes: list[Route] = []
     for op in _OPS:
         path = f"/openai/deployments/{{deployment}}/{op}"
-        routes.append(Route(path, _dialect(guarded(_operation(op, True), path), op), methods=["POST"]))
+        endpoint = _dialect(guarded(_operation(op, True), path, key=azure_key), op)
+        routes.append(Route(path, endpoint, methods=["POST"]))
         path = f"/openai/v1/{op}"
-        endpoint = _dialect(guarded(_operation(op, False), f"{path} (azure)"), op)
+        endpoint = _dialect(guarded(_operation(op, False), f"{path} (azure)", key=azure_key), op)
         routes.append(DialectRoute(path, endpoint, methods=["POST"], accept=is_azure))
     return routes

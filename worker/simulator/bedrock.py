@@ -5,7 +5,7 @@ Routes (built by `bedrock_routes()`, each wrapped in guard.guarded like the Open
     POST /model/{modelId}/invoke      Titan / Nova Canvas, Stability SD3 / Stable Image, Stability SDXL
 The model id may arrive percent-encoded (`%3A`, `%2F` for ARNs) or not: both are read.
 
-Auth, checked before the guard (reference §5.1):
+Auth, checked by the guard as its key reader (reference §5.1):
 - SigV4 (`Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/bedrock/aws4_request,
   SignedHeaders=..., Signature=...` + `X-Amz-Date`). The signature is really verified with botocore
   against the fixed test credentials SIM_CREDENTIALS (AKIDSIM / simsecret): an unknown key id gives 403
@@ -55,10 +55,9 @@ from PIL import Image
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message
 
-from worker.simulator.chat import _PDF_PAGE, _describe
-from worker.simulator.errors import json_response
+from worker.simulator.chat import PDF_PAGE, describe_cached
+from worker.simulator.errors import NativeError, json_response
 from worker.simulator.guard import Handler, guarded
 from worker.simulator.imaging import image_tokens
 from worker.simulator.parsing import estimate_tokens
@@ -146,7 +145,7 @@ DEFAULT_MESSAGES: dict[str, str] = {
 }
 
 
-class BedrockError(Exception):
+class BedrockError(NativeError):
     """Raised in a handler; rendered as Bedrock's error: {"message"} + x-amzn-ErrorType."""
 
     def __init__(
@@ -268,15 +267,16 @@ def verify_sigv4(request: Request, body: bytes, now: float | None = None) -> str
     return key_id
 
 
-def authenticate(request: Request, body: bytes) -> str:
-    """The caller's identity: a SigV4 access key id (verified) or a Bedrock API key (any)."""
+async def authenticate(request: Request) -> str:
+    """The guard's key reader: a SigV4 access key id (verified) or a Bedrock API key (any). Starlette
+    caches the body, so the handler reads the same bytes again."""
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     if not auth:
         raise _forbidden("MissingAuthenticationTokenException", "Missing Authentication Token")
-    return verify_sigv4(request, body)
+    return verify_sigv4(request, await request.body())
 
 
 # ========================================================================================== parsing
@@ -352,7 +352,7 @@ async def _image(block: object, where: str, seen: _Seen) -> None:
             "Provide the format that matches the image bytes."
         )
     try:
-        info = await _describe(data)
+        info = await describe_cached(data)
     except Image.DecompressionBombError:
         raise _invalid(f"{where}: image dimensions exceed {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}.") from None
     except Exception:  # any decoder failure on arbitrary bytes
@@ -396,7 +396,7 @@ def _document(block: object, where: str, seen: _Seen) -> None:
     if fmt == "pdf":
         if not data.startswith(b"%PDF-"):
             raise _invalid(f"{where}: the document format is pdf but the bytes are not a PDF.")
-        pages = max(1, len(_PDF_PAGE.findall(data)))
+        pages = max(1, len(PDF_PAGE.findall(data)))
         seen.sentences.append(
             f"Document {seen.documents} ({name}): PDF, about {pages} page{'s' * (pages != 1)}."
         )
@@ -700,16 +700,6 @@ async def invoke(request: Request) -> Response:
 
 
 # =================================================================================== dialect + routes
-def _bedrock_errors(handler: Handler) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except BedrockError as exc:
-            return exc.response()
-
-    return endpoint
-
-
 def _to_bedrock(response: Response) -> Response:
     """Re-render an OpenAI-shaped error from the guard in Bedrock's shape."""
     if "x-amzn-errortype" in response.headers:
@@ -737,22 +727,7 @@ def _to_bedrock(response: Response) -> Response:
 
 def _dialect(endpoint: Handler) -> Handler:
     async def wrapper(request: Request) -> Response:
-        body = await request.body()
-        try:
-            identity = authenticate(request, body)
-        except BedrockError as exc:
-            return exc.response()
-        # the guard keys rate limits on a bearer token: hand it the key id; the body is replayed
-        scope = dict(request.scope)
-        scope["headers"] = [
-            *((k, v) for k, v in request.scope["headers"] if k != b"authorization"),
-            (b"authorization", f"Bearer {identity}".encode("latin-1", "replace")),
-        ]
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        response = await endpoint(Request(scope, receive))
+        response = await endpoint(request)
         return _to_bedrock(response) if response.status_code >= 400 else response
 
     return wrapper
@@ -766,7 +741,7 @@ def bedrock_routes() -> list[Route]:
     return [
         Route(
             f"/model/{{model_id:path}}/{action}",
-            _dialect(guarded(_bedrock_errors(handler), f"/model/{{modelId}}/{action}")),
+            _dialect(guarded(handler, f"/model/{{modelId}}/{action}", key=authenticate)),
             methods=["POST"],
         )
         for action, handler in _ACTIONS.items()

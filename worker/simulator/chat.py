@@ -33,12 +33,12 @@ from worker.simulator.state import SimState
 
 _PART_TYPES = ("text", "image_url", "input_audio", "refusal", "file")
 _INLINE_DECODE_BYTES = 256 * 1024  # bigger images are decoded in a thread to keep the loop responsive
-_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _describe_cache: OrderedDict[bytes, dict[str, object]] = OrderedDict()
 
 
 @dataclass
-class _Received:
+class Received:
     sentences: list[str] = field(default_factory=list)
     prompt_tokens: int = 3  # OpenAI primes every reply with a few tokens
     images: int = 0
@@ -47,7 +47,7 @@ class _Received:
     last_user_text: str = ""
 
 
-async def _describe(data: bytes) -> dict[str, object]:
+async def describe_cached(data: bytes) -> dict[str, object]:
     # benchmarks resend the same image thousands of times; decoding it once is enough
     key = hashlib.blake2b(data, digest_size=16).digest()
     hit = _describe_cache.get(key)
@@ -72,7 +72,7 @@ def _invalid_image(param: str) -> ApiError:
     )
 
 
-async def _image_bytes(url: str, param: str, sim: SimState) -> bytes:
+async def image_bytes(url: str, param: str, sim: SimState) -> bytes:
     if url.startswith("data:"):
         try:
             return decode_data_url(url)[1]
@@ -100,15 +100,15 @@ async def _image_bytes(url: str, param: str, sim: SimState) -> bytes:
     )
 
 
-async def _image_part(part: dict[str, object], param: str, got: _Received, sim: SimState) -> None:
+async def _image_part(part: dict[str, object], param: str, got: Received, sim: SimState) -> None:
     spec = part.get("image_url")
     if isinstance(spec, str):  # lenient: some clients send the URL directly
         spec = {"url": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
         raise missing(f"{param}.image_url.url")
-    data = await _image_bytes(spec["url"], f"{param}.image_url.url", sim)
+    data = await image_bytes(spec["url"], f"{param}.image_url.url", sim)
     try:
-        info = await _describe(data)
+        info = await describe_cached(data)
     except Image.DecompressionBombError:
         raise bad_request(
             "Image too large: it exceeds Pillow's decompression-bomb limit.", param, "invalid_image_format"
@@ -128,7 +128,7 @@ async def _image_part(part: dict[str, object], param: str, got: _Received, sim: 
     got.prompt_tokens += image_tokens(info["width"], info["height"], str(spec.get("detail") or "auto"))  # type: ignore[arg-type]
 
 
-def _file_part(part: dict[str, object], param: str, got: _Received) -> None:
+def _file_part(part: dict[str, object], param: str, got: Received) -> None:
     spec = part.get("file")
     if not isinstance(spec, dict) or not isinstance(spec.get("file_data"), str):
         raise bad_request(
@@ -146,7 +146,7 @@ def _file_part(part: dict[str, object], param: str, got: _Received) -> None:
             f"{param}.file.file_data",
             "invalid_value",
         )
-    pages = max(1, len(_PDF_PAGE.findall(data)))
+    pages = max(1, len(PDF_PAGE.findall(data)))
     got.files += 1
     name = spec.get("filename")
     label = f" ({name})" if isinstance(name, str) and name else ""
@@ -154,7 +154,7 @@ def _file_part(part: dict[str, object], param: str, got: _Received) -> None:
     got.prompt_tokens += 250 * pages
 
 
-def _audio_part(part: dict[str, object], param: str, got: _Received) -> None:
+def _audio_part(part: dict[str, object], param: str, got: Received) -> None:
     spec = part.get("input_audio")
     if not isinstance(spec, dict) or not isinstance(spec.get("data"), str):
         raise missing(f"{param}.input_audio.data")
@@ -180,8 +180,8 @@ def _audio_part(part: dict[str, object], param: str, got: _Received) -> None:
     got.prompt_tokens += 50
 
 
-async def _read_messages(messages: list[object], sim: SimState) -> _Received:
-    got = _Received()
+async def _read_messages(messages: list[object], sim: SimState) -> Received:
+    got = Received()
     for i, msg in enumerate(messages):
         param = f"messages[{i}]"
         if not isinstance(msg, dict):

@@ -82,7 +82,7 @@ ERR_CODES: dict[int, str] = {
     404: "Not Found",
     429: "TOO_MANY_REQUESTS",
 }
-_OPENAI_CODES = frozenset({"invalid_api_key", "rate_limit_exceeded"})  # the guard's own, renamed here
+_OPENAI_CODES = frozenset({"invalid_api_key", "rate_limit_exceeded"})  # OpenAI's, renamed here
 _CORRUPT = "Bad Request: failed to process audio: corrupt or unsupported data"
 
 
@@ -239,6 +239,14 @@ async def listen(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------------------------ dialect + route
+def deepgram_key(request: Request) -> str:
+    """The guard's key reader: `Token <key>`, or `Bearer <token>` as for temporary tokens."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not token.strip():
+        raise DeepgramError(401, "INVALID_AUTH", "Invalid credentials.")
+    return token.strip()
+
+
 def _native_error(response: Response) -> Response:
     """Re-render an OpenAI-shaped error from the guard in Deepgram's shape."""
     try:
@@ -249,7 +257,7 @@ def _native_error(response: Response) -> Response:
         return response
     status = response.status_code
     if status == 401 and error.get("code") in (None, "invalid_api_key"):
-        err = DeepgramError(401, "INVALID_AUTH", "Invalid credentials.")  # the guard's own "no key" answer
+        err = DeepgramError(401, "INVALID_AUTH", "Invalid credentials.")  # a scripted 401, as a bad key
     else:
         code = error.get("code")
         if not code or code in _OPENAI_CODES:
@@ -262,15 +270,7 @@ def _native_error(response: Response) -> Response:
 
 def _dialect(endpoint: Handler) -> Handler:
     async def wrapper(request: Request) -> Response:
-        # the guard keys auth and rate limits on a bearer token; hand it the Deepgram key as one
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        scope = dict(request.scope)
-        scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"authorization"]
-        if scheme.lower() in ("token", "bearer") and token.strip():
-            scope["headers"].append(
-                (b"authorization", f"Bearer {token.strip()}".encode("latin-1", "replace"))
-            )
-        response = await endpoint(Request(scope, request.receive))
+        response = await endpoint(request)
         return _native_error(response) if response.status_code >= 400 else response
 
     return wrapper
@@ -278,4 +278,4 @@ def _dialect(endpoint: Handler) -> Handler:
 
 def deepgram_routes() -> list[Route]:
     """The Deepgram-dialect route, guarded like the OpenAI ones (stats count the path)."""
-    return [Route(PATH, _dialect(guarded(listen, PATH)), methods=["POST"])]
+    return [Route(PATH, _dialect(guarded(listen, PATH, key=deepgram_key)), methods=["POST"])]

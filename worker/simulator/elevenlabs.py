@@ -206,6 +206,14 @@ async def text_to_speech(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------------------------ dialect + route
+def xi_api_key(request: Request) -> str:
+    """The guard's key reader: only xi-api-key counts, an Authorization header is not read."""
+    key = request.headers.get("xi-api-key", "").strip()
+    if not key:
+        raise el_error(401, *DEFAULTS[401], _MISSING_KEY)
+    return key
+
+
 def _native_error(response: Response) -> Response:
     """Re-render an OpenAI-shaped error from the guard in ElevenLabs' shape."""
     try:
@@ -220,7 +228,7 @@ def _native_error(response: Response) -> Response:
     )
     message = str(error.get("message") or "")
     if status == 401 and error.get("code") in (None, "invalid_api_key"):
-        message = _MISSING_KEY  # the guard's own "no key" answer
+        message = _MISSING_KEY  # a scripted 401 reads like the missing-key answer
     elif error.get("code"):
         code = str(error["code"])  # a scripted fault's code, e.g. quota_exceeded
     headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
@@ -230,13 +238,7 @@ def _native_error(response: Response) -> Response:
 
 def _dialect(endpoint: Handler) -> Handler:
     async def wrapper(request: Request) -> Response:
-        # the guard keys auth and rate limits on a bearer token; hand it the xi-api-key as one (and only it)
-        key = request.headers.get("xi-api-key", "").strip()
-        scope = dict(request.scope)
-        scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"authorization"]
-        if key:
-            scope["headers"].append((b"authorization", f"Bearer {key}".encode("latin-1", "replace")))
-        response = await endpoint(Request(scope, request.receive))
+        response = await endpoint(request)
         return _native_error(response) if response.status_code >= 400 else response
 
     return wrapper
@@ -244,4 +246,4 @@ def _dialect(endpoint: Handler) -> Handler:
 
 def elevenlabs_routes() -> list[Route]:
     """The ElevenLabs-dialect route, guarded like the OpenAI ones (stats count the path template)."""
-    return [Route(PATH, _dialect(guarded(text_to_speech, PATH)), methods=["POST"])]
+    return [Route(PATH, _dialect(guarded(text_to_speech, PATH, key=xi_api_key)), methods=["POST"])]

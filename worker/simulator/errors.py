@@ -1,8 +1,9 @@
-"""OpenAI-shaped errors and a lean JSON response helper."""
+"""Errors that render themselves (OpenAI's shape and each dialect's) and a lean JSON response helper."""
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 from starlette.responses import Response
@@ -14,7 +15,15 @@ def json_response(obj: object, status: int = 200, headers: Mapping[str, str] | N
     return Response(body, status, headers=headers, media_type="application/json")
 
 
-class ApiError(Exception):
+class NativeError(Exception, ABC):
+    """An error that renders itself in its dialect's shape: guard.guarded answers with `response()`
+    (an ApiError goes through the route's `render` when it has one)."""
+
+    @abstractmethod
+    def response(self) -> Response: ...
+
+
+class ApiError(NativeError):
     """Raised anywhere in a handler; rendered as {"error": {...}} like OpenAI does."""
 
     def __init__(

@@ -40,9 +40,9 @@ from starlette.routing import Route
 
 # the OpenAI routes' helpers, so both dialects describe media identically (and share the decode cache)
 from worker.simulator.audio_formats import sniff_audio, wav_duration
-from worker.simulator.chat import _PDF_PAGE, _describe
-from worker.simulator.errors import json_response
-from worker.simulator.guard import Handler, guarded
+from worker.simulator.chat import PDF_PAGE, describe_cached
+from worker.simulator.errors import NativeError, json_response
+from worker.simulator.guard import Handler, bearer_key, guarded
 from worker.simulator.images import _render
 from worker.simulator.parsing import estimate_tokens
 from worker.simulator.speech import decode_speech_wav
@@ -167,7 +167,7 @@ _IMAGEN_FIELDS = frozenset(
 _OUTPUT_OPTION_FIELDS = frozenset({"mimeType", "compressionQuality"})
 
 
-class GoogleError(Exception):
+class GoogleError(NativeError):
     """Raised in a handler; rendered as Google's error body."""
 
     def __init__(
@@ -321,7 +321,7 @@ async def _image(mime: str, data: bytes, seen: _Seen) -> None:
         seen.prompt_tokens += 258
         return
     try:
-        info = await _describe(data)
+        info = await describe_cached(data)
     except Image.DecompressionBombError:
         raise _unprocessable("image", "it exceeds the decompression-bomb limit") from None
     except Exception:  # any decoder failure on arbitrary bytes
@@ -341,7 +341,7 @@ async def _image(mime: str, data: bytes, seen: _Seen) -> None:
 def _document(mime: str, data: bytes, seen: _Seen) -> None:
     seen.files += 1
     if mime == "application/pdf":
-        pages = max(1, len(_PDF_PAGE.findall(data)))
+        pages = max(1, len(PDF_PAGE.findall(data)))
         seen.sentences.append(f"File {seen.files}: PDF, about {pages} page{'s' if pages != 1 else ''}.")
         seen.prompt_tokens += 258 * pages
         return
@@ -634,16 +634,6 @@ async def predict(request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------------------- dialect + routes
-def _google_errors(handler: Handler) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except GoogleError as exc:
-            return exc.response()
-
-    return endpoint
-
-
 def _retry_delay(seconds: float) -> str:
     # Google's Duration JSON: "12s", "3.700s"
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
@@ -703,17 +693,14 @@ def _to_google(response: Response, vertex: bool) -> Response:
     return GoogleError(status, message, details, headers).response()
 
 
+def studio_key(request: Request) -> str:
+    """AI Studio's key reader: x-goog-api-key or ?key= (either wins over a bearer token), else OAuth."""
+    key = (request.headers.get("x-goog-api-key") or request.query_params.get("key") or "").strip()
+    return key or bearer_key(request)
+
+
 def _dialect(endpoint: Handler, vertex: bool) -> Handler:
     async def wrapper(request: Request) -> Response:
-        key = None if vertex else request.headers.get("x-goog-api-key") or request.query_params.get("key")
-        if key:
-            # the guard keys auth and rate limits on a bearer token; hand it the Google API key as one
-            scope = dict(request.scope)
-            scope["headers"] = [
-                *((k, v) for k, v in request.scope["headers"] if k != b"authorization"),
-                (b"authorization", f"Bearer {key}".encode("latin-1", "replace")),
-            ]
-            request = Request(scope, request.receive)
         response = await endpoint(request)
         return _to_google(response, vertex) if response.status_code >= 400 else response
 
@@ -735,7 +722,9 @@ def gemini_routes() -> list[Route]:
     return [
         Route(
             f"{prefix}:{action}",
-            _dialect(guarded(_google_errors(handler), f"{prefix}:{action}"), vertex),
+            _dialect(
+                guarded(handler, f"{prefix}:{action}", key=bearer_key if vertex else studio_key), vertex
+            ),
             methods=["POST"],
         )
         for prefix, vertex in _PREFIXES.items()

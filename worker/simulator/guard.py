@@ -13,15 +13,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.simulator.errors import ApiError
+from worker.simulator.errors import ApiError, NativeError
 from worker.simulator.state import SimState
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+# the caller's identity (auth and rate-limit key), or raises the dialect's 401/403
+KeyReader = Callable[[Request], str | Awaitable[str]]
 
 
-def _bearer(request: Request) -> str:
+def bearer_key(request: Request) -> str:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     token = token.strip()
@@ -51,17 +53,27 @@ async def _apply_knobs(sim: SimState) -> None:
         await asyncio.sleep(cfg.hang_s)
 
 
-def guarded(handler: Handler, path: str) -> Handler:
-    """Wrap an API handler; `path` is the canonical /v1 path used for stats."""
+def guarded(
+    handler: Handler,
+    path: str,
+    *,
+    key: KeyReader = bearer_key,
+    render: Callable[[ApiError], Response] | None = None,
+) -> Handler:
+    """Wrap an API handler; `path` is the canonical /v1 path used for stats. `key` reads the caller's
+    identity, `render` answers an ApiError in the dialect's shape (default: OpenAI's). Other
+    NativeErrors (a dialect's own, from the handler or `key`) answer as they are."""
 
     async def endpoint(request: Request) -> Response:
         sim: SimState = request.app.state.sim
         sim.stats.count(path)
         limit_headers: dict[str, str] = {}
         try:
-            key = _bearer(request)
+            identity = key(request)
+            if not isinstance(identity, str):
+                identity = await identity
             if sim.limiter is not None:
-                verdict = sim.limiter.check(key)
+                verdict = sim.limiter.check(identity)
                 limit_headers = verdict.headers
                 if not verdict.admitted:
                     raise ApiError(
@@ -71,16 +83,19 @@ def guarded(handler: Handler, path: str) -> Handler:
                         type="requests",
                         code="rate_limit_exceeded",
                     )
-            scripted = sim.faults.next_error(key)
+            scripted = sim.faults.next_error(identity)
             if scripted is not None:
                 raise scripted
             await _apply_knobs(sim)
             response = await handler(request)
         except ApiError as exc:
+            response = render(exc) if render else exc.response()
+        except NativeError as exc:
             response = exc.response()
         except Exception:
             log.exception("simulator handler failed on %s", path)
-            response = ApiError(500, "The simulator failed unexpectedly.", type="server_error").response()
+            failed = ApiError(500, "The simulator failed unexpectedly.", type="server_error")
+            response = render(failed) if render else failed.response()
         if response.status_code == 429:
             sim.stats.rate_limited += 1
         elif response.status_code >= 500:

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from worker.simulator.errors import json_response
+from worker.simulator.errors import NativeError, json_response
 from worker.simulator.guard import Handler, guarded
 from worker.simulator.images import _render
 
@@ -121,21 +121,28 @@ NAMES: dict[int, str] = {
 }
 
 
-class StabilityError(Exception):
-    """Raised in a handler; rendered in the v2beta or v1 error shape by the route wrapper."""
+class StabilityError(NativeError):
+    """Raised in a handler; rendered in the v2beta error shape, or the v1 one if `v1`."""
 
     def __init__(
-        self, status: int, message: str, name: str | None = None, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        name: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        v1: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.name = name or NAMES.get(status, "error")
         self.headers = dict(headers or {})
+        self.v1 = v1
 
-    def response(self, v1: bool) -> Response:
+    def response(self) -> Response:
         body: dict[str, object] = {"id": uuid.uuid4().hex, "name": self.name}
-        if v1:
+        if self.v1:
             body["message"] = self.message
         else:
             body["errors"] = [self.message]
@@ -144,6 +151,10 @@ class StabilityError(Exception):
 
 def _bad(message: str) -> StabilityError:
     return StabilityError(400, message)
+
+
+def _bad_v1(message: str) -> StabilityError:
+    return StabilityError(400, message, v1=True)
 
 
 # ------------------------------------------------------------------------------------------- images
@@ -237,9 +248,9 @@ def _number(body: Mapping[str, object], name: str, lo: float, hi: float, integer
         return None
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise _bad(f"{name}: must be {'an integer' if integer else 'a number'}")
+        raise _bad_v1(f"{name}: must be {'an integer' if integer else 'a number'}")
     if not lo <= value <= hi:
-        raise _bad(f"{name}: must be between {lo:g} and {hi:g}")
+        raise _bad_v1(f"{name}: must be between {lo:g} and {hi:g}")
     return value
 
 
@@ -249,47 +260,47 @@ def _v1_size(body: Mapping[str, object], engine: str) -> tuple[int, int]:
     height = _number(body, "height", 128, 16384, True) or default[1]
     for name, side in (("width", width), ("height", height)):
         if side % 64:
-            raise _bad(f"{name}: must be a multiple of 64 (got {side:g})")
+            raise _bad_v1(f"{name}: must be a multiple of 64 (got {side:g})")
     if allowed is not None and (width, height) not in allowed:
         sizes = ", ".join(f"{w}x{h}" for w, h in sorted(allowed))
-        raise _bad(f"for {engine}, the allowed dimensions are {sizes}; got {width:g}x{height:g}")
+        raise _bad_v1(f"for {engine}, the allowed dimensions are {sizes}; got {width:g}x{height:g}")
     return int(width), int(height)
 
 
 def _v1_prompts(body: Mapping[str, object]) -> str:
     prompts = body.get("text_prompts")
     if not isinstance(prompts, list) or not prompts:
-        raise _bad("text_prompts: is required and must hold at least one prompt")
+        raise _bad_v1("text_prompts: is required and must hold at least one prompt")
     positive: list[str] = []
     for i, item in enumerate(prompts):
         text = item.get("text") if isinstance(item, dict) else None
         if not isinstance(text, str) or not text.strip():
-            raise _bad(f"text_prompts[{i}].text: is required")
+            raise _bad_v1(f"text_prompts[{i}].text: is required")
         if len(text) > MAX_V1_PROMPT:
-            raise _bad(f"text_prompts[{i}].text: must be at most {MAX_V1_PROMPT} characters")
+            raise _bad_v1(f"text_prompts[{i}].text: must be at most {MAX_V1_PROMPT} characters")
         weight = item.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise _bad(f"text_prompts[{i}].weight: must be a number")
+            raise _bad_v1(f"text_prompts[{i}].weight: must be a number")
         if weight > 0:
             positive.append(text)
     if not positive:
-        raise _bad("text_prompts: at least one prompt needs a positive weight")
+        raise _bad_v1("text_prompts: at least one prompt needs a positive weight")
     return " ".join(positive)
 
 
 async def generate_v1(request: Request) -> Response:
     engine = request.path_params["engine_id"]
     if engine not in V1_ENGINES:
-        raise StabilityError(404, f"engine: {engine} not found")
+        raise StabilityError(404, f"engine: {engine} not found", v1=True)
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
-        raise _bad("body: could not parse the JSON body") from None
+        raise _bad_v1("body: could not parse the JSON body") from None
     if not isinstance(body, dict):
-        raise _bad("body: expected a JSON object")
+        raise _bad_v1("body: expected a JSON object")
     unknown = sorted(set(body) - V1_FIELDS)
     if unknown:
-        raise _bad(f"{unknown[0]}: is not a known parameter")
+        raise _bad_v1(f"{unknown[0]}: is not a known parameter")
     prompt = _v1_prompts(body)
     width, height = _v1_size(body, engine)
     samples = int(_number(body, "samples", 1, 10, True) or 1)
@@ -297,17 +308,17 @@ async def generate_v1(request: Request) -> Response:
     _number(body, "steps", 10, 150, True)
     seed = int(_number(body, "seed", 0, MAX_SEED_V1, True) or 0) or random_seed(request, MAX_SEED_V1)
     if body.get("sampler") is not None and body["sampler"] not in V1_SAMPLERS:
-        raise _bad(f"sampler: must be one of {', '.join(sorted(V1_SAMPLERS))}")
+        raise _bad_v1(f"sampler: must be one of {', '.join(sorted(V1_SAMPLERS))}")
     preset = body.get("clip_guidance_preset")
     if preset is not None and preset not in V1_CLIP_PRESETS:
-        raise _bad(f"clip_guidance_preset: must be one of {', '.join(sorted(V1_CLIP_PRESETS))}")
+        raise _bad_v1(f"clip_guidance_preset: must be one of {', '.join(sorted(V1_CLIP_PRESETS))}")
     finish = "CONTENT_FILTERED" if BLOCK_TRIGGER in prompt else "SUCCESS"
     seeds = [(seed + i - 1) % MAX_SEED_V1 + 1 for i in range(samples)]
     images = await asyncio.gather(*(render(prompt, s, width, height) for s in seeds))
     accept = request.headers.get("accept", "application/json")
     if accept.startswith("image/png"):
         if samples != 1:
-            raise _bad("accept: image/png returns one image; set samples to 1")
+            raise _bad_v1("accept: image/png returns one image; set samples to 1")
         return Response(
             images[0], media_type="image/png", headers={"finish-reason": finish, "seed": str(seed)}
         )
@@ -319,16 +330,6 @@ async def generate_v1(request: Request) -> Response:
 
 
 # ---------------------------------------------------------------------------------- dialect + routes
-def _stability_errors(handler: Handler, v1: bool) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except StabilityError as exc:
-            return exc.response(v1)
-
-    return endpoint
-
-
 def _to_stability(response: Response, v1: bool) -> Response:
     """Re-render an OpenAI-shaped error from the guard in Stability's shape."""
     try:
@@ -345,7 +346,7 @@ def _to_stability(response: Response, v1: bool) -> Response:
     if status == 401:
         message = "authorization: missing or invalid API key (mmq simulator: any bearer key works)"
         name = "unauthorized"
-    return StabilityError(status, message, name, headers).response(v1)
+    return StabilityError(status, message, name, headers, v1=v1).response()
 
 
 def _dialect(endpoint: Handler, v1: bool) -> Handler:
@@ -365,12 +366,12 @@ def stability_routes() -> list[Route]:
     return [
         Route(
             _V2_PATH,
-            _dialect(guarded(_stability_errors(generate_v2, False), _V2_PATH), False),
+            _dialect(guarded(generate_v2, _V2_PATH), False),
             methods=["POST"],
         ),
         Route(
             _V1_PATH,
-            _dialect(guarded(_stability_errors(generate_v1, True), _V1_PATH), True),
+            _dialect(guarded(generate_v1, _V1_PATH), True),
             methods=["POST"],
         ),
     ]
