@@ -21,6 +21,7 @@ from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
 from worker.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.chat_shape import SYSTEM_ROLES
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 # 2023-06-01 is the documented version; what the SDK 2.x value (2026-10-21) changes is unverified.
@@ -49,7 +50,6 @@ FINISH_REASONS: dict[str, str] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-SYSTEM_ROLES = frozenset({"system", "developer"})
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 DOCUMENT_TYPES = frozenset({"application/pdf", "text/plain"})
 # Error types worth another try whatever the status (529 overloaded also arrives as overloaded_error).

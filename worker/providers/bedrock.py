@@ -65,6 +65,7 @@ from worker.errors import (
 )
 from worker.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.chat_shape import SYSTEM_ROLES, not_inlined, refuse_openai_only, stop_sequences
 from worker.providers.stability import aspect_ratio, v1_dimensions
 
 # ------------------------------------------------------------------------------------------ endpoints
@@ -101,25 +102,8 @@ MAX_IMAGES = 20  # per message; kept per request so merged turns can never excee
 MAX_DOCUMENT_NAME = 200
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
 
+
 # --------------------------------------------------------------------------------------------- chat
-SYSTEM_ROLES = frozenset({"system", "developer"})
-UNSUPPORTED_PARAMS = (
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "logprobs",
-    "top_logprobs",
-    "audio",
-    "modalities",
-    "prediction",
-)
-
-
-def _stop_sequences(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
 def _temperature(value: Any) -> float:
     return min(float(value), 1.0)  # OpenAI allows up to 2, Converse up to 1: clamp, not fail
 
@@ -131,7 +115,7 @@ INFERENCE_CONFIG: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("max_tokens", "maxTokens", int),
     ("temperature", "temperature", _temperature),
     ("top_p", "topP", float),
-    ("stop", "stopSequences", _stop_sequences),
+    ("stop", "stopSequences", stop_sequences),
 )
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
@@ -203,12 +187,7 @@ def _model_id(model: Any) -> str:
 
 
 def _not_inlined(url: str, where: str) -> InvalidJob:
-    shown = url if len(url) < 80 else url[:77] + "..."
-    return InvalidJob(
-        f"{where}: {shown} reached the bedrock adapter as a URL; it should have been inlined as a data: URL "
-        "by the worker's media stage (Bedrock reads inline bytes only)",
-        type="invalid_media",
-    )
+    return not_inlined("bedrock", url, where, "Bedrock reads inline bytes only")
 
 
 def _inline(url: str, where: str) -> tuple[str | None, str, str | None]:
@@ -343,9 +322,7 @@ def _conversation(messages: list[Mapping[str, Any]]) -> tuple[list[dict[str, Any
 
 
 def _chat_body(request: dict[str, Any]) -> dict[str, Any]:
-    for name in UNSUPPORTED_PARAMS:
-        if request.get(name) not in (None, False, [], {}):
-            raise InvalidJob(f"{name} is not supported by the bedrock adapter")
+    refuse_openai_only(request, "bedrock")
     if (request.get("n") or 1) > 1:
         raise InvalidJob("n: Bedrock Converse returns one choice per request; send n=1")
     fmt = request.get("response_format")

@@ -43,6 +43,7 @@ from worker.errors import RETRYABLE_STATUSES as RETRYABLE_HTTP
 from worker.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
 from worker.media import MediaError, base64_payload, sniff, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.chat_shape import SYSTEM_ROLES, not_inlined, refuse_openai_only, stop_sequences
 
 # ------------------------------------------------------------------------------------------ endpoints
 AI_STUDIO_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -71,23 +72,6 @@ _HEIF_BRANDS: dict[bytes, str] = {
 
 # --------------------------------------------------------------------------------------------- chat
 ROLES: dict[str, str] = {"user": "user", "assistant": "model"}
-SYSTEM_ROLES = frozenset({"system", "developer"})
-# Parameters with no faithful Gemini equivalent in this adapter: failing beats silently ignoring them.
-UNSUPPORTED_PARAMS = (
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "logprobs",
-    "top_logprobs",
-    "audio",
-    "modalities",
-    "prediction",
-)
-
-
-def _stop_sequences(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _response_mime(value: Any) -> str | None:
@@ -110,7 +94,7 @@ GENERATION_CONFIG: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("top_p", "topP", _same),
     ("max_completion_tokens", "maxOutputTokens", _same),
     ("max_tokens", "maxOutputTokens", _same),
-    ("stop", "stopSequences", _stop_sequences),
+    ("stop", "stopSequences", stop_sequences),
     ("n", "candidateCount", _same),
     ("seed", "seed", _same),
     ("presence_penalty", "presencePenalty", _same),
@@ -186,12 +170,7 @@ def _gs_part(uri: str, mime: str | None, where: str) -> dict[str, Any]:
 
 
 def _not_inlined(url: str, where: str) -> InvalidJob:
-    shown = url if len(url) < 80 else url[:77] + "..."
-    return InvalidJob(
-        f"{where}: {shown} reached the gemini adapter as a URL; it should have been inlined as a data: URL "
-        "by the worker's media stage (Gemini reads only inline bytes or gs:// / Files API URIs)",
-        type="invalid_media",
-    )
+    return not_inlined("gemini", url, where, "Gemini reads only inline bytes or gs:// / Files API URIs")
 
 
 def _image_part(spec: Any, where: str) -> dict[str, Any]:
@@ -263,9 +242,7 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _chat_body(request: dict[str, Any]) -> dict[str, Any]:
-    for name in UNSUPPORTED_PARAMS:
-        if request.get(name) not in (None, False, [], {}):
-            raise InvalidJob(f"{name} is not supported by the gemini adapter")
+    refuse_openai_only(request, "gemini")
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     for i, message in enumerate(request.get("messages") or []):
