@@ -92,6 +92,14 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
                 break
             await asyncio.sleep(0.05)
         wall = time.monotonic() - started
+        ids = [i async for chunk in records.iter_batch_job_ids(batch.id) for i in chunk]
+        jobs = [j for j in await records.get_jobs(ids) if j is not None]
+        last = max(jobs, key=lambda j: j.finished_at or 0)
+        print(
+            "last job to finish:",
+            [(a.status, round(a.at - started_wall, 2)) for a in last.attempts],
+            f"done at {(last.finished_at or 0) - started_wall:.2f}s",
+        )
     finally:
         for w in workers:
             w.terminate()

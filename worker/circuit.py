@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 # KEYS 1 circuit hash (fails, open_until ms, probe_until ms); ARGV 1 probe ttl ms
-# Returns {allowed 1/0, ms until a probe may go (0 when allowed), 1 if the hash holds any state}
+# Returns {allowed 1/0, ms until a probe may go (0 when allowed)}
 _ALLOW = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {1, '0', 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
-if open_until == 0 then return {1, '0', 1} end
-if now < open_until then return {0, tostring(open_until - now), 1} end
+if open_until == 0 then return {1, '0'} end
+if now < open_until then return {0, tostring(open_until - now)} end
 local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
-if now < probe_until then return {0, tostring(probe_until - now), 1} end
+if now < probe_until then return {0, tostring(probe_until - now)} end
 redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[1])))
-return {1, '0', 1}
+return {1, '0'}
 """
 
 # KEYS 1 circuit hash; ARGV 1 ok (1/0), 2 threshold, 3 open ms. Returns the state after: closed/open
@@ -47,9 +46,6 @@ return 'closed'
 class Permit:
     allowed: bool
     wait_s: float  # refused: when a probe may next be tried
-    # failures (or an open circuit) are on record: a success must clear them. A healthy target has no
-    # record, so its successes cost no Redis round trip.
-    dirty: bool = True
 
 
 def counts_against_target(status: int | None, code: str | None) -> bool:
@@ -80,10 +76,8 @@ class CircuitBreaker:
         return f"{self.prefix}:cb:{{{target}}}"
 
     async def allow(self, target: str) -> Permit:
-        allowed, wait, dirty = await self._allow(
-            keys=[self._key(target)], args=[int(self.probe_ttl_s * 1000)]
-        )
-        return Permit(bool(int(allowed)), float(wait) / 1000, bool(int(dirty)))
+        allowed, wait = await self._allow(keys=[self._key(target)], args=[int(self.probe_ttl_s * 1000)])
+        return Permit(bool(int(allowed)), float(wait) / 1000)
 
     async def record(self, target: str, ok: bool) -> str:
         state = await self._record(

@@ -252,8 +252,9 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
                     break  # next target
                 raise err from None
             await rt.limiter.release(route.bucket, lease)
-            if permit.dirty or tries > 1:  # this job's own failures on this target are on record too
-                await rt.breaker.record(route.bucket, ok=True)
+            # every success, even when this job saw no failure: another worker's may have landed meanwhile,
+            # and only a reset keeps "consecutive" true (skipping it opened circuits at a 3% error rate)
+            await rt.breaker.record(route.bucket, ok=True)
             if route.rate_limit and route.rate_limit.tpm and resp.usage:
                 actual = resp.usage.get("total_tokens")
                 if isinstance(actual, int):

@@ -100,13 +100,25 @@ def test_token_estimates_count_text_images_by_detail_and_the_completion_budget()
 
 async def test_a_healthy_target_leaves_no_circuit_state_and_one_failure_is_forgotten_on_success(redis):
     breaker = CircuitBreaker(redis, "t", threshold=2, open_s=30)
-    assert (await breaker.allow("x")).dirty is False  # nothing on record: successes need no write
     await breaker.record("x", ok=False)
     permit = await breaker.allow("x")
-    assert permit.allowed and permit.dirty
+    assert permit.allowed
     await breaker.record("x", ok=True)
+    assert await redis.exists("t:cb:{x}") == 0  # a success leaves nothing on record
     await breaker.record("x", ok=False)
     assert (await breaker.allow("x")).allowed  # one failure since the success: still closed
     assert await breaker.open_targets(["x", "y"]) == set()
     await breaker.record("x", ok=False)
     assert await breaker.open_targets(["x", "y"]) == {"x"}
+
+
+async def test_scattered_failures_between_other_workers_successes_never_open_the_circuit(redis):
+    """Workers interleave: each one's success resets the count, even when it was allowed before
+    another worker's failure landed (a 3% error rate must not read as 5 consecutive failures)."""
+    breaker = CircuitBreaker(redis, "t", threshold=3, open_s=30)
+    for _ in range(10):
+        assert (await breaker.allow("x")).allowed  # worker A starts its call
+        assert (await breaker.allow("x")).allowed  # worker B starts its call
+        await breaker.record("x", ok=False)  # B fails
+        await breaker.record("x", ok=True)  # A succeeds
+    assert await breaker.open_targets(["x"]) == set()
