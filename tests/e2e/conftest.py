@@ -8,17 +8,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from producer.submit import Producer
 from worker.config import Settings
 from worker.connections import connect
 from worker.contract import BatchRecord, BatchStatus
+from worker.credentials import VirtualKeys
+from worker.http import make_client
+from worker.pipeline import Runtime
 from worker.records import Records
 from worker.storage import open_storage
+from worker.targets import default_target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,3 +146,40 @@ async def wait_batch(records: Records, batch_id: str, timeout: float = 60) -> Ba
             return batch
         await asyncio.sleep(0.1)
     raise TimeoutError(f"batch {batch_id} did not finish: {await records.get_batch(batch_id)}")
+
+
+MakeRuntime = Callable[..., tuple[Runtime, Producer]]
+
+
+@pytest.fixture
+async def runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[MakeRuntime]:
+    """The worker's job function wired to real Redis and real HTTP, run in this process."""
+    redis = connect(redis_url)
+    clients: list[httpx.AsyncClient] = []
+
+    def make(base_url: str, env: dict[str, str] | None = None, **overrides) -> tuple[Runtime, Producer]:
+        settings = Settings(
+            redis_url=redis_url,
+            storage_url=f"file://{tmp_path / 'store'}",
+            openai_base_url=base_url,
+            openai_api_key="sk-default-target",
+            retry_base_s=0.05,
+            **overrides,
+        )
+        client = make_client(timeout_s=10)
+        clients.append(client)
+        storage = open_storage(settings.storage_url)
+        rt = Runtime(
+            settings=settings,
+            records=Records(redis, settings.key_prefix),
+            storage=storage,
+            client=client,
+            target=default_target(settings),
+            keys=VirtualKeys(environ=env or {}),
+        )
+        return rt, Producer(redis, storage, settings)
+
+    yield make
+    for c in clients:
+        await c.aclose()
+    await redis.aclose()

@@ -10,7 +10,6 @@ import pytest
 
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import _spawn, _stop, free_port, wait_http
-from tests.e2e.test_resilience_e2e import runtime  # noqa: F401  (fixture)
 from worker.contract import JobStatus
 from worker.credentials import VirtualKeys
 from worker.pipeline import run_job
@@ -88,7 +87,7 @@ def _secrets(sim_root: str, provider: str) -> dict:
 
 
 @pytest.mark.parametrize(("provider", "url", "body"), _cases(), ids=lambda v: v if isinstance(v, str) else "")
-async def test_one_openai_shaped_job_per_provider_and_kind(provider, url, body, runtime, dialects):  # noqa: F811
+async def test_one_openai_shaped_job_per_provider_and_kind(provider, url, body, runtime, dialects):
     sim_root = dialects
     rt, producer = runtime(sim_root + "/v1")
     keys = VirtualKeys()
@@ -117,7 +116,7 @@ async def test_one_openai_shaped_job_per_provider_and_kind(provider, url, body, 
         assert result["text"].strip().lower().rstrip(".").endswith(SPOKEN)
 
 
-async def test_per_job_downscaling_reaches_the_provider_and_shows_in_usage(runtime, dialects):  # noqa: F811
+async def test_per_job_downscaling_reaches_the_provider_and_shows_in_usage(runtime, dialects):
     rt, producer = runtime(dialects + "/v1")
     body = chat_body(data_url(png_bytes((200, 30, 30), (1200, 900))))
     small = await producer.submit_job("/v1/chat/completions", body, tenant="t", media={"max_side": 400})
@@ -136,7 +135,7 @@ async def test_per_job_downscaling_reaches_the_provider_and_shows_in_usage(runti
     assert media["downscaled"] == 1 and media["bytes_out"] < media["bytes_in"]
 
 
-async def test_bad_media_options_are_refused_at_submit(runtime, dialects):  # noqa: F811
+async def test_bad_media_options_are_refused_at_submit(runtime, dialects):
     from producer.submit import LineError
 
     _, producer = runtime(dialects + "/v1")
@@ -210,7 +209,7 @@ async def image_host():
 
 
 async def test_a_url_image_is_fetched_for_a_bytes_only_provider_from_allowed_hosts_only(
-    runtime,  # noqa: F811
+    runtime,
     dialects,
     image_host,
     monkeypatch,

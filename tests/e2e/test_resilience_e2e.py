@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,12 +16,9 @@ from tests.e2e.conftest import _spawn, _stop, wait_batch
 from worker.config import Settings
 from worker.connections import connect
 from worker.contract import JobStatus
-from worker.credentials import VirtualKeys
-from worker.http import make_client
-from worker.pipeline import Runtime, run_job
+from worker.pipeline import run_job
 from worker.records import Records
 from worker.storage import open_storage
-from worker.targets import default_target
 
 IMAGE = data_url(png_bytes((20, 40, 200)))
 
@@ -46,43 +41,6 @@ def arrivals(base_url: str) -> list[float]:
 
 def chat_calls(base_url: str) -> int:
     return httpx.get(sim_root(base_url) + "/sim/stats").json()["by_path"].get("/v1/chat/completions", 0)
-
-
-MakeRuntime = Callable[..., tuple[Runtime, Producer]]
-
-
-@pytest.fixture
-async def runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[MakeRuntime]:
-    """The worker's job function wired to real Redis and real HTTP, run in this process."""
-    redis = connect(redis_url)
-    clients: list[httpx.AsyncClient] = []
-
-    def make(base_url: str, env: dict[str, str] | None = None, **overrides) -> tuple[Runtime, Producer]:
-        settings = Settings(
-            redis_url=redis_url,
-            storage_url=f"file://{tmp_path / 'store'}",
-            openai_base_url=base_url,
-            openai_api_key="sk-default-target",
-            retry_base_s=0.05,
-            **overrides,
-        )
-        client = make_client(timeout_s=10)
-        clients.append(client)
-        storage = open_storage(settings.storage_url)
-        rt = Runtime(
-            settings=settings,
-            records=Records(redis, settings.key_prefix),
-            storage=storage,
-            client=client,
-            target=default_target(settings),
-            keys=VirtualKeys(environ=env or {}),
-        )
-        return rt, Producer(redis, storage, settings)
-
-    yield make
-    for c in clients:
-        await c.aclose()
-    await redis.aclose()
 
 
 async def submit(producer: Producer, config: dict | None = None, metadata: dict | None = None) -> str:
