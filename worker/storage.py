@@ -2,7 +2,8 @@
 
 Blobs are content-addressed (`blobs/sha256/ab/cdef....png`), so the same bytes are stored once however
 many jobs use them. Results live under `results/<tenant>/<batch>/`. Every key is validated so nothing
-can escape the storage root (or, later, the bucket prefix).
+can escape the storage root or the bucket prefix. Backends: LocalStorage here, S3Storage in
+worker/storage_s3.py.
 """
 
 from __future__ import annotations
@@ -121,10 +122,24 @@ class LocalStorage:
                 yield chunk
 
 
+def _redacted(url: str) -> str:
+    """The URL without userinfo, for error messages: a password in a mistyped URL must not reach logs."""
+    parsed = urlparse(url)
+    if "@" in parsed.netloc:
+        return parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
+    return url
+
+
 def open_storage(url: str) -> Storage:
-    """`file:///abs/path`, `file://./relative`, or a bare path. S3 arrives with issue 4."""
+    """`file:///abs/path`, `file://./relative`, a bare path, or `s3://bucket/prefix` (see storage_s3)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = url[len("file://") :] if url.startswith("file://") else url
         return LocalStorage(path)
-    raise ValueError(f"unsupported storage URL {url!r} (this build supports file:// only)")
+    if parsed.scheme == "s3":
+        from worker.storage_s3 import S3Storage  # imported lazily: local-only setups never load obstore
+
+        return S3Storage.from_url(url)
+    raise ValueError(
+        f"unsupported storage URL {_redacted(url)!r}: use file:///path (or a bare path) or s3://bucket/prefix"
+    )
