@@ -6,11 +6,13 @@
 
 A batch is consumed as a stream and sent to Redis in pipelined chunks, so a 100k-line file is never
 held in memory. A bad line becomes a failed job naming the line and the cause; the rest goes on.
+A line whose result is already cached is answered here, at submit time, and never enqueued.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
@@ -21,10 +23,13 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from worker import queue
+from worker.cache import Cache, answer_from, cache_key
 from worker.config import Settings
 from worker.contract import (
     BLOB_SCHEME,
     BatchRecord,
+    CacheLevel,
+    CacheOptions,
     JobError,
     JobRecord,
     JobStatus,
@@ -36,12 +41,13 @@ from worker.contract import (
     parse_request,
 )
 from worker.errors import InvalidJob
+from worker.fingerprint import Fingerprints
 from worker.media import MediaError, parse_data_url, sniff
 from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES, document_type
 from worker.records import Records
 from worker.routes import check_providers
 from worker.routing import parse_config
-from worker.storage import Storage, put_blob, safe_segment
+from worker.storage import BlobNotFound, Storage, put_blob, safe_segment
 
 
 def new_id(prefix: str) -> str:
@@ -83,6 +89,7 @@ class BatchLine:
     custom_id: str | None = None
     line_no: int | None = None
     error: str | None = None  # set when the line could not even be parsed
+    cache: Any = None  # mmq extension: `cache: false` or {"level", "ttl_s", "refresh", "threshold"}
 
     @classmethod
     def from_obj(cls, obj: Any, line_no: int | None = None) -> BatchLine:
@@ -103,6 +110,7 @@ class BatchLine:
             custom_id=None if custom_id is None else str(custom_id),
             line_no=line_no,
             error=error,
+            cache=obj.get("cache"),
         )
 
 
@@ -122,6 +130,9 @@ class Producer:
         self.storage = storage
         self.settings = settings
         self.records = Records(redis, settings.key_prefix)
+        self.cache = Cache(
+            redis, settings.key_prefix, ttl_s=settings.cache_ttl_s, bands=settings.cache_phash_bands
+        )
         self.allow_local_paths = allow_local_paths
         self.base_dir = base_dir or Path.cwd()
 
@@ -190,6 +201,56 @@ class Producer:
             await self._externalize_audio(data)
         return data
 
+    # ------------------------------------------------------------------ cache
+    async def _load_blob(self, ref: str) -> bytes | None:
+        """Bytes the key needs (pixel levels only): stored blobs. http images are keyed by the worker,
+        which fetches them anyway; a producer never reaches out to the network."""
+        if not ref.startswith(BLOB_SCHEME):
+            return None
+        try:
+            return await self.storage.get(ref[len(BLOB_SCHEME) :])
+        except BlobNotFound:
+            return None
+
+    async def _key(self, job: JobRecord, request: dict[str, Any], options: CacheOptions) -> str | None:
+        return await cache_key(
+            job.kind,
+            request,
+            tenant=job.tenant,
+            config=job.config,
+            metadata=job.metadata,
+            media=job.media.model_dump(exclude_none=True) if job.media else None,
+            options=options,
+            fingerprint=Fingerprints(options.level, self._load_blob),
+        )
+
+    async def _answer_cached(self, jobs: list[tuple[JobRecord, bool]]) -> list[tuple[JobRecord, bool]]:
+        """Jobs whose result is cached become hits (not runnable); one MGET per chunk. Perceptual keys are
+        compared by distance, which the worker does."""
+        asked = [
+            job
+            for job, runnable in jobs
+            if runnable
+            and job.cache_key
+            and not job.cache_key.startswith("p:")
+            and not (job.cache and (job.cache.refresh or job.cache.level is CacheLevel.perceptual))
+        ]
+        if not asked:
+            return jobs
+        hits = {
+            job.id: entry
+            for job, entry in zip(asked, await self.cache.get_many([j.cache_key for j in asked]), strict=True)
+            if entry is not None
+        }
+        out = []
+        for job, runnable in jobs:
+            if job.id in hits:
+                job.started_at = time.time()
+                answer_from(job, hits[job.id])
+                runnable = False
+            out.append((job, runnable))
+        return out
+
     # ------------------------------------------------------------------ records
     async def _build_job(
         self,
@@ -199,6 +260,7 @@ class Producer:
         config: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         media: MediaPrep | None = None,
+        cache: CacheOptions | None = None,
     ) -> tuple[JobRecord, bool]:
         """Returns (record, runnable). A line that cannot run becomes a failed record."""
         job = JobRecord(
@@ -210,11 +272,14 @@ class Producer:
             config=config,
             metadata=(metadata or {}) if config else {},
             media=media,
+            cache=cache,
         )
         where = f"line {line.line_no}: " if line.line_no is not None else ""
         try:
             if line.error:
                 raise LineError(line.error)
+            if line.cache is not None:
+                job.cache = validate_cache(line.cache)
             try:
                 job.kind = kind_for_url(line.url or "")
             except ValueError as e:
@@ -224,6 +289,9 @@ class Producer:
             job.status = JobStatus.failed
             job.error = JobError(type="invalid_request", message=f"{where}{e}")
             return job, False
+        options = job.cache or CacheOptions()
+        if options.enabled:
+            job.cache_key = await self._key(job, request, options)
         encoded = json.dumps(request, separators=(",", ":"))
         if len(encoded) > self.settings.inline_request_max_bytes:
             job.request_key = f"requests/{safe_segment(tenant)}/{batch_id or 'single'}/{job.id}.json"
@@ -247,9 +315,10 @@ class Producer:
         config: dict[str, Any] | str | None = None,
         metadata: dict[str, Any] | None = None,
         media: MediaPrep | dict[str, Any] | None = None,
+        cache: CacheOptions | dict[str, Any] | bool | None = None,
     ) -> JobRecord:
         """One job outside any batch. Raises LineError if it cannot run (nothing is stored then).
-        `media`: proactive downscaling ({"max_side": px, "max_bytes": n})."""
+        `media`: proactive downscaling ({"max_side": px, "max_bytes": n}); `cache`: see submit_batch."""
         job, runnable = await self._build_job(
             BatchLine(body=body, url=url, custom_id=custom_id),
             tenant,
@@ -257,11 +326,13 @@ class Producer:
             validate_config(config),
             metadata,
             validate_media(media),
+            validate_cache(cache),
         )
         if not runnable:
             raise LineError(job.error.message if job.error else "invalid request")
+        [(job, runnable)] = await self._answer_cached([(job, runnable)])
         pipe = self.redis.pipeline(transaction=False)
-        self._write(pipe, job, True)
+        self._write(pipe, job, runnable)
         await pipe.execute()
         return job
 
@@ -278,30 +349,33 @@ class Producer:
         lines: Iterable[BatchLine] | AsyncIterable[BatchLine],
         config: dict[str, Any] | None = None,
         media: MediaPrep | None = None,
+        cache: CacheOptions | None = None,
     ) -> tuple[int, int]:
         """Streams lines into `batch`; returns (accepted, invalid). Sends one pipeline per chunk.
         `config` must already be validated (validate_config)."""
         accepted = invalid = 0
-        pipe = self.redis.pipeline(transaction=False)
-        pending = 0
+        pending: list[tuple[JobRecord, bool]] = []
         # the first chunks are small so workers start within milliseconds of a big submit
         chunk = min(50, self.settings.enqueue_chunk)
 
         async def flush() -> None:
-            nonlocal pipe, pending, chunk
+            nonlocal pending, chunk
             if pending:
-                await pipe.execute()
                 pipe = self.redis.pipeline(transaction=False)
-                pending = 0
+                for job, runnable in await self._answer_cached(pending):
+                    self._write(pipe, job, runnable)
+                await pipe.execute()
+                pending = []
                 chunk = min(chunk * 2, self.settings.enqueue_chunk)
 
         async for line in _aiter(lines):
-            job, runnable = await self._build_job(line, batch.tenant, batch.id, config, batch.metadata, media)
-            self._write(pipe, job, runnable)
-            pending += 1
+            job, runnable = await self._build_job(
+                line, batch.tenant, batch.id, config, batch.metadata, media, cache
+            )
+            pending.append((job, runnable))
             accepted += runnable
             invalid += not runnable
-            if pending >= chunk:
+            if len(pending) >= chunk:
                 await flush()
         await flush()
         return accepted, invalid
@@ -314,13 +388,18 @@ class Producer:
         metadata: dict[str, str] | None = None,
         config: dict[str, Any] | str | None = None,
         media: MediaPrep | dict[str, Any] | str | None = None,
+        cache: CacheOptions | dict[str, Any] | bool | str | None = None,
     ) -> BatchRecord:
         """`config`: a routing config (Portkey schema) for every job; refused here if invalid.
-        `media`: proactive downscaling for every job ({"max_side": px, "max_bytes": n})."""
+        `media`: proactive downscaling for every job ({"max_side": px, "max_bytes": n}).
+        `cache`: None for the default (exact-level cache), False to bypass it, or
+        {"level": "exact"|"pixels"|"perceptual", "ttl_s": n, "refresh": bool, "threshold": bits};
+        a line's own `cache` key overrides it for that line."""
         checked = validate_config(config)
         prep = validate_media(media)
+        options = validate_cache(cache)
         batch = await self.create_batch(tenant=tenant, metadata=metadata)
-        _, invalid = await self.add_lines(batch, lines, checked, prep)
+        _, invalid = await self.add_lines(batch, lines, checked, prep, options)
         await self.records.seal_batch(batch.id, invalid)
         return await self.records.get_batch(batch.id) or batch
 
@@ -336,6 +415,13 @@ def validate_media(media: MediaPrep | dict[str, Any] | str | None) -> MediaPrep 
         )
     except ValueError as e:
         raise LineError(f"media options: {e}") from None
+
+
+def validate_cache(cache: CacheOptions | dict[str, Any] | bool | str | None) -> CacheOptions | None:
+    try:
+        return CacheOptions.parse(cache)
+    except ValueError as e:  # pydantic's ValidationError and json's JSONDecodeError both are
+        raise LineError(f"cache options: {e}") from None
 
 
 async def _aiter(items: Iterable[BatchLine] | AsyncIterable[BatchLine]):

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     fetch_allow_hosts: list[str] = []
     fetch_max_bytes: int = 20 * 1024 * 1024
 
+    # result cache (worker/cache.py): how long entries live, how long a duplicate waits in its worker slot
+    # for an identical job in flight before leaving it, and the perceptual index's bands per image hash
+    # (lookups are exact for distances below it)
+    cache_ttl_s: int = 7 * 86400
+    cache_wait_s: float = 2.0
+    cache_phash_bands: int = 8
+
     # routing: the config for jobs that carry none (Portkey schema, JSON); virtual keys' secrets file
     default_config: dict[str, Any] | None = None
     secrets_file: Path | None = None

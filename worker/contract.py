@@ -7,6 +7,7 @@ can list them); the parts we act on (messages, content parts, media references) 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -263,6 +264,7 @@ TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled
 class BatchStatus(StrEnum):
     in_progress = "in_progress"
     completed = "completed"  # every job ended (some may have failed)
+    cancelling = "cancelling"  # cancel asked: queued jobs are cancelled, running ones finish
     cancelled = "cancelled"
 
 
@@ -303,6 +305,34 @@ class MediaPrep(BaseModel):
     max_bytes: int | None = Field(default=None, gt=0)
 
 
+class CacheLevel(StrEnum):
+    exact = "exact"  # the bytes of every input
+    pixels = "pixels"  # decoded pixels: the same image re-encoded losslessly or with other metadata
+    perceptual = "perceptual"  # opt-in: a 64-bit perceptual hash within a Hamming distance
+
+
+class CacheOptions(BaseModel):
+    """How a job or batch uses the result cache. `cache: false` in a request is `enabled=False`."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    level: CacheLevel = CacheLevel.exact
+    ttl_s: int | None = Field(default=None, gt=0)  # None: the worker's MMQ_CACHE_TTL_S
+    refresh: bool = False  # call the provider even on a hit, and replace the entry
+    threshold: int | None = Field(default=None, ge=0, le=16)  # perceptual: max differing bits
+
+    @classmethod
+    def parse(cls, value: CacheOptions | dict[str, Any] | bool | str | None) -> CacheOptions | None:
+        """None (the defaults), a bool, a dict, or JSON text of either."""
+        if value is None or isinstance(value, CacheOptions):
+            return value
+        if isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(value, bool):
+            return cls(enabled=value)
+        return cls.model_validate(value)
+
+
 class JobRecord(BaseModel):
     id: str
     batch_id: str | None = None
@@ -314,9 +344,11 @@ class JobRecord(BaseModel):
     config: dict[str, Any] | None = None  # routing config (Portkey schema), validated at submit
     metadata: dict[str, Any] = Field(default_factory=dict)  # for conditional routing
     media: MediaPrep | None = None
-    cache_key: str | None = None
+    cache: CacheOptions | None = None  # None: the defaults (exact level)
+    cache_key: str | None = None  # set at submit when every input is at hand, else by the worker
     status: JobStatus = JobStatus.queued
-    cached: bool = False
+    cached: bool = False  # answered from the cache: no provider call
+    cached_from: str | None = None  # the job whose result this one shares
     attempts: list[Attempt] = Field(default_factory=list)
     resume: dict[str, Any] | None = None  # {"target", "tries"}: where a deferred job picks up again
     result: JobResult | None = None
@@ -335,6 +367,7 @@ class BatchCounts(BaseModel):
     failed: int = 0
     cancelled: int = 0
     cached: int = 0
+    provider_calls: int = 0  # calls made by this batch's finished jobs (retries and fallbacks included)
 
     @property
     def done(self) -> int:

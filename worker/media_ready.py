@@ -20,7 +20,7 @@ from PIL import Image
 
 from worker.contract import chat_media_slots
 from worker.errors import InvalidJob
-from worker.fetch import FetchPolicy, fetch_media
+from worker.fetch import FetchedMedia, FetchPolicy, fetch_media
 from worker.media import MediaError, declared_type, parse_data_url, sniff, to_data_url
 from worker.providers.base import MediaRules
 
@@ -34,6 +34,7 @@ class MediaOptions:
     max_side: int | None = None
     max_bytes: int | None = None
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    prefetched: dict[str, FetchedMedia] = field(default_factory=dict)  # fetched for the cache key already
 
 
 @dataclass
@@ -136,7 +137,7 @@ async def ready_for(
         if remote and rules.remote_urls and not (opts.max_side or opts.max_bytes):
             continue  # the provider fetches it itself
         if remote:
-            fetched = await fetch_media(client, value, opts.fetch)
+            fetched = opts.prefetched.get(value) or await fetch_media(client, value, opts.fetch)
             data = fetched.data
             report.fetched += 1
         else:

@@ -1,5 +1,5 @@
-"""The job function arq runs: load record → prepare media → provider call (with retries) → store result
-→ update record and batch counters.
+"""The job function arq runs: load record → cache lookup / single-flight → prepare media → provider call
+(with retries) → store result → cache entry → update record and batch counters.
 
 It never lets an exception escape except arq's `Retry` (a deferred re-run): every other outcome is
 written to the job record, so one bad job can never take down the worker or its batch.
@@ -19,12 +19,14 @@ import httpx
 from arq import Retry
 from redis.asyncio import Redis
 
+from worker import dedup
+from worker.cache import Cache, answer_from
 from worker.circuit import CircuitBreaker, counts_against_target
 from worker.config import Settings
 from worker.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus, Kind
 from worker.credentials import VirtualKeys
 from worker.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
-from worker.fetch import FetchPolicy
+from worker.fetch import FetchedMedia, FetchPolicy
 from worker.limiter import Limiter, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
 from worker.prepare import prepare
@@ -51,6 +53,7 @@ class Runtime:
     keys: VirtualKeys = field(default_factory=VirtualKeys)
     limiter: Limiter = field(init=False)
     breaker: CircuitBreaker = field(init=False)
+    cache: Cache = field(init=False)
 
     def __post_init__(self) -> None:
         redis: Redis = self.records.redis
@@ -60,6 +63,12 @@ class Runtime:
             self.settings.key_prefix,
             threshold=self.settings.circuit_threshold,
             open_s=self.settings.circuit_open_s,
+        )
+        self.cache = Cache(
+            redis,
+            self.settings.key_prefix,
+            ttl_s=self.settings.cache_ttl_s,
+            bands=self.settings.cache_phash_bands,
         )
 
 
@@ -147,9 +156,12 @@ async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any])
         await asyncio.sleep(admission.wait_s * random.uniform(1.0, 1.1))
 
 
-def _media_options(settings: Settings, job: JobRecord) -> MediaOptions:
+def _media_options(
+    settings: Settings, job: JobRecord, prefetched: dict[str, FetchedMedia] | None = None
+) -> MediaOptions:
     prep = job.media
     return MediaOptions(
+        prefetched=prefetched or {},
         max_side=(prep.max_side if prep and prep.max_side else None) or settings.media_max_side,
         max_bytes=(prep.max_bytes if prep and prep.max_bytes else None) or settings.media_max_bytes,
         fetch=FetchPolicy(
@@ -158,11 +170,12 @@ def _media_options(settings: Settings, job: JobRecord) -> MediaOptions:
     )
 
 
-async def _media_ready(rt: Runtime, job: JobRecord, route: Route, adapter: Any) -> Route:
+async def _media_ready(
+    rt: Runtime, job: JobRecord, route: Route, adapter: Any, prefetched: dict[str, FetchedMedia]
+) -> Route:
     """The route's request with media this provider accepts (fetched, converted, downscaled)."""
-    request, report = await ready_for(
-        route.request, adapter.media, route.target.provider, rt.client, _media_options(rt.settings, job)
-    )
+    opts = _media_options(rt.settings, job, prefetched)
+    request, report = await ready_for(route.request, adapter.media, route.target.provider, rt.client, opts)
     if report.as_usage():
         job.usage = {**(job.usage or {}), "media": report.as_usage()}
     return replace(route, request=request)
@@ -172,7 +185,9 @@ def _real_attempts(job: JobRecord) -> int:
     return sum(1 for a in job.attempts if not a.skipped)
 
 
-async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> ProviderResponse:
+async def _call_with_retries(
+    rt: Runtime, job: JobRecord, request: dict[str, Any], prefetched: dict[str, FetchedMedia]
+) -> ProviderResponse:
     """Walks the job's routes (fallback order); on each target retries what is worth retrying, sleeping
     through short waits and deferring the job (freeing the worker slot) for long ones. Targets whose
     circuit is open are skipped; if every remaining one is, the job waits for the first probe."""
@@ -198,7 +213,7 @@ async def _call_with_retries(rt: Runtime, job: JobRecord, request: dict[str, Any
         adapter = get_adapter(route.target.provider)
         if job.kind is Kind.chat:
             try:
-                route = await _media_ready(rt, job, route, adapter)
+                route = await _media_ready(rt, job, route, adapter, prefetched)
             except InvalidJob as e:
                 # this provider cannot take this media (type, size, count); another target may
                 if n + 1 == len(routes):
@@ -298,7 +313,7 @@ def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
 
 async def _finish(rt: Runtime, job: JobRecord, to: JobStatus) -> None:
     job.finished_at = time.time()
-    await rt.records.transition(job, (JobStatus.running,), to)
+    await rt.records.transition(job, (JobStatus.running,), to, provider_calls=_real_attempts(job))
 
 
 async def _fail(rt: Runtime, job: JobRecord, error: JobError) -> None:
@@ -320,16 +335,26 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         moved = await rt.records.transition(job, (JobStatus.queued,), JobStatus.running)
         if moved != "ok":
             return {"ok": True, "status": moved}  # cancelled (or taken) meanwhile
+    lookup = dedup.Lookup()
     try:
         async with asyncio.timeout(max(1.0, rt.settings.job_timeout_s - 5)):
             request = await _load_request(job, rt.storage)
-            resp = await _call_with_retries(rt, job, request)
+            lookup = await dedup.look_up(rt, job, request)
+            if lookup.entry is not None:
+                answer_from(job, lookup.entry)
+                await _finish(rt, job, JobStatus.succeeded)
+                return {"ok": True, "status": job.status.value, "cached": True}
+            if lookup.wait_s is not None:
+                raise _Defer(lookup.wait_s, job.resume)  # an identical job is calling the provider
+            resp = await _call_with_retries(rt, job, request, lookup.prefetched)
             job.result = await store_result(job, request, resp, rt.storage, rt.client)
             job.resume = None
             media = (job.usage or {}).get("media")
             job.usage = {**(resp.usage or {}), "media": media} if media else resp.usage
             job.error = None
+            await dedup.remember(rt, job)
             await _finish(rt, job, JobStatus.succeeded)
+            return {"ok": True, "status": job.status.value}
     except _Defer as d:
         job.resume = d.resume
         await rt.records.save(job)
@@ -352,4 +377,6 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     except Exception as e:  # a bug must cost one job, never the worker
         log.exception("job %s crashed", job_id)
         await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"))
+    if lookup.leader:
+        await dedup.give_up_lead(rt, job)  # a waiting duplicate takes over
     return {"ok": job.status is JobStatus.succeeded, "status": job.status.value}

@@ -21,9 +21,10 @@ from redis.asyncio import Redis
 
 from worker.contract import BatchCounts, BatchRecord, BatchStatus, JobRecord, JobStatus
 
-_COUNTERS = ("total", "queued", "running", "succeeded", "failed", "cancelled", "cached")
+_COUNTERS = ("total", "queued", "running", "succeeded", "failed", "cancelled", "cached", "provider_calls")
 
-# KEYS: job, batch (may be "")   ARGV: allowed-from (comma list), to, data JSON, cached(0/1), now
+# KEYS: job, batch (may be "")
+# ARGV: allowed-from (comma list), to, data JSON, cached(0/1), now, provider calls to add to the batch
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return 'missing' end
@@ -35,9 +36,12 @@ if KEYS[2] ~= '' and cur ~= ARGV[2] then
   redis.call('HINCRBY', KEYS[2], cur, -1)
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
   if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], 'cached', 1) end
+  if ARGV[6] ~= '0' then redis.call('HINCRBY', KEYS[2], 'provider_calls', ARGV[6]) end
   local v = redis.call('HMGET', KEYS[2], 'sealed', 'queued', 'running', 'status')
-  if v[1] == '1' and tonumber(v[2]) == 0 and tonumber(v[3]) == 0 and v[4] == 'in_progress' then
-    redis.call('HSET', KEYS[2], 'status', 'completed', 'finished_at', ARGV[5])
+  if v[1] == '1' and tonumber(v[2]) == 0 and tonumber(v[3]) == 0 then
+    -- a cancelling batch ends as cancelled once its last running job ends
+    local ended = (v[4] == 'in_progress' and 'completed') or (v[4] == 'cancelling' and 'cancelled')
+    if ended then redis.call('HSET', KEYS[2], 'status', ended, 'finished_at', ARGV[5]) end
   end
 end
 return 'ok'
@@ -47,8 +51,9 @@ return 'ok'
 _SEAL = """
 redis.call('HSET', KEYS[1], 'sealed', '1')
 local v = redis.call('HMGET', KEYS[1], 'queued', 'running', 'status')
-if tonumber(v[1]) == 0 and tonumber(v[2]) == 0 and v[3] == 'in_progress' then
-  redis.call('HSET', KEYS[1], 'status', 'completed', 'finished_at', ARGV[1])
+if tonumber(v[1]) == 0 and tonumber(v[2]) == 0 then
+  local ended = (v[3] == 'in_progress' and 'completed') or (v[3] == 'cancelling' and 'cancelled')
+  if ended then redis.call('HSET', KEYS[1], 'status', ended, 'finished_at', ARGV[1]) end
 end
 return 1
 """
@@ -107,8 +112,11 @@ class Records:
         await self._seal(keys=[self.batch_key(batch_id)], args=[repr(time.time())])
 
     # ------------------------------------------------------------------ transitions (worker side)
-    async def transition(self, job: JobRecord, allowed_from: Iterable[JobStatus], to: JobStatus) -> str:
-        """Move `job` to status `to` if it is currently in one of `allowed_from`.
+    async def transition(
+        self, job: JobRecord, allowed_from: Iterable[JobStatus], to: JobStatus, provider_calls: int = 0
+    ) -> str:
+        """Move `job` to status `to` if it is currently in one of `allowed_from`; `provider_calls` (made
+        by this job, counted once when it ends) are added to its batch.
 
         Returns 'ok', 'missing', or the current status that blocked the move.
         """
@@ -121,6 +129,7 @@ class Records:
                 job.model_dump_json(),
                 "1" if job.cached and to is JobStatus.succeeded else "0",
                 repr(time.time()),
+                str(provider_calls),
             ],
         )
         return outcome.decode() if isinstance(outcome, bytes) else outcome
@@ -174,3 +183,57 @@ class Records:
     async def list_batches(self, tenant: str, limit: int = 20) -> list[str]:
         ids = await self.redis.zrevrange(self.tenant_batches_key(tenant), 0, limit - 1)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    # ------------------------------------------------------------------ cancel (OpenAI batches API)
+    async def start_cancel(self, batch_id: str) -> str:
+        """in_progress → cancelling. Returns the batch's status after the call, or 'missing'."""
+        outcome = await self.redis.eval(_START_CANCEL, 1, self.batch_key(batch_id))
+        return outcome.decode() if isinstance(outcome, bytes) else outcome
+
+    async def cancel_queued(self, batch_id: str, chunk: int = 500) -> int:
+        """Cancels the batch's still-queued jobs; running ones finish. Returns how many were cancelled.
+
+        One script call per chunk moves the jobs and the counters together (a job a worker claimed
+        meanwhile is skipped), and ends a cancelling batch once nothing is queued or running."""
+        cancelled = 0
+        async for ids in self.iter_batch_job_ids(batch_id, chunk=chunk):
+            now = time.time()
+            jobs = [j for j in await self.get_jobs(ids) if j is not None and j.status is JobStatus.queued]
+            for job in jobs:
+                job.status, job.finished_at = JobStatus.cancelled, now
+            keys = [self.batch_key(batch_id), *(self.job_key(j.id) for j in jobs)]
+            args = [repr(now), *(j.model_dump_json() for j in jobs)]
+            cancelled += int(await self.redis.eval(_CANCEL_QUEUED, len(keys), *keys, *args))
+        return cancelled
+
+
+# KEYS: batch.  Only a running batch can be cancelled; the caller reads the status it returns.
+_START_CANCEL = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if st == 'in_progress' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelling')
+  return 'cancelling'
+end
+return st
+"""
+
+# KEYS: batch, job...   ARGV: now, the cancelled record JSON of each job (same order as KEYS[2..])
+_CANCEL_QUEUED = """
+local n = 0
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'status') == 'queued' then
+    redis.call('HSET', KEYS[i], 'status', 'cancelled', 'data', ARGV[i])
+    n = n + 1
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], 'queued', -n)
+  redis.call('HINCRBY', KEYS[1], 'cancelled', n)
+end
+local v = redis.call('HMGET', KEYS[1], 'sealed', 'queued', 'running', 'status')
+if v[1] == '1' and tonumber(v[2]) == 0 and tonumber(v[3]) == 0 and v[4] == 'cancelling' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+end
+return n
+"""

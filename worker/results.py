@@ -1,7 +1,8 @@
 """Turn a provider answer into stored results: the OpenAI-shaped body as JSON, media as files.
 
-Media files are content-addressed blobs; the body points at them through the API path
-`/api/jobs/{job_id}/files/{n}` so results never embed megabytes of base64.
+Media files and the body are content-addressed blobs. The body names its files `mmq-file:<n>`, which
+readers turn into the reading job's API path (`/api/jobs/{job_id}/files/{n}`): results never embed
+megabytes of base64, and a body does not depend on the job that made it, so a cache hit shares it as is.
 """
 
 from __future__ import annotations
@@ -17,18 +18,32 @@ from worker.contract import JobRecord, JobResult, Kind, ResultFile
 from worker.errors import ProviderError
 from worker.media import sniff
 from worker.providers.base import ProviderResponse
-from worker.storage import Storage, put_blob, safe_segment
+from worker.storage import Storage, put_blob
 
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 TEXT_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
 
 
-def result_prefix(job: JobRecord) -> str:
-    return f"results/{safe_segment(job.tenant)}/{job.batch_id or 'single'}/{job.id}"
+FILE_REF = "mmq-file:"
 
 
 def file_url(job_id: str, n: int) -> str:
     return f"/api/jobs/{job_id}/files/{n}"
+
+
+def file_ref(n: int) -> str:
+    return f"{FILE_REF}{n}"
+
+
+def resolve_file_refs(body: Any, job_id: str) -> Any:
+    """A stored body as `job_id` shows it: every `mmq-file:<n>` becomes that job's file URL."""
+    if isinstance(body, dict):
+        return {k: resolve_file_refs(v, job_id) for k, v in body.items()}
+    if isinstance(body, list):
+        return [resolve_file_refs(v, job_id) for v in body]
+    if isinstance(body, str) and body.startswith(FILE_REF) and body[len(FILE_REF) :].isdigit():
+        return file_url(job_id, int(body[len(FILE_REF) :]))
+    return body
 
 
 async def _download(client: httpx.AsyncClient, url: str) -> bytes:
@@ -75,7 +90,7 @@ async def _image_body(
             raise ProviderError("generated image bytes are not an image", retryable=True)
         files.append(await _store_file(storage, raw, "image/png"))
         out = {k: v for k, v in item.items() if k not in ("b64_json", "url")}
-        data_out.append({"url": file_url(job.id, n), **out})
+        data_out.append({"url": file_ref(n), **out})
     if not files:
         raise ProviderError("image response has no images", retryable=True)
     body["data"] = data_out
@@ -99,7 +114,7 @@ async def store_result(
         )
         body = {
             "object": "audio.speech",
-            "url": file_url(job.id, 0),
+            "url": file_ref(0),
             "content_type": files[0].content_type,
             "bytes": files[0].bytes,
             "requested_format": request.get("response_format", "mp3"),
@@ -113,9 +128,8 @@ async def store_result(
                 key=await put_blob(storage, raw, content_type), content_type=content_type, bytes=len(raw)
             )
         )
-        body = {"text": resp.text, "format": fmt, "url": file_url(job.id, 0)}
+        body = {"text": resp.text, "format": fmt, "url": file_ref(0)}
     else:
         body = resp.body or {}
-    body_key = result_prefix(job) + ".json"
-    await storage.put(body_key, json.dumps(body, ensure_ascii=False).encode())
+    body_key = await put_blob(storage, json.dumps(body, ensure_ascii=False).encode(), "application/json")
     return JobResult(body_key=body_key, files=files)

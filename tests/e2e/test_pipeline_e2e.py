@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from producer.submit import BatchLine, Producer
-from producer.views import iter_output
+from producer.views import iter_output, result_body
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import wait_batch
 from worker.contract import JobStatus
@@ -86,7 +86,7 @@ async def test_every_kind_runs_end_to_end(settings, stores, worker_process, tmp_
     assert batch.counts.queued == batch.counts.running == 0
 
     async def body(cid: str) -> dict:
-        return json.loads(await storage.get(jobs[cid].result.body_key))
+        return await result_body(jobs[cid], storage)  # the body as the API shows it
 
     # the caption is derived from the pixels the provider received
     red = (await body("red"))["choices"][0]["message"]["content"]

@@ -4,6 +4,7 @@ providers; the job function runs in this process (or in worker processes where s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import httpx
@@ -43,9 +44,14 @@ def chat_calls(base_url: str) -> int:
     return httpx.get(sim_root(base_url) + "/sim/stats").json()["by_path"].get("/v1/chat/completions", 0)
 
 
+_jobs = itertools.count()
+
+
 async def submit(producer: Producer, config: dict | None = None, metadata: dict | None = None) -> str:
+    """A distinct job each time (identical ones would be answered by the cache)."""
+    body = chat_body(IMAGE, f"Describe product {next(_jobs)}.")
     job = await producer.submit_job(
-        "/v1/chat/completions", chat_body(IMAGE), tenant="t", config=config, metadata=metadata
+        "/v1/chat/completions", body, tenant="t", config=config, metadata=metadata
     )
     return job.id
 
@@ -192,7 +198,8 @@ async def test_two_worker_processes_share_one_rate_limit(redis_url, make_simulat
     try:
         producer = Producer(redis, open_storage(settings.storage_url), settings)
         lines = [
-            BatchLine(body=chat_body(IMAGE), url="/v1/chat/completions", custom_id=f"j{i}") for i in range(40)
+            BatchLine(body=chat_body(IMAGE, f"Product {i}"), url="/v1/chat/completions", custom_id=f"j{i}")
+            for i in range(40)
         ]
         batch = await producer.submit_batch(lines, tenant="t")
         workers = [_spawn(["worker"], env, tmp_path / f"worker{i}.log") for i in range(2)]

@@ -5,6 +5,7 @@ In-process and in-memory for speed; tests/e2e runs the same pipeline in real wor
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import httpx
@@ -25,9 +26,14 @@ def sim_transport(**knobs) -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=create_simulator(SimulatorConfig(**knobs)))
 
 
+_jobs = itertools.count()
+
+
 async def submit(producer: Producer, colour=(200, 20, 20)) -> str:
+    """A distinct job each time (identical ones would be answered by the cache)."""
+    prompt = f"Describe product {next(_jobs)}."
     job = await producer.submit_job(
-        "/v1/chat/completions", chat_body(data_url(png_bytes(colour))), tenant="t"
+        "/v1/chat/completions", chat_body(data_url(png_bytes(colour)), prompt), tenant="t"
     )
     return job.id
 

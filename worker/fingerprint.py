@@ -1,0 +1,110 @@
+"""Content fingerprints of a job's media, for cache keys.
+
+Levels (chosen per job or batch):
+- `exact`: SHA-256 of the bytes. A stored blob's digest is in its key, so no read is needed.
+- `pixels`: SHA-256 of the decoded image as RGBA, with its size, after applying its EXIF orientation. The
+  same picture re-encoded losslessly (PNG ↔ WebP lossless, JPEG decoded to PNG), stripped of metadata
+  or with other metadata matches; any changed pixel does not.
+- `perceptual`: the pixels fingerprint plus a 64-bit difference hash (dHash) compared within a Hamming
+  distance by the cache. Near-duplicates can differ in what matters (a changed price tag), so it is opt-in.
+Documents and audio are fingerprinted by their bytes at every level. Undecodable images fall back to
+their bytes: the job fails later with a clear error, the key only has to be stable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import warnings
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from PIL import Image, ImageOps
+
+from worker.cache import Fingerprint
+from worker.contract import BLOB_SCHEME, CacheLevel
+from worker.media import MediaError, parse_data_url
+
+Loader = Callable[[str], Awaitable[bytes | None]]  # a reference's bytes, or None if not reachable here
+
+_DECODE_IN_THREAD = 256 * 1024
+_memo: OrderedDict[str, tuple[str, int]] = OrderedDict()  # bytes digest → pixel fingerprint, per process
+_MEMO_MAX = 4096
+
+
+def byte_token(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def blob_digest(ref: str) -> str | None:
+    """The SHA-256 in a content-addressed blob reference (`mmq-blob://blobs/sha256/ab/cdef….png`)."""
+    parts = ref[len(BLOB_SCHEME) :].split("/")
+    if len(parts) == 4 and parts[:2] == ["blobs", "sha256"]:
+        digest = parts[2] + parts[3].split(".", 1)[0]
+        if len(digest) == 64:
+            return digest
+    return None
+
+
+def _dhash(img: Image.Image) -> int:
+    small = img.convert("L").resize((9, 8), Image.Resampling.LANCZOS).tobytes()
+    bits = 0
+    for row in range(8):
+        for col in range(8):
+            bits = (bits << 1) | (small[row * 9 + col] > small[row * 9 + col + 1])
+    return bits
+
+
+def _pixels(data: bytes) -> tuple[str, int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as img:
+            img.seek(0)  # an animated GIF: its first frame, as the media stage sends it
+            upright = ImageOps.exif_transpose(img)  # orientation is part of how the image looks
+            rgba = upright.convert("RGBA")
+    digest = hashlib.sha256(f"{rgba.width}x{rgba.height}:".encode() + rgba.tobytes()).hexdigest()
+    return "px:" + digest, _dhash(rgba)
+
+
+async def pixel_fingerprint(data: bytes) -> tuple[str, int] | None:
+    """("px:<sha256>", dHash) of an image, or None if it does not decode."""
+    memo_key = hashlib.sha256(data).hexdigest()
+    if (hit := _memo.get(memo_key)) is not None:
+        _memo.move_to_end(memo_key)
+        return hit
+    try:
+        found = await asyncio.to_thread(_pixels, data) if len(data) > _DECODE_IN_THREAD else _pixels(data)
+    except Exception:  # Pillow's many error types, the bomb guard included
+        return None
+    _memo[memo_key] = found
+    if len(_memo) > _MEMO_MAX:
+        _memo.popitem(last=False)
+    return found
+
+
+class Fingerprints:
+    """The `Fingerprinter` for one job: reference → fingerprint at `level`, loading bytes with `load`."""
+
+    def __init__(self, level: CacheLevel, load: Loader) -> None:
+        self.level = level
+        self.load = load
+
+    async def _bytes(self, ref: str) -> bytes | None:
+        if ref.startswith("data:"):
+            try:
+                return parse_data_url(ref)[1]
+            except MediaError:
+                return ref.encode()  # malformed: the job fails later; the key only needs to be stable
+        return await self.load(ref)
+
+    async def __call__(self, ref: str, media: str) -> Fingerprint | None:
+        pixels = media == "image" and self.level is not CacheLevel.exact
+        if not pixels and ref.startswith(BLOB_SCHEME) and (digest := blob_digest(ref)):
+            return "sha256:" + digest, None
+        data = await self._bytes(ref)
+        if data is None:
+            return None
+        if pixels and (found := await pixel_fingerprint(data)) is not None:
+            return found
+        return byte_token(data), None
