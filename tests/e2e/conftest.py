@@ -100,10 +100,10 @@ def make_simulator(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture
-def mmq_env(redis_url: str, simulator: str, tmp_path: Path) -> dict[str, str]:
+def mmq_env(redis_url: str, simulator: str, storage_url: str) -> dict[str, str]:
     return {
         "MMQ_REDIS_URL": redis_url,
-        "MMQ_STORAGE_URL": f"file://{tmp_path / 'store'}",
+        "MMQ_STORAGE_URL": storage_url,
         "MMQ_OPENAI_BASE_URL": simulator,
         "MMQ_OPENAI_API_KEY": "sk-test-e2e-virtual",
         "MMQ_POLL_DELAY_S": "0.05",
@@ -152,7 +152,7 @@ MakeRuntime = Callable[..., tuple[Runtime, Producer]]
 
 
 @pytest.fixture
-async def runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[MakeRuntime]:
+async def runtime(redis_url: str, storage_url: str) -> AsyncIterator[MakeRuntime]:
     """The worker's job function wired to real Redis and real HTTP, run in this process."""
     redis = connect(redis_url)
     clients: list[httpx.AsyncClient] = []
@@ -160,7 +160,7 @@ async def runtime(redis_url: str, tmp_path: Path) -> AsyncIterator[MakeRuntime]:
     def make(base_url: str, env: dict[str, str] | None = None, **overrides) -> tuple[Runtime, Producer]:
         settings = Settings(
             redis_url=redis_url,
-            storage_url=f"file://{tmp_path / 'store'}",
+            storage_url=storage_url,
             openai_base_url=base_url,
             openai_api_key="sk-default-target",
             retry_base_s=0.05,

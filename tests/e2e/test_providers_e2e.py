@@ -148,7 +148,7 @@ async def test_bad_media_options_are_refused_at_submit(runtime, dialects):
         )
 
 
-async def test_every_provider_and_kind_through_a_real_arq_worker(redis_url, dialects, tmp_path):
+async def test_every_provider_and_kind_through_a_real_arq_worker(redis_url, dialects, tmp_path, storage_url):
     """The same table, as a user runs it: jobs in Redis, an arq worker resolving virtual keys from its
     secrets file, the simulator speaking each dialect over HTTP."""
     from producer.submit import Producer
@@ -163,7 +163,7 @@ async def test_every_provider_and_kind_through_a_real_arq_worker(redis_url, dial
     (tmp_path / "secrets.json").write_text(json.dumps(secrets))
     settings = Settings(
         redis_url=redis_url,
-        storage_url=f"file://{tmp_path / 'store'}",
+        storage_url=storage_url,
         secrets_file=tmp_path / "secrets.json",
         openai_base_url="http://127.0.0.1:9/v1",  # nothing may go to the default target
         poll_delay_s=0.05,

@@ -182,12 +182,12 @@ async def test_a_job_whose_every_target_is_sick_waits_for_the_probe_instead_of_f
     assert chat_calls(a) == 2
 
 
-async def test_two_worker_processes_share_one_rate_limit(redis_url, make_simulator, tmp_path):
+async def test_two_worker_processes_share_one_rate_limit(redis_url, make_simulator, tmp_path, storage_url):
     """10 requests per second per key at the simulator; the limit in mmq's config; two workers."""
     a = make_simulator("--rpw", "10", "--window-s", "1", "--latency-ms", "30")
     env = {
         "MMQ_REDIS_URL": redis_url,
-        "MMQ_STORAGE_URL": f"file://{tmp_path / 'store'}",
+        "MMQ_STORAGE_URL": storage_url,
         "MMQ_OPENAI_BASE_URL": a,
         "MMQ_OPENAI_API_KEY": "sk-shared",
         "MMQ_RATE_LIMIT": '{"rps": 10}',

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
+import pytest
 import redis as redis_sync
 
 from producer.auth import hash_key
@@ -43,7 +45,19 @@ def everything_in(folder: Path) -> bytes:
     return b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
 
 
-def test_a_virtual_key_never_lands_in_redis_storage_or_logs(mmq_env, simulator, tmp_path):
+def everything_in_storage(url: str, request: pytest.FixtureRequest) -> bytes:
+    """Every object under a test's storage URL: a local folder, or a prefix of the local S3 server."""
+    if url.startswith("file://"):
+        return everything_in(Path(url.removeprefix("file://")))
+    server = request.getfixturevalue("s3_server")
+    parsed = urlparse(url)
+    bucket, prefix = parsed.netloc, parsed.path.lstrip("/")
+    client = server.client()
+    keys = server.list_keys(bucket, prefix)
+    return b"\n".join(client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys)
+
+
+def test_a_virtual_key_never_lands_in_redis_storage_or_logs(mmq_env, simulator, tmp_path, request):
     env = {
         **mmq_env,
         "MMQ_OPENAI_API_KEY": "",  # the worker's default key is not in play: only the virtual key
@@ -94,6 +108,8 @@ def test_a_virtual_key_never_lands_in_redis_storage_or_logs(mmq_env, simulator, 
     # ...and it is nowhere else
     secret = SECRET.encode()
     assert secret not in everything_in_redis(mmq_env["MMQ_REDIS_URL"])
-    assert secret not in everything_in(Path(mmq_env["MMQ_STORAGE_URL"].removeprefix("file://")))
+    stored = everything_in_storage(mmq_env["MMQ_STORAGE_URL"], request)
+    assert b"choices" in stored  # the scan reached the stored results
+    assert secret not in stored
     assert secret not in everything_in(logs)
     assert secret not in output
