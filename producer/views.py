@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
-from worker.contract import BatchRecord, JobRecord, JobStatus
+from worker.contract import TERMINAL, BatchRecord, JobRecord, JobStatus
 from worker.records import Records
-from worker.results import file_url
+from worker.results import file_url, resolve_file_refs
 from worker.storage import Storage
 
 
@@ -31,6 +31,7 @@ def job_view(job: JobRecord) -> dict[str, Any]:
         "kind": job.kind.value,
         "status": job.status.value,
         "cached": job.cached,
+        "cached_from": job.cached_from,
         "attempts": [a.model_dump() for a in job.attempts],
         "error": job.error.model_dump() if job.error else None,
         "usage": job.usage,
@@ -59,7 +60,7 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
 async def result_body(job: JobRecord, storage: Storage) -> Any:
     if not job.result:
         return None
-    return json.loads(await storage.get(job.result.body_key))
+    return resolve_file_refs(json.loads(await storage.get(job.result.body_key)), job.id)
 
 
 def _error_status(job: JobRecord) -> int:
@@ -79,24 +80,28 @@ async def output_line(job: JobRecord, storage: Storage) -> dict[str, Any]:
     if job.status is JobStatus.succeeded:
         line["response"] = {"status_code": 200, "request_id": job.id, "body": await result_body(job, storage)}
     elif job.error:
-        line["response"] = {
-            "status_code": _error_status(job),
-            "request_id": job.id,
-            "body": {"error": {"message": job.error.message, "type": job.error.type, "code": job.error.code}},
-        }
+        if job.started_at is not None:  # it reached a worker: an HTTP-level failure, as OpenAI reports it
+            line["response"] = {
+                "status_code": _error_status(job),
+                "request_id": job.id,
+                "body": {
+                    "error": {"message": job.error.message, "type": job.error.type, "code": job.error.code}
+                },
+            }
+        # a line that never ran (refused at submit) has `response: null`, like OpenAI's non-HTTP failures
         line["error"] = {"code": job.error.type, "message": job.error.message}
     elif job.status is JobStatus.cancelled:
-        line["error"] = {"code": "cancelled", "message": "the job was cancelled"}
+        line["error"] = {"code": "batch_cancelled", "message": "the batch was cancelled before this line ran"}
     return line
 
 
-async def iter_output(records: Records, storage: Storage, batch_id: str) -> AsyncIterator[bytes]:
-    """The batch's output JSONL, streamed in submission order; jobs still running are left out."""
+async def iter_output(
+    records: Records, storage: Storage, batch_id: str, statuses: Collection[JobStatus] | None = None
+) -> AsyncIterator[bytes]:
+    """The batch's output JSONL, streamed in submission order; jobs still running are left out.
+    `statuses` keeps only jobs in those statuses (the OpenAI output file vs. its error file)."""
+    wanted = frozenset(statuses) if statuses is not None else TERMINAL
     async for ids in records.iter_batch_job_ids(batch_id, chunk=200):
-        jobs = [
-            j
-            for j in await records.get_jobs(ids)
-            if j is not None and j.status not in (JobStatus.queued, JobStatus.running)
-        ]
+        jobs = [j for j in await records.get_jobs(ids) if j is not None and j.status in wanted]
         lines = await asyncio.gather(*(output_line(j, storage) for j in jobs))
         yield "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
