@@ -46,7 +46,8 @@ def _line(i: int) -> BatchLine:
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": "Write a one-line catalog caption."},
+                    # distinct per line: the pictures repeat every 256 lines, and identical jobs are cached
+                    {"type": "text", "text": f"Write a one-line catalog caption for item {i}."},
                     {"type": "image_url", "image_url": {"url": _image(i)}},
                 ],
             }

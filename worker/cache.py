@@ -30,6 +30,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -90,8 +91,18 @@ def canonical_request(kind: Kind, request: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# A media fingerprint: ("sha256:…" | "px:…" | "url:…", perceptual 64-bit hash or None)
-Fingerprint = tuple[str, int | None]
+@dataclass(frozen=True)
+class Fingerprint:
+    """A media input's content, as the key sees it."""
+
+    token: str  # "sha256:…" (bytes) or "px:…" (decoded pixels)
+    phash: int | None = None  # 64-bit difference hash (images at the non-exact levels)
+    # what a perceptual match must share exactly: a coarse mean colour and aspect ratio. A dHash only
+    # sees gradients, so every flat image has the same one: a plain blue swatch must not match a red one.
+    coarse: str | None = None
+
+
+
 Fingerprinter = Callable[[str, str], Awaitable[Fingerprint | None]]  # (reference, "image"|"pdf"|"audio")
 
 
@@ -129,16 +140,16 @@ async def cache_key(
             found = await fingerprint(slot.value, slot.media)
             if found is None:
                 return None
-            token, phash = found
-            if options.level is CacheLevel.perceptual and slot.media == "image" and phash is not None:
-                perceptual.append(phash)
-                token = "image"  # the bits go beside the scope, compared with a distance
+            token = found.token
+            if options.level is CacheLevel.perceptual and slot.media == "image" and found.phash is not None:
+                perceptual.append(found.phash)
+                token = f"image:{found.coarse}"  # the bits go beside the scope, compared with a distance
             slot.set(token)
     elif kind in (Kind.transcription, Kind.translation):
         found = await fingerprint(body["file"], "audio")
         if found is None:
             return None
-        body["file"] = found[0]
+        body["file"] = found.token
     scope = _digest(
         {
             "v": KEY_VERSION,

@@ -29,7 +29,7 @@ from worker.media import MediaError, parse_data_url
 Loader = Callable[[str], Awaitable[bytes | None]]  # a reference's bytes, or None if not reachable here
 
 _DECODE_IN_THREAD = 256 * 1024
-_memo: OrderedDict[str, tuple[str, int]] = OrderedDict()  # bytes digest → pixel fingerprint, per process
+_memo: OrderedDict[str, Fingerprint] = OrderedDict()  # bytes digest → pixel fingerprint, per process
 _MEMO_MAX = 4096
 
 
@@ -56,7 +56,13 @@ def _dhash(img: Image.Image) -> int:
     return bits
 
 
-def _pixels(data: bytes) -> tuple[str, int]:
+def _coarse(img: Image.Image) -> str:
+    """Mean colour in 16 levels per channel, and the aspect ratio to one decimal."""
+    r, g, b = (v // 16 for v in img.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0)))
+    return f"{r:x}{g:x}{b:x}/{img.width / img.height:.1f}"
+
+
+def _pixels(data: bytes) -> Fingerprint:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(data)) as img:
@@ -64,11 +70,11 @@ def _pixels(data: bytes) -> tuple[str, int]:
             upright = ImageOps.exif_transpose(img)  # orientation is part of how the image looks
             rgba = upright.convert("RGBA")
     digest = hashlib.sha256(f"{rgba.width}x{rgba.height}:".encode() + rgba.tobytes()).hexdigest()
-    return "px:" + digest, _dhash(rgba)
+    return Fingerprint("px:" + digest, _dhash(rgba), _coarse(rgba))
 
 
-async def pixel_fingerprint(data: bytes) -> tuple[str, int] | None:
-    """("px:<sha256>", dHash) of an image, or None if it does not decode."""
+async def pixel_fingerprint(data: bytes) -> Fingerprint | None:
+    """The decoded pixels' fingerprint (with dHash and coarse signature), or None if it does not decode."""
     memo_key = hashlib.sha256(data).hexdigest()
     if (hit := _memo.get(memo_key)) is not None:
         _memo.move_to_end(memo_key)
@@ -101,10 +107,10 @@ class Fingerprints:
     async def __call__(self, ref: str, media: str) -> Fingerprint | None:
         pixels = media == "image" and self.level is not CacheLevel.exact
         if not pixels and ref.startswith(BLOB_SCHEME) and (digest := blob_digest(ref)):
-            return "sha256:" + digest, None
+            return Fingerprint("sha256:" + digest)
         data = await self._bytes(ref)
         if data is None:
             return None
         if pixels and (found := await pixel_fingerprint(data)) is not None:
             return found
-        return byte_token(data), None
+        return Fingerprint(byte_token(data))

@@ -190,15 +190,33 @@ async def test_pixels_level_reads_stored_blobs_and_falls_back_to_bytes_for_undec
 
 
 async def test_perceptual_keys_carry_the_hash_beside_a_scope_without_the_image():
-    near = photo().point(lambda v: min(255, v + 3))  # slightly brighter: other pixels, same picture
-    far = photo(seed=99)
-    k1 = await key(chat_body(data_url(PNG)), level=CacheLevel.perceptual)
-    k2 = await key(chat_body(data_url(encode(near, "PNG"))), level=CacheLevel.perceptual)
-    k3 = await key(chat_body(data_url(encode(far, "PNG"))), level=CacheLevel.perceptual)
+    # a tint keeps the mean colour inside one coarse bucket (a grey mean sits on a bucket edge)
+    base = Image.blend(photo(), Image.new("RGB", photo().size, (40, 150, 90)), 0.5)
+    recompressed = Image.open(io.BytesIO(encode(base, "JPEG", quality=80)))  # other pixels, same picture
+    same_layout = Image.blend(photo(seed=99), Image.new("RGB", base.size, (40, 150, 90)), 0.5)
+    k1, k2, k3 = [
+        await key(chat_body(data_url(encode(img, "PNG"))), level=CacheLevel.perceptual)
+        for img in (base, recompressed, same_layout)
+    ]
     scope = k1.split(":")[1]
     assert k1.startswith("p:") and k2.split(":")[1] == scope == k3.split(":")[1]
     bits = [int(k.split(":")[2], 16) for k in (k1, k2, k3)]
     assert (bits[0] ^ bits[1]).bit_count() <= 4 < (bits[0] ^ bits[2]).bit_count()
+
+
+async def test_perceptual_level_never_matches_flat_images_of_other_colours_or_shapes():
+    """A dHash sees only gradients: every flat swatch has the same one. The coarse colour and aspect
+    ratio in the scope keep a blue swatch from taking a red one's caption."""
+    red = encode(Image.new("RGB", (30, 20), (200, 0, 0)), "PNG")
+    blue = encode(Image.new("RGB", (30, 20), (0, 0, 200)), "PNG")
+    wide_red = encode(Image.new("RGB", (60, 20), (200, 0, 0)), "PNG")
+    big_red = encode(Image.new("RGB", (300, 200), (200, 0, 0)), "PNG")  # the same picture, larger
+    keys = [
+        await key(chat_body(data_url(x)), level=CacheLevel.perceptual) for x in (red, blue, wide_red, big_red)
+    ]
+    scopes = [k.split(":")[1] for k in keys]
+    assert scopes[0] != scopes[1] and scopes[0] != scopes[2]
+    assert keys[0] == keys[3]
 
 
 def test_band_index_finds_every_hash_within_the_guaranteed_distance():
