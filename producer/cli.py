@@ -7,10 +7,24 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from worker.config import Settings, get_settings
+
+if TYPE_CHECKING:  # imported lazily at run time: `mmq --help` stays fast
+    from redis.asyncio import Redis
+
+    from producer.workflows import Written
+    from worker.contract import BatchRecord
+    from worker.records import Records
+    from worker.storage import Storage
+
+Built = tuple[Iterator[Any], Path]  # a workflow's lines and the folder local paths are relative to
 
 
 def _need_redis(settings: Settings) -> str:
@@ -116,6 +130,46 @@ async def _with_records(fn):
         await redis.aclose()
 
 
+def cache_option(args: argparse.Namespace) -> dict[str, Any] | bool | None:
+    """The `cache=` for Producer.submit_batch from the --cache-* flags; None when no flag is given (the
+    producer's default: exact-level cache)."""
+    given = {
+        "level": args.cache_level,
+        "ttl_s": args.cache_ttl,
+        "refresh": True if args.refresh_cache else None,
+        "threshold": args.cache_threshold,
+    }
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if args.no_cache:
+        if chosen:
+            sys.exit("mmq: --no-cache cannot be combined with --cache-level/--cache-ttl/--refresh-cache")
+        return False
+    return chosen or None
+
+
+def _read_config(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        sys.exit(f"mmq: --config {path}: {e.strerror or e}")
+
+
+def batch_options(args: argparse.Namespace, producer: Any) -> dict[str, Any]:
+    """submit_batch keyword arguments shared by `submit` and the workflow commands."""
+    media = {"max_side": getattr(args, "max_side", None), "max_bytes": getattr(args, "max_bytes", None)}
+    options: dict[str, Any] = {
+        "tenant": args.tenant,
+        "config": _read_config(args.config),
+        "media": {k: v for k, v in media.items() if v} or None,
+    }
+    cache = cache_option(args)
+    if cache is not None:  # only when asked: the default stays the producer's own
+        options["cache"] = cache
+    return options
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from producer.jsonl import iter_jsonl
     from producer.progress import watch
@@ -124,15 +178,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     async def go(settings, redis, records, storage):
         path = Path(args.file)
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
-        config = Path(args.config).read_text() if args.config else None
-        media = {"max_side": args.max_side, "max_bytes": args.max_bytes}
         try:
             batch = await producer.submit_batch(
-                iter_jsonl(path),
-                tenant=args.tenant,
-                metadata={"source": path.name},
-                config=config,
-                media={k: v for k, v in media.items() if v} or None,
+                iter_jsonl(path), metadata={"source": path.name}, **batch_options(args, producer)
             )
         except LineError as e:
             sys.exit(f"mmq: {e}")
@@ -199,6 +247,380 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- workflows
+# caption / transcribe / generate-images / speak: build lines from files, submit like `mmq submit`, watch,
+# then write friendly outputs. `--resume BATCH_ID` re-attaches to a batch and writes them when it ends.
+
+
+@dataclass
+class Workflow:
+    name: str  # the command, also stored in the batch metadata to check --resume
+    out_name: str  # what the outputs are called in messages
+    build: Callable[[argparse.Namespace], tuple[Iterator[Any], Path, str]]  # lines, base dir, summary
+    write: Callable[[argparse.Namespace, Records, Storage, str, Path], Awaitable[Written]]
+    metadata: Callable[[argparse.Namespace], dict[str, str]] = lambda args: {}
+
+
+class CtrlC:
+    """The first Ctrl-C stops feeding lines (the batch is sealed with what was sent) or stops watching.
+    Either way the workers go on with the batch. Where signal handlers are unavailable, Ctrl-C raises
+    KeyboardInterrupt as usual."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> CtrlC:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, self.event.set)
+            self._loop = loop
+        except (NotImplementedError, RuntimeError):
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGINT)
+            self._loop = None
+
+
+def _until(stop: asyncio.Event, lines: Iterator[Any]) -> Iterator[Any]:
+    """Stops feeding lines at the first Ctrl-C; submit_batch then seals the batch with what it got."""
+    for line in lines:
+        if stop.is_set():
+            return
+        yield line
+
+
+def reattach_hints(wf: Workflow, batch_id: str, out: str) -> str:
+    return (
+        f"mmq: batch {batch_id} keeps running in the workers. Later:\n"
+        f"  mmq {wf.name} --resume {batch_id} --out {out}   # waits for the end, then writes the "
+        f"{wf.out_name}\n"
+        f"  mmq status {batch_id} --watch                      # progress only\n"
+        f"  mmq results {batch_id} -o results.jsonl --files files/   # raw output JSONL and files"
+    )
+
+
+def _build_workflow(wf: Workflow, args: argparse.Namespace) -> Built:
+    """Scans the input (before Ctrl-C is taken over: interrupting a long scan just exits)."""
+    from producer.workflows import WorkflowError
+
+    try:
+        lines, base_dir, summary = wf.build(args)
+    except WorkflowError as e:
+        sys.exit(f"mmq: {e}")
+    print(f"mmq {wf.name}: {summary}", file=sys.stderr)
+    return lines, base_dir
+
+
+async def _submit_workflow(
+    wf: Workflow,
+    args: argparse.Namespace,
+    built: Built,
+    settings: Settings,
+    redis: Redis,
+    storage: Storage,
+    stop: asyncio.Event,
+) -> str:
+    from producer.submit import LineError, Producer
+    from producer.workflows import WorkflowError
+
+    lines, base_dir = built
+    producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=base_dir)
+    metadata = {"workflow": wf.name, "source": Path(args.source).name, **wf.metadata(args)}
+    try:
+        batch = await producer.submit_batch(
+            _until(stop, lines), metadata=metadata, **batch_options(args, producer)
+        )
+    except (LineError, WorkflowError) as e:  # a bad routing config or cache option; a CSV that went bad
+        sys.exit(f"mmq: {e}")
+    print(batch.id, flush=True)
+    interrupted = " (interrupted: only these were submitted)" if stop.is_set() else ""
+    print(
+        f"mmq: batch {batch.id}: {batch.counts.total} jobs, {batch.invalid_lines} invalid{interrupted}",
+        file=sys.stderr,
+    )
+    return batch.id
+
+
+async def _check_resume(wf: Workflow, records: Records, batch_id: str) -> None:
+    batch = await records.get_batch(batch_id)
+    if batch is None:
+        sys.exit(f"mmq: no batch {batch_id}")
+    made_by = batch.metadata.get("workflow")
+    if made_by and made_by != wf.name:
+        sys.exit(f"mmq: batch {batch_id} was made by `mmq {made_by}`; re-attach with that command")
+
+
+def _report(wf: Workflow, batch: BatchRecord, written: Written, out: Path) -> None:
+    c = batch.counts
+    print(
+        f"mmq: batch {batch.id} {batch.status.value}: {c.succeeded} ok, {c.failed} failed, "
+        f"{c.cancelled} cancelled, {c.cached} from cache",
+        file=sys.stderr,
+    )
+    media = f" and {written.media} files" if written.media else ""
+    print(f"mmq: {wf.out_name} in {out}/: {', '.join(p.name for p in written.files)}{media}", file=sys.stderr)
+    if written.untimed:
+        print(
+            f"mmq: {written.untimed} transcripts had no timings, so no .srt/.vtt for them "
+            "(submit with --format verbose_json)",
+            file=sys.stderr,
+        )
+
+
+def run_workflow(wf: Workflow, args: argparse.Namespace) -> int:
+    from producer.progress import watch
+
+    if bool(args.resume) == bool(args.source):
+        sys.exit(f"mmq {wf.name}: give an input or --resume BATCH_ID (one of them)")
+    state: dict[str, str] = {}
+    built = None if args.resume else _build_workflow(wf, args)
+
+    async def go(settings, redis, records, storage):
+        with CtrlC() as ctrl_c:
+            if args.resume:
+                await _check_resume(wf, records, args.resume)
+                state["batch"] = args.resume
+            else:
+                assert built is not None
+                state["batch"] = await _submit_workflow(
+                    wf, args, built, settings, redis, storage, ctrl_c.event
+                )
+                if not args.watch:
+                    print(reattach_hints(wf, state["batch"], args.out), file=sys.stderr)
+                    return 0
+            batch = await watch(records, state["batch"], stop=ctrl_c.event)
+        if ctrl_c.event.is_set():
+            print("\nmmq: detached.", reattach_hints(wf, state["batch"], args.out), sep="\n", file=sys.stderr)
+            return 130
+        out = Path(args.out)
+        written = await wf.write(args, records, storage, batch.id, out)
+        _report(wf, batch, written, out)
+        return 0
+
+    try:
+        return asyncio.run(_with_records(go))
+    except KeyboardInterrupt:  # no signal handler (Windows), or Ctrl-C while writing the outputs
+        if "batch" in state:
+            print(
+                "\nmmq: interrupted.", reattach_hints(wf, state["batch"], args.out), sep="\n", file=sys.stderr
+            )
+            return 130
+        raise
+
+
+def _files_option(value: str | None) -> set[str]:
+    return {f.strip().lower().lstrip(".") for f in (value or "").split(",") if f.strip()}
+
+
+def _build_caption(args: argparse.Namespace) -> tuple[Iterator[Any], Path, str]:
+    from producer.workflows import (
+        DEFAULT_CAPTION_PROMPT,
+        CaptionOptions,
+        WorkflowError,
+        caption_lines_from_csv,
+        caption_lines_from_folder,
+        scan_images,
+    )
+
+    src = Path(args.source)
+    opts = CaptionOptions(args.model, args.prompt or DEFAULT_CAPTION_PROMPT, args.max_tokens, args.detail)
+    if src.is_dir():
+        scan = scan_images(src)
+        skipped = f"; {scan.skipped} other files skipped" if scan.skipped else ""
+        if not scan.files:
+            raise WorkflowError(f"no images in {src}{skipped}")
+        return caption_lines_from_folder(scan, opts), src, f"{len(scan.files)} images in {src}{skipped}"
+    if src.is_file():
+        return caption_lines_from_csv(src, opts), src.parent, f"rows of {src}"
+    raise WorkflowError(f"{src}: no such folder or CSV file")
+
+
+def _write_captions(
+    args: argparse.Namespace, records: Records, storage: Storage, batch_id: str, out: Path
+) -> Awaitable[Written]:
+    from producer.workflows import write_captions
+
+    return write_captions(records, storage, batch_id, out)
+
+
+def _build_transcribe(args: argparse.Namespace) -> tuple[Iterator[Any], Path, str]:
+    from producer.workflows import (
+        TranscribeOptions,
+        WorkflowError,
+        scan_audio,
+        transcript_format,
+        transcription_lines,
+    )
+
+    src = Path(args.source)
+    fmt = transcript_format(args.format, _files_option(args.files))
+    scan = scan_audio(src)
+    skipped = f"; {scan.skipped} other files skipped" if scan.skipped else ""
+    if not scan.files:
+        raise WorkflowError(f"no audio files in {src}{skipped}")
+    opts = TranscribeOptions(args.model, args.translate, args.language, fmt)
+    what = "translations" if args.translate else "transcriptions"
+    return (
+        transcription_lines(scan, opts),
+        src,
+        f"{len(scan.files)} audio files in {src}{skipped} ({what}, {fmt})",
+    )
+
+
+def _transcribe_metadata(args: argparse.Namespace) -> dict[str, str]:
+    return {"files": ",".join(sorted(_files_option(args.files)))}
+
+
+async def _write_transcripts(
+    args: argparse.Namespace, records: Records, storage: Storage, batch_id: str, out: Path
+) -> Written:
+    from producer.workflows import write_transcripts
+
+    wanted = _files_option(args.files)
+    if args.resume and args.files is None:  # re-attaching: the files asked for at submit time
+        batch = await records.get_batch(batch_id)
+        wanted = _files_option(batch.metadata.get("files") if batch else None)
+    return await write_transcripts(records, storage, batch_id, out, wanted)
+
+
+def _build_images(args: argparse.Namespace) -> tuple[Iterator[Any], Path, str]:
+    from producer.workflows import image_lines
+
+    src = _lines_file(args.source)
+    return (
+        image_lines(src, model=args.model, size=args.size, n=args.n),
+        src.parent,
+        f"one image prompt per line of {src}",
+    )
+
+
+def _write_images(
+    args: argparse.Namespace, records: Records, storage: Storage, batch_id: str, out: Path
+) -> Awaitable[Written]:
+    from producer.workflows import write_images
+
+    return write_images(records, storage, batch_id, out)
+
+
+def _build_speech(args: argparse.Namespace) -> tuple[Iterator[Any], Path, str]:
+    from producer.workflows import speech_lines
+
+    src = _lines_file(args.source)
+    lines = speech_lines(src, model=args.model, voice=args.voice, response_format=args.format)
+    return lines, src.parent, f"one text per line of {src}"
+
+
+def _write_speech(
+    args: argparse.Namespace, records: Records, storage: Storage, batch_id: str, out: Path
+) -> Awaitable[Written]:
+    from producer.workflows import write_speech
+
+    return write_speech(records, storage, batch_id, out)
+
+
+def _lines_file(source: str) -> Path:
+    from producer.workflows import WorkflowError, check_text_file
+
+    path = Path(source)
+    if not path.is_file():
+        raise WorkflowError(f"{path}: no such file")
+    check_text_file(path)
+    return path
+
+
+WORKFLOWS = {
+    "caption": Workflow("caption", "captions", _build_caption, _write_captions),
+    "transcribe": Workflow(
+        "transcribe", "transcripts", _build_transcribe, _write_transcripts, _transcribe_metadata
+    ),
+    "generate-images": Workflow("generate-images", "images", _build_images, _write_images),
+    "speak": Workflow("speak", "audio files", _build_speech, _write_speech),
+}
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    return run_workflow(WORKFLOWS[args.command], args)
+
+
+def _workflow_parser(sub: Any, name: str, help: str, source: str, model: str | None, out: str):
+    p = sub.add_parser(name, help=help)
+    p.add_argument("source", nargs="?", metavar=source)
+    p.add_argument("--model", default=model, help=f"default: {model or 'the provider default'}")
+    p.add_argument("--out", default=out, help=f"folder for the results (default: {out})")
+    p.add_argument("--tenant", default="default")
+    p.add_argument("--config", help="routing config file (Portkey schema, JSON) for every job")
+    p.add_argument(
+        "--watch", action=argparse.BooleanOptionalAction, default=True, help="wait with a progress bar"
+    )
+    p.add_argument(
+        "--resume", metavar="BATCH_ID", help="re-attach to a batch this command submitted; write its outputs"
+    )
+    add_cache_options(p)
+    p.set_defaults(fn=cmd_workflow)
+    return p
+
+
+def add_workflow_parsers(sub: Any) -> None:
+    c = _workflow_parser(
+        sub,
+        "caption",
+        "caption every image of a folder (recursively) or of an id,url[,prompt] CSV",
+        "DIR|CSV",
+        "gpt-4o-mini",
+        "mmq-captions",
+    )
+    c.add_argument("--prompt", help="the instruction sent with every image (a CSV prompt column overrides)")
+    c.add_argument("--max-tokens", type=int)
+    c.add_argument("--detail", choices=["auto", "low", "high"], default="auto")
+    c.add_argument("--max-side", type=int, help="downscale images to this longest side (px) before sending")
+
+    t = _workflow_parser(
+        sub,
+        "transcribe",
+        "transcribe (or translate) every audio file of a folder, recursively",
+        "DIR",
+        "whisper-1",
+        "mmq-transcripts",
+    )
+    t.add_argument("--translate", action="store_true", help="translate into English instead")
+    t.add_argument("--language", help="the spoken language (ISO-639-1, e.g. de); transcription only")
+    t.add_argument(
+        "--format",
+        choices=["json", "text", "srt", "vtt", "verbose_json"],
+        help="response_format (default: json, or verbose_json when --files has srt/vtt)",
+    )
+    t.add_argument("--files", help="also write one file per recording: any of txt,srt,vtt")
+
+    g = _workflow_parser(
+        sub, "generate-images", "one image job per non-empty line of a text file", "FILE", None, "mmq-images"
+    )
+    g.add_argument("--size", help="e.g. 1024x1024")
+    g.add_argument("--n", type=int, help="images per prompt")
+
+    s = _workflow_parser(
+        sub, "speak", "one speech job per non-empty line of a text file", "FILE", "tts-1", "mmq-speech"
+    )
+    s.add_argument("--voice", default="alloy")
+    s.add_argument("--format", choices=["mp3", "opus", "aac", "flac", "wav", "pcm"], default="mp3")
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cache (default: the exact-bytes cache)")
+    g.add_argument(
+        "--cache-level", choices=["exact", "pixels", "perceptual"], help="how alike inputs must be"
+    )
+    g.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    g.add_argument(
+        "--refresh-cache", action="store_true", help="call the provider and overwrite cached results"
+    )
+    g.add_argument("--cache-ttl", type=int, metavar="SECONDS", help="how long new cache entries live")
+    g.add_argument("--cache-threshold", type=int, metavar="BITS", help="perceptual level: max hash distance")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmq", description="Batch multimodal AI jobs on Redis + arq workers")
     sub = p.add_subparsers(dest="command", required=True)
@@ -239,7 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="routing config file (Portkey schema, JSON) for every job")
     s.add_argument("--max-side", type=int, help="downscale images to this longest side (px) before sending")
     s.add_argument("--max-bytes", type=int, help="re-encode images above this size before sending")
+    add_cache_options(s)
     s.set_defaults(fn=cmd_submit)
+
+    add_workflow_parsers(sub)
 
     st = sub.add_parser("status", help="status of a batch or a job")
     st.add_argument("id")
