@@ -170,3 +170,37 @@ def test_a_jsonl_batch_can_ask_for_downscaled_images(api):
         headers={"content-type": "application/jsonl"},
     )
     assert bad.status_code == 422 and "max_side" in bad.text
+
+
+def test_cache_options_over_http_and_the_saving_in_batch_counts(api):
+    a = client(api, KEY_A)
+    red = png_bytes((200, 30, 30), (40, 30))
+    webp = io.BytesIO()
+    Image.open(io.BytesIO(red)).save(webp, "WEBP", lossless=True)  # the same pixels, other bytes
+    lines = [
+        {"custom_id": "png", "url": "/v1/chat/completions", "body": chat_body(data_url(red))},
+        {
+            "custom_id": "webp",
+            "url": "/v1/chat/completions",
+            "body": chat_body(data_url(webp.getvalue(), "image/webp")),
+        },
+    ]
+    jsonl = "\n".join(json.dumps(x) for x in lines)
+    headers = {"content-type": "application/jsonl"}
+    pixels = a.post("/api/batches", params={"cache": '{"level": "pixels"}'}, content=jsonl, headers=headers)
+    assert pixels.status_code == 201, pixels.text
+    done = wait_done(a, pixels.json()["id"])
+    assert (done["counts"]["provider_calls"], done["counts"]["cached"]) == (1, 1)
+
+    again = a.post("/api/batches", json={"requests": lines, "cache": {"level": "pixels"}}).json()
+    assert again["status"] == "completed" and again["counts"]["cached"] == 2  # answered at submit
+    bypass = wait_done(a, a.post("/api/batches", json={"requests": lines, "cache": False}).json()["id"])
+    assert (bypass["counts"]["provider_calls"], bypass["counts"]["cached"]) == (2, 0)
+
+    one = {"url": "/v1/chat/completions", "body": lines[1]["body"], "cache": {"level": "pixels"}}
+    job = a.post("/api/jobs", json=one).json()
+    assert job["status"] == "succeeded" and job["cached"] and job["cached_from"]
+    refused = a.post(
+        "/api/jobs", json={"url": "/v1/chat/completions", "body": lines[0]["body"], "cache": {"level": "x"}}
+    )
+    assert refused.status_code == 422 and "cache options" in refused.text
