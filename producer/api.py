@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from producer.auth import tenant_for
 from producer.jsonl import aiter_jsonl_chunks
+from producer.openai_api import mount as mount_openai_api
 from producer.submit import BatchLine, LineError, Producer, format_validation_error
 from producer.views import batch_view, iter_output, job_view, result_body
 from worker.config import Settings, get_settings
@@ -33,6 +34,9 @@ class JobSubmission(BaseModel):
     config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
     metadata: dict[str, Any] = Field(default_factory=dict)
     media: dict[str, Any] | None = Field(default=None, description='downscaling: {"max_side", "max_bytes"}')
+    cache: dict[str, Any] | bool | None = Field(
+        default=None, description='false, or {"level": "exact"|"pixels"|"perceptual", "ttl_s", "refresh"}'
+    )
 
 
 class BatchSubmission(BaseModel):
@@ -40,6 +44,9 @@ class BatchSubmission(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
     media: dict[str, Any] | None = Field(default=None, description='downscaling: {"max_side", "max_bytes"}')
+    cache: dict[str, Any] | bool | None = Field(
+        default=None, description='false, or {"level": "exact"|"pixels"|"perceptual", "ttl_s", "refresh"}'
+    )
 
 
 def current_tenant(request: Request) -> str:
@@ -102,6 +109,7 @@ def create_app(
                 config=body.config,
                 metadata=body.metadata,
                 media=body.media,
+                cache=body.cache,
             )
         except LineError as e:
             raise HTTPException(422, str(e)) from None
@@ -120,19 +128,26 @@ def create_app(
                     raise HTTPException(422, format_validation_error(e)) from None
                 lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
                 batch = await producer.submit_batch(
-                    lines, tenant=who, metadata=sub.metadata, config=sub.config, media=sub.media
+                    lines,
+                    tenant=who,
+                    metadata=sub.metadata,
+                    config=sub.config,
+                    media=sub.media,
+                    cache=sub.cache,
                 )
             else:
                 # JSONL body: query parameters are metadata, `config` (JSON text) the routing config
                 metadata = dict(request.query_params)
                 config = metadata.pop("config", None)
                 media = metadata.pop("media", None)  # JSON text, like config
+                cache = metadata.pop("cache", None)  # JSON text: false or {"level": …}
                 batch = await producer.submit_batch(
                     aiter_jsonl_chunks(request.stream()),
                     tenant=who,
                     metadata=metadata,
                     config=config,
                     media=media,
+                    cache=cache,
                 )
         except LineError as e:  # a bad routing config refuses the whole batch, before any job exists
             raise HTTPException(422, str(e)) from None
@@ -192,4 +207,5 @@ def create_app(
             raise HTTPException(404, "file is gone from storage") from None
         return Response(data, media_type=f.content_type)
 
+    mount_openai_api(app)  # /v1/files and /v1/batches for the stock openai SDK
     return app
