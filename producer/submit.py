@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from worker import queue
+from worker import batch_tasks, queue
 from worker.cache import Cache, answer_from, cache_key
 from worker.config import Settings
 from worker.contract import (
@@ -35,6 +35,7 @@ from worker.contract import (
     JobStatus,
     Kind,
     MediaPrep,
+    Priority,
     chat_media_slots,
     dump_request,
     kind_for_url,
@@ -123,9 +124,13 @@ class Producer:
         *,
         allow_local_paths: bool = False,
         base_dir: Path | None = None,
+        trusted_blob_refs: frozenset[str] = frozenset(),
     ) -> None:
         """`allow_local_paths`: audio `file` may name a file on this machine (CLI and Python API only,
-        never the HTTP API, which must not read the server's disk)."""
+        never the HTTP API, which must not read the server's disk).
+        `trusted_blob_refs`: mmq-blob:// refs that chat bodies may carry as whole string values — a saved
+        template's own media, stored by the template store (producer/templates.py); any other ref is
+        refused as before."""
         self.redis = redis
         self.storage = storage
         self.settings = settings
@@ -135,6 +140,7 @@ class Producer:
         )
         self.allow_local_paths = allow_local_paths
         self.base_dir = base_dir or Path.cwd()
+        self.trusted_blob_refs = trusted_blob_refs
 
     # ------------------------------------------------------------------ media → blobs
     async def _store_checked(self, data: bytes, allowed: frozenset[str], what: str) -> str:
@@ -192,7 +198,7 @@ class Producer:
             request = parse_request(kind, body)
         except ValidationError as e:
             raise LineError(format_validation_error(e)) from None
-        if kind is Kind.chat and "mmq-blob://" in json.dumps(body):
+        if kind is Kind.chat and _foreign_blob_ref(body, self.trusted_blob_refs):
             raise LineError("mmq-blob:// references are internal; send images as http(s) or data: URLs")
         data = dump_request(request)
         if kind is Kind.chat:
@@ -303,7 +309,7 @@ class Producer:
     def _write(self, pipe: Any, job: JobRecord, runnable: bool) -> None:
         self.records.add_job(pipe, job)
         if runnable:
-            queue.enqueue(pipe, job.id, self.settings.queue_name)
+            queue.enqueue(pipe, job.id, self.settings.queue_name, priority=job.priority.value)
 
     async def submit_job(
         self,
@@ -316,6 +322,7 @@ class Producer:
         metadata: dict[str, Any] | None = None,
         media: MediaPrep | dict[str, Any] | None = None,
         cache: CacheOptions | dict[str, Any] | bool | None = None,
+        priority: Priority | str = Priority.normal,
     ) -> JobRecord:
         """One job outside any batch. Raises LineError if it cannot run (nothing is stored then).
         `media`: proactive downscaling ({"max_side": px, "max_bytes": n}); `cache`: see submit_batch."""
@@ -330,14 +337,18 @@ class Producer:
         )
         if not runnable:
             raise LineError(job.error.message if job.error else "invalid request")
+        job.priority = validate_priority(priority)
         [(job, runnable)] = await self._answer_cached([(job, runnable)])
         pipe = self.redis.pipeline(transaction=False)
         self._write(pipe, job, runnable)
         await pipe.execute()
         return job
 
-    async def create_batch(self, *, tenant: str, metadata: dict[str, str] | None = None) -> BatchRecord:
-        batch = BatchRecord(id=new_id("batch"), tenant=tenant, metadata=metadata or {})
+    async def create_batch(
+        self, *, tenant: str, metadata: dict[str, str] | None = None, **schedule: Any
+    ) -> BatchRecord:
+        """`schedule`: priority, not_before, deadline, webhook_url (see submit_batch)."""
+        batch = BatchRecord(id=new_id("batch"), tenant=tenant, metadata=metadata or {}, **schedule)
         pipe = self.redis.pipeline(transaction=False)
         self.records.add_batch(pipe, batch)
         await pipe.execute()
@@ -358,12 +369,20 @@ class Producer:
         # the first chunks are small so workers start within milliseconds of a big submit
         chunk = min(50, self.settings.enqueue_chunk)
 
+        # a scheduled batch's jobs wait in their records; the release job enqueues them when the window opens
+        scheduled = batch.not_before is not None and batch.not_before > time.time()
+
         async def flush() -> None:
             nonlocal pending, chunk
             if pending:
+                answered = await self._answer_cached(pending)
                 pipe = self.redis.pipeline(transaction=False)
-                for job, runnable in await self._answer_cached(pending):
-                    self._write(pipe, job, runnable)
+                self.records.add_jobs(pipe, batch.id, [job for job, _ in answered])
+                if not scheduled:  # the ZADD goes last: no worker sees a job before its record
+                    runnable_ids = [job.id for job, runnable in answered if runnable]
+                    queue.enqueue_many(
+                        pipe, runnable_ids, self.settings.queue_name, priority=batch.priority.value
+                    )
                 await pipe.execute()
                 pending = []
                 chunk = min(chunk * 2, self.settings.enqueue_chunk)
@@ -372,6 +391,7 @@ class Producer:
             job, runnable = await self._build_job(
                 line, batch.tenant, batch.id, config, batch.metadata, media, cache
             )
+            job.priority, job.deadline = batch.priority, batch.deadline
             pending.append((job, runnable))
             accepted += runnable
             invalid += not runnable
@@ -389,18 +409,39 @@ class Producer:
         config: dict[str, Any] | str | None = None,
         media: MediaPrep | dict[str, Any] | str | None = None,
         cache: CacheOptions | dict[str, Any] | bool | str | None = None,
+        priority: Priority | str = Priority.normal,
+        not_before: float | None = None,
+        deadline: float | None = None,
+        webhook_url: str | None = None,
     ) -> BatchRecord:
         """`config`: a routing config (Portkey schema) for every job; refused here if invalid.
         `media`: proactive downscaling for every job ({"max_side": px, "max_bytes": n}).
         `cache`: None for the default (exact-level cache), False to bypass it, or
         {"level": "exact"|"pixels"|"perceptual", "ttl_s": n, "refresh": bool, "threshold": bits};
-        a line's own `cache` key overrides it for that line."""
+        a line's own `cache` key overrides it for that line.
+        `priority`: high | normal | low. `not_before` / `deadline` (epoch seconds): no job starts before the
+        window opens, and what has not run by the deadline fails with `batch_expired` (the batch ends
+        `expired`). `webhook_url`: POSTed the batch when it ends (signed with MMQ_WEBHOOK_SECRET)."""
         checked = validate_config(config)
         prep = validate_media(media)
         options = validate_cache(cache)
-        batch = await self.create_batch(tenant=tenant, metadata=metadata)
+        schedule = validate_schedule(priority, not_before, deadline, webhook_url)
+        batch = await self.create_batch(tenant=tenant, metadata=metadata, **schedule)
         _, invalid = await self.add_lines(batch, lines, checked, prep, options)
-        await self.records.seal_batch(batch.id, invalid)
+        ended = await self.records.seal_batch(batch.id, invalid)
+        queue_name = self.settings.queue_name
+        if ended:
+            if batch.webhook_url:
+                await batch_tasks.schedule(self.redis, queue_name, queue.NOTIFY_FUNCTION, batch.id)
+        else:
+            if batch.not_before is not None and batch.not_before > time.time():
+                await batch_tasks.schedule(
+                    self.redis, queue_name, queue.RELEASE_FUNCTION, batch.id, batch.not_before
+                )
+            if batch.deadline is not None:
+                await batch_tasks.schedule(
+                    self.redis, queue_name, queue.EXPIRE_FUNCTION, batch.id, batch.deadline
+                )
         return await self.records.get_batch(batch.id) or batch
 
 
@@ -417,11 +458,48 @@ def validate_media(media: MediaPrep | dict[str, Any] | str | None) -> MediaPrep 
         raise LineError(f"media options: {e}") from None
 
 
+def validate_priority(priority: Priority | str) -> Priority:
+    try:
+        return Priority(priority)
+    except ValueError:
+        raise LineError(f"priority must be one of {[p.value for p in Priority]}, got {priority!r}") from None
+
+
+def validate_schedule(
+    priority: Priority | str, not_before: float | None, deadline: float | None, webhook_url: str | None
+) -> dict[str, Any]:
+    now = time.time()
+    if deadline is not None and deadline <= now:
+        raise LineError("deadline: already in the past")
+    if not_before is not None and deadline is not None and deadline <= not_before:
+        raise LineError("deadline: must be after not_before (the window would be empty)")
+    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+        raise LineError("webhook_url: must be an http(s) URL")
+    return {
+        "priority": validate_priority(priority),
+        "not_before": not_before,
+        "deadline": deadline,
+        "webhook_url": webhook_url,
+    }
+
+
 def validate_cache(cache: CacheOptions | dict[str, Any] | bool | str | None) -> CacheOptions | None:
     try:
         return CacheOptions.parse(cache)
     except ValueError as e:  # pydantic's ValidationError and json's JSONDecodeError both are
         raise LineError(f"cache options: {e}") from None
+
+
+def _foreign_blob_ref(value: Any, trusted: frozenset[str]) -> bool:
+    """Whether `value` names a blob anywhere (keys included) other than as a whole string in `trusted`:
+    a user who could name blobs could read another tenant's media by its hash."""
+    if isinstance(value, str):
+        return BLOB_SCHEME in value and value not in trusted
+    if isinstance(value, dict):
+        return any(_foreign_blob_ref(k, trusted) or _foreign_blob_ref(v, trusted) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_foreign_blob_ref(v, trusted) for v in value)
+    return False
 
 
 async def _aiter(items: Iterable[BatchLine] | AsyncIterable[BatchLine]):

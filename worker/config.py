@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     cache_wait_s: float = 2.0
     cache_phash_bands: int = 8
 
+    # batch webhooks are signed with this shared secret (HMAC-SHA256, header mmq-signature)
+    webhook_secret: SecretStr | None = None
+
     # routing: the config for jobs that carry none (Portkey schema, JSON); virtual keys' secrets file
     default_config: dict[str, Any] | None = None
     secrets_file: Path | None = None

@@ -261,9 +261,18 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 
 
+class Priority(StrEnum):
+    """Queue order: every due high job runs before any normal one, every normal before any low."""
+
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
 class BatchStatus(StrEnum):
     in_progress = "in_progress"
     completed = "completed"  # every job ended (some may have failed)
+    expired = "expired"  # the deadline passed: jobs that had not run failed with batch_expired
     cancelling = "cancelling"  # cancel asked: queued jobs are cancelled, running ones finish
     cancelled = "cancelled"
 
@@ -345,6 +354,8 @@ class JobRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)  # for conditional routing
     media: MediaPrep | None = None
     cache: CacheOptions | None = None  # None: the defaults (exact level)
+    priority: Priority = Priority.normal
+    deadline: float | None = None  # epoch s: a job that has not run by then fails with batch_expired
     cache_key: str | None = None  # set at submit when every input is at hand, else by the worker
     status: JobStatus = JobStatus.queued
     cached: bool = False  # answered from the cache: no provider call
@@ -382,5 +393,9 @@ class BatchRecord(BaseModel):
     counts: BatchCounts = Field(default_factory=BatchCounts)
     invalid_lines: int = 0
     metadata: dict[str, str] = Field(default_factory=dict)
+    priority: Priority = Priority.normal
+    not_before: float | None = None  # epoch s: no job starts before (a scheduled window)
+    deadline: float | None = None  # epoch s: what has not run by then expires
+    webhook_url: str | None = None  # POSTed the batch when it ends
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None

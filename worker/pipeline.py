@@ -19,7 +19,7 @@ import httpx
 from arq import Retry
 from redis.asyncio import Redis
 
-from worker import dedup
+from worker import batch_tasks, dedup
 from worker.cache import Cache, answer_from
 from worker.circuit import CircuitBreaker, counts_against_target
 from worker.config import Settings
@@ -311,9 +311,11 @@ def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
     )
 
 
-async def _finish(rt: Runtime, job: JobRecord, to: JobStatus) -> None:
+async def _finish(rt: Runtime, job: JobRecord, to: JobStatus, from_: JobStatus = JobStatus.running) -> None:
     job.finished_at = time.time()
-    await rt.records.transition(job, (JobStatus.running,), to, provider_calls=_real_attempts(job))
+    outcome = await rt.records.transition(job, (from_,), to, provider_calls=_real_attempts(job))
+    if outcome == "ended" and job.batch_id:
+        await batch_tasks.batch_ended(rt, job.batch_id)
 
 
 async def _fail(rt: Runtime, job: JobRecord, error: JobError) -> None:
@@ -330,6 +332,10 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         return {"ok": False, "error": "no record"}
     if job.status in TERMINAL:
         return {"ok": True, "status": job.status.value}  # a re-run after the job already ended
+    if job.deadline is not None and time.time() >= job.deadline:
+        job.error = batch_tasks.BATCH_EXPIRED  # its window closed before it could run (again)
+        await _finish(rt, job, JobStatus.failed, from_=job.status)
+        return {"ok": False, "status": job.status.value}
     if job.status is JobStatus.queued:
         job.started_at = time.time()
         moved = await rt.records.transition(job, (JobStatus.queued,), JobStatus.running)

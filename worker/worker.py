@@ -8,11 +8,19 @@ from typing import Any
 from arq import Worker, func
 from arq.connections import ArqRedis, RedisSettings
 
+from worker.batch_tasks import WEBHOOK_TRIES, expire_batch, notify_batch, release_batch
 from worker.config import Settings, get_settings
 from worker.credentials import VirtualKeys
 from worker.http import make_client
 from worker.pipeline import Runtime, run_job
-from worker.queue import JOB_FUNCTION, deserialize, serialize
+from worker.queue import (
+    EXPIRE_FUNCTION,
+    JOB_FUNCTION,
+    NOTIFY_FUNCTION,
+    RELEASE_FUNCTION,
+    deserialize,
+    serialize,
+)
 from worker.records import Records
 from worker.storage import open_storage
 from worker.targets import default_target
@@ -20,10 +28,15 @@ from worker.targets import default_target
 log = logging.getLogger("mmq.worker")
 
 
-def _job_function(settings: Settings) -> Any:
+def _job_functions(settings: Settings) -> list[Any]:
     # arq counts every start (deferrals included) against max_tries; our own attempt counter in the
     # job record decides when a job gives up, so arq's is only a runaway guard.
-    return func(run_job, name=JOB_FUNCTION, max_tries=1000, timeout=settings.job_timeout_s)
+    return [
+        func(run_job, name=JOB_FUNCTION, max_tries=1000, timeout=settings.job_timeout_s),
+        func(release_batch, name=RELEASE_FUNCTION, max_tries=20, timeout=600),
+        func(expire_batch, name=EXPIRE_FUNCTION, max_tries=20, timeout=600),
+        func(notify_batch, name=NOTIFY_FUNCTION, max_tries=WEBHOOK_TRIES + 1, timeout=60),
+    ]
 
 
 def make_startup(settings: Settings):
@@ -56,7 +69,7 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
 
 def worker_kwargs(settings: Settings) -> dict[str, Any]:
     return dict(
-        functions=[_job_function(settings)],
+        functions=_job_functions(settings),
         on_startup=make_startup(settings),
         on_shutdown=on_shutdown,
         queue_name=settings.queue_name,
