@@ -334,6 +334,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         return {"ok": True, "status": job.status.value}  # a re-run after the job already ended
     if job.deadline is not None and time.time() >= job.deadline:
         job.error = batch_tasks.BATCH_EXPIRED  # its window closed before it could run (again)
+        if job.batch_id:
+            await rt.records.mark_expired(job.batch_id)  # maybe before the expire job ran: ends `expired`
         await _finish(rt, job, JobStatus.failed, from_=job.status)
         return {"ok": False, "status": job.status.value}
     if job.status is JobStatus.queued:

@@ -1,0 +1,160 @@
+"""Scheduling windows, deadlines, priorities and webhooks, with real worker processes and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from producer.submit import BatchLine, LineError, Producer
+from producer.views import iter_output
+from tests.e2e.conftest import _spawn, _stop, wait_batch
+from worker.config import Settings
+from worker.connections import connect
+from worker.records import Records
+from worker.storage import open_storage
+
+
+def lines(n: int, tag: str) -> list[BatchLine]:
+    return [
+        BatchLine(
+            body={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"{tag} item {i}"}]},
+            url="/v1/chat/completions",
+            custom_id=f"{tag}-{i}",
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+async def slow_mmq(redis_url: str, storage_url: str, make_simulator, tmp_path: Path):
+    """A worker running ONE job at a time against a provider answering in 150 ms, and a producer."""
+    env = {
+        "MMQ_REDIS_URL": redis_url,
+        "MMQ_STORAGE_URL": storage_url,
+        "MMQ_OPENAI_BASE_URL": make_simulator("--latency-ms", "150"),
+        "MMQ_OPENAI_API_KEY": "sk-test",
+        "MMQ_POLL_DELAY_S": "0.05",
+        "MMQ_MAX_JOBS": "1",
+        "MMQ_WEBHOOK_SECRET": "whsec-test",
+    }
+    settings = Settings(redis_url=redis_url, storage_url=storage_url)
+    redis = connect(redis_url)
+    worker = _spawn(["worker"], env, tmp_path / "worker.log")
+    try:
+        yield Producer(redis, open_storage(storage_url), settings), Records(redis, settings.key_prefix), env
+    finally:
+        _stop(worker)
+        await redis.aclose()
+
+
+async def jobs_of(records: Records, batch_id: str) -> list:
+    ids = [i async for chunk in records.iter_batch_job_ids(batch_id) for i in chunk]
+    return await records.get_jobs(ids)
+
+
+async def test_a_scheduled_batch_does_not_start_before_its_window(stores, settings, worker_process):
+    redis, records, storage = stores
+    producer = Producer(redis, storage, settings)
+    opens = time.time() + 2.0
+    batch = await producer.submit_batch(lines(5, "night"), tenant="t", not_before=opens)
+    await asyncio.sleep(1.5)
+    early = await records.get_batch(batch.id)
+    assert early.counts.queued == 5 and early.counts.running == 0 and early.status.value == "in_progress"
+    done = await wait_batch(records, batch.id, timeout=20)
+    assert done.status.value == "completed" and done.counts.succeeded == 5
+    assert min(j.started_at for j in await jobs_of(records, batch.id)) >= opens
+
+
+async def test_what_has_not_run_by_the_deadline_expires_with_batch_expired(slow_mmq):
+    producer, records, _ = slow_mmq
+    batch = await producer.submit_batch(lines(20, "late"), tenant="t", deadline=time.time() + 1.2)
+    done = await wait_batch(records, batch.id, timeout=20)
+    assert done.status.value == "expired"
+    jobs = await jobs_of(records, batch.id)
+    expired = [j for j in jobs if j.error and j.error.code == "batch_expired"]
+    ran = [j for j in jobs if j.status.value == "succeeded"]
+    assert ran and expired and len(ran) + len(expired) == 20  # ~7 ran one at a time, the rest expired
+    assert all(j.finished_at <= batch.deadline + 1.0 for j in expired)
+    out = [
+        json.loads(line)
+        async for chunk in iter_output(records, producer.storage, batch.id)
+        for line in chunk.splitlines()
+    ]
+    assert sum(1 for line in out if (line["error"] or {}).get("code") == "batch_expired") == len(expired)
+
+
+async def test_high_priority_jobs_overtake_queued_low_ones(slow_mmq):
+    producer, records, _ = slow_mmq
+    low = await producer.submit_batch(lines(12, "low"), tenant="t", priority="low")
+    await asyncio.sleep(0.4)  # the worker is busy with the first low jobs
+    high = await producer.submit_batch(lines(3, "high"), tenant="t", priority="high")
+    await wait_batch(records, high.id, timeout=20)
+    await wait_batch(records, low.id, timeout=20)
+    last_high = max(j.finished_at for j in await jobs_of(records, high.id))
+    low_after = [j for j in await jobs_of(records, low.id) if j.started_at > last_high]
+    assert len(low_after) >= 6  # most low jobs waited for every high one, though they were queued first
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[tuple[dict, bytes]]]]:
+    """A webhook receiver on loopback that fails its first delivery (500), then accepts."""
+    got: list[tuple[dict, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(500 if len(got) == 1 else 204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/mmq", got
+    server.shutdown()
+
+
+async def test_a_signed_webhook_is_posted_when_the_batch_ends_and_retried(slow_mmq, receiver):
+    producer, records, env = slow_mmq
+    url, got = receiver
+    batch = await producer.submit_batch(lines(2, "hook"), tenant="t", webhook_url=url)
+    await wait_batch(records, batch.id, timeout=20)
+    for _ in range(150):  # the retry comes ~2 s after the 500
+        if len(got) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert len(got) == 2  # a 500, then delivered on the retry
+    headers, body = got[-1]
+    event = json.loads(body)
+    assert event["type"] == "batch.completed" and event["data"]["id"] == batch.id
+    assert event["data"]["counts"]["succeeded"] == 2
+    parts = dict(p.split("=", 1) for p in headers["mmq-signature"].split(","))
+    stamp, mac = parts["t"], parts["v1"]
+    expected = hmac.new(env["MMQ_WEBHOOK_SECRET"].encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    assert hmac.compare_digest(mac, expected.hexdigest())
+    assert b"whsec-test" not in body and "sk-test" not in json.dumps(event)
+
+
+async def test_bad_schedules_are_refused_before_anything_is_stored(stores, settings):
+    redis, records, storage = stores
+    producer = Producer(redis, storage, settings)
+    for kwargs, message in [
+        ({"deadline": time.time() - 1}, "past"),
+        ({"not_before": time.time() + 60, "deadline": time.time() + 30}, "after not_before"),
+        ({"priority": "urgent"}, "priority"),
+        ({"webhook_url": "ftp://x"}, "webhook_url"),
+    ]:
+        with pytest.raises(LineError, match=message):
+            await producer.submit_batch(lines(1, "x"), tenant="t", **kwargs)
+    assert await records.list_batches("t") == []
