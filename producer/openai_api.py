@@ -17,7 +17,8 @@ Status mapping (mmq record → OpenAI):
     completed                                            → completed
     cancelling, or cancelled but files not named yet     → cancelling
     cancelled                                            → cancelled
-`expired` is never reported: the completion window is recorded (`expires_at`) but not enforced.
+    expired (the completion window passed; lines that had not run carry batch_expired) → expired
+The completion window is the mmq batch's deadline: an expire job at `expires_at` ends what has not run.
 
 Output and error files get their ids when the batch ends: `file-out-<batch id>` (succeeded lines, set
 only if there are any) and `file-err-<batch id>` (failed and cancelled lines, set only if there are
@@ -60,6 +61,7 @@ from producer.submit import (
     validate_media,
 )
 from producer.views import iter_output
+from worker import batch_tasks, queue
 from worker.contract import (
     KIND_BY_URL,
     BatchRecord,
@@ -555,7 +557,10 @@ async def _submit(
         _, invalid = await ctx.producer.add_lines(batch, lines, *options)
         errors = await _line_errors(ctx.records, batch.id, st, invalid) if invalid else []
         await ctx.update(batch.id, in_progress_at=int(time.time()), model=st.model, errors=errors or None)
-        await ctx.records.seal_batch(batch.id, invalid)
+        if not await ctx.records.seal_batch(batch.id, invalid) and batch.deadline:
+            await batch_tasks.schedule(
+                ctx.redis, ctx.producer.settings.queue_name, queue.EXPIRE_FUNCTION, batch.id, batch.deadline
+            )
         if st.cancelled:  # lines queued after the cancel's own sweep
             await ctx.records.cancel_queued(batch.id)
     except (Exception, asyncio.CancelledError) as e:
@@ -597,9 +602,11 @@ async def create_batch(body: CreateBatch, who: Tenant, ctx: Context) -> dict[str
         head = str(e).split(":", 1)[0]  # "routing config: …", "media options: …", "cache options: …"
         param = "media" if "media" in head else "cache" if "cache" in head else "config"
         raise OpenAIError(400, str(e), param=param) from None
-    batch = await ctx.producer.create_batch(tenant=who, metadata=body.metadata or {})
-    now = int(batch.created_at)
     hours = int(_WINDOW.match(body.completion_window).group(1))  # type: ignore[union-attr]
+    batch = await ctx.producer.create_batch(
+        tenant=who, metadata=body.metadata or {}, deadline=time.time() + hours * 3600
+    )
+    now = int(batch.created_at)
     oai = OaiBatch(
         endpoint=body.endpoint,
         input_file_id=meta.id,
@@ -670,6 +677,8 @@ def _status(rec: BatchRecord, oai: OaiBatch) -> str:
         return "validating"
     if rec.status is BatchStatus.completed:
         return "completed" if oai.finalized_at is not None else "finalizing"
+    if rec.status is BatchStatus.expired:
+        return "expired" if oai.finalized_at is not None else "finalizing"
     return "in_progress"
 
 
@@ -678,7 +687,7 @@ async def _batch_object(ctx: Ctx, batch_id: str, who: str) -> dict[str, Any] | N
     oai = await ctx.get_oai(batch_id) if rec is not None and rec.tenant == who else None
     if rec is None or oai is None:
         return None
-    ended = rec.status in (BatchStatus.completed, BatchStatus.cancelled)
+    ended = rec.status in (BatchStatus.completed, BatchStatus.cancelled, BatchStatus.expired)
     if ended and oai.finalized_at is None and oai.failed_at is None:
         oai = await _finalize(ctx, rec, oai)
     return _view(rec, oai)
@@ -778,7 +787,7 @@ def _view(rec: BatchRecord, oai: OaiBatch) -> dict[str, Any]:
         "finalizing_at": ended if status in ("finalizing", "completed") else None,
         "completed_at": oai.finalized_at if status == "completed" else None,
         "failed_at": oai.failed_at,
-        "expired_at": None,
+        "expired_at": oai.finalized_at if status == "expired" else None,
         "cancelling_at": oai.cancelling_at,
         "cancelled_at": ended if status == "cancelled" else None,
         "request_counts": {"total": c.total, "completed": c.succeeded, "failed": c.failed + c.cancelled},
