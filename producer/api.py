@@ -19,6 +19,7 @@ from producer.auth import tenant_for
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
 from producer.submit import BatchLine, LineError, Producer, format_validation_error
+from producer.templates_api import router as templates_router
 from producer.views import batch_view, iter_output, job_view, result_body
 from worker.config import Settings, get_settings
 from worker.connections import connect
@@ -47,6 +48,10 @@ class BatchSubmission(BaseModel):
     cache: dict[str, Any] | bool | None = Field(
         default=None, description='false, or {"level": "exact"|"pixels"|"perceptual", "ttl_s", "refresh"}'
     )
+    priority: str = Field(default="normal", description="high | normal | low")
+    not_before: float | None = Field(default=None, description="epoch seconds: no job starts before")
+    deadline: float | None = Field(default=None, description="epoch seconds: what has not run expires")
+    webhook_url: str | None = Field(default=None, description="POSTed the batch when it ends")
 
 
 def current_tenant(request: Request) -> str:
@@ -134,6 +139,10 @@ def create_app(
                     config=sub.config,
                     media=sub.media,
                     cache=sub.cache,
+                    priority=sub.priority,
+                    not_before=sub.not_before,
+                    deadline=sub.deadline,
+                    webhook_url=sub.webhook_url,
                 )
             else:
                 # JSONL body: query parameters are metadata, `config` (JSON text) the routing config
@@ -141,6 +150,13 @@ def create_app(
                 config = metadata.pop("config", None)
                 media = metadata.pop("media", None)  # JSON text, like config
                 cache = metadata.pop("cache", None)  # JSON text: false or {"level": …}
+                schedule = {k: metadata.pop(k) for k in ("priority", "webhook_url") if k in metadata}
+                for k in ("not_before", "deadline"):
+                    if k in metadata:
+                        try:
+                            schedule[k] = float(metadata.pop(k))
+                        except ValueError:
+                            raise HTTPException(422, f"{k}: epoch seconds expected") from None
                 batch = await producer.submit_batch(
                     aiter_jsonl_chunks(request.stream()),
                     tenant=who,
@@ -148,6 +164,7 @@ def create_app(
                     config=config,
                     media=media,
                     cache=cache,
+                    **schedule,
                 )
         except LineError as e:  # a bad routing config refuses the whole batch, before any job exists
             raise HTTPException(422, str(e)) from None
@@ -163,6 +180,20 @@ def create_app(
     @app.get("/api/batches/{batch_id}")
     async def get_batch(batch_id: str, request: Request, who: Tenant) -> dict[str, Any]:
         return batch_view(await own_batch(request, batch_id, who))
+
+    @app.post("/api/batches/{batch_id}/cancel")
+    async def cancel_batch(batch_id: str, request: Request, who: Tenant) -> dict[str, Any]:
+        """Queued jobs are cancelled, running ones finish; what finished stays downloadable."""
+        await own_batch(request, batch_id, who)
+        await request.app.state.producer.cancel_batch(batch_id)
+        return batch_view(await own_batch(request, batch_id, who))
+
+    @app.post("/api/batches/{batch_id}/retry-failed")
+    async def retry_failed(batch_id: str, request: Request, who: Tenant) -> dict[str, Any]:
+        """Runs the batch's failed jobs again (invalid requests excepted)."""
+        await own_batch(request, batch_id, who)
+        requeued = await request.app.state.producer.retry_failed(batch_id)
+        return {**batch_view(await own_batch(request, batch_id, who)), "requeued": requeued}
 
     @app.get("/api/batches/{batch_id}/jobs")
     async def batch_jobs(
@@ -208,4 +239,5 @@ def create_app(
         return Response(data, media_type=f.content_type)
 
     mount_openai_api(app)  # /v1/files and /v1/batches for the stock openai SDK
+    app.include_router(templates_router)  # /api/templates: prompt templates (producer/templates_api.py)
     return app

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +168,7 @@ def batch_options(args: argparse.Namespace, producer: Any) -> dict[str, Any]:
     cache = cache_option(args)
     if cache is not None:  # only when asked: the default stays the producer's own
         options["cache"] = cache
-    return options
+    return options | schedule_options(args)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -192,6 +193,37 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
         if args.watch:
             await watch(records, batch.id)
+        return 0
+
+    return asyncio.run(_with_records(go))
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from producer.submit import Producer
+
+    async def go(settings, redis, records, storage):
+        if await records.get_batch(args.id) is None:
+            sys.exit(f"mmq: no batch {args.id}")
+        status = await Producer(redis, storage, settings).cancel_batch(args.id)
+        batch = await records.get_batch(args.id)
+        print(f"mmq: batch {args.id} {status}; {batch.counts.cancelled} jobs cancelled", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_records(go))
+
+
+def cmd_retry_failed(args: argparse.Namespace) -> int:
+    from producer.progress import watch
+    from producer.submit import Producer
+
+    async def go(settings, redis, records, storage):
+        try:
+            requeued = await Producer(redis, storage, settings).retry_failed(args.id)
+        except KeyError:
+            sys.exit(f"mmq: no batch {args.id}")
+        print(f"mmq: {requeued} failed jobs of {args.id} queued again", file=sys.stderr)
+        if args.watch and requeued:
+            await watch(records, args.id)
         return 0
 
     return asyncio.run(_with_records(go))
@@ -560,6 +592,7 @@ def _workflow_parser(sub: Any, name: str, help: str, source: str, model: str | N
         "--resume", metavar="BATCH_ID", help="re-attach to a batch this command submitted; write its outputs"
     )
     add_cache_options(p)
+    add_schedule_options(p)
     p.set_defaults(fn=cmd_workflow)
     return p
 
@@ -608,6 +641,50 @@ def add_workflow_parsers(sub: Any) -> None:
     s.add_argument("--format", choices=["mp3", "opus", "aac", "flac", "wav", "pcm"], default="mp3")
 
 
+def parse_when(text: str, after: float | None = None) -> float:
+    """`01:00` (the next such local time after `after`, default now), an ISO date-time, or epoch seconds."""
+    import datetime as dt
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    base = dt.datetime.fromtimestamp(after or time.time()).astimezone()
+    try:
+        clock = dt.time.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            sys.exit(f"mmq: {text!r} is not a time (HH:MM), an ISO date-time or epoch seconds")
+        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+    moment = base.replace(hour=clock.hour, minute=clock.minute, second=clock.second, microsecond=0)
+    if moment.timestamp() <= base.timestamp():
+        moment += dt.timedelta(days=1)
+    return moment.timestamp()
+
+
+def schedule_options(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"priority": getattr(args, "priority", "normal")}
+    if getattr(args, "not_before", None):
+        out["not_before"] = parse_when(args.not_before)
+    if getattr(args, "deadline", None):
+        out["deadline"] = parse_when(args.deadline, after=out.get("not_before"))
+    if getattr(args, "webhook", None):
+        out["webhook_url"] = args.webhook
+    return out
+
+
+def add_schedule_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scheduling")
+    g.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
+    g.add_argument("--not-before", metavar="WHEN", help="no job starts before (01:00, ISO time, epoch s)")
+    g.add_argument("--deadline", metavar="WHEN", help="what has not run by then expires (batch_expired)")
+    g.add_argument(
+        "--webhook", metavar="URL", help="POST the batch here when it ends (MMQ_WEBHOOK_SECRET signs)"
+    )
+
+
 def add_cache_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cache (default: the exact-bytes cache)")
     g.add_argument(
@@ -619,6 +696,168 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--cache-ttl", type=int, metavar="SECONDS", help="how long new cache entries live")
     g.add_argument("--cache-threshold", type=int, metavar="BITS", help="perceptual level: max hash distance")
+
+
+# ---------------------------------------------------------------------------------------------- templates
+# mmq template save|list|show|run: prompt templates (producer/templates.py), per tenant, in Redis.
+
+
+def _template_store(settings: Settings, redis: Redis, storage: Storage) -> Any:
+    from producer.templates import TemplateStore
+
+    return TemplateStore(redis, storage, settings.key_prefix)
+
+
+def cmd_template_save(args: argparse.Namespace) -> int:
+    from producer.templates import TemplateError
+
+    path = Path(args.file)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        sys.exit(f"mmq: {path}: {e.strerror or e}")
+    except ValueError as e:
+        sys.exit(f"mmq: {path}: not valid JSON ({e})")
+    if not isinstance(spec, dict):
+        sys.exit(f"mmq: {path}: a template is a JSON object")
+    if args.name:
+        spec["name"] = args.name
+    spec.setdefault("name", path.stem)
+
+    async def go(settings, redis, records, storage):
+        try:
+            template, created = await _template_store(settings, redis, storage).save(args.tenant, spec)
+        except TemplateError as e:
+            sys.exit(f"mmq: {path}: {e}")
+        print(template.ref)
+        what = "new version" if created else "unchanged (same content as this version)"
+        variables = ", ".join(template.variables) or "none"
+        print(f"mmq: template {template.ref}: {what}; variables: {variables}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_records(go))
+
+
+def cmd_template_list(args: argparse.Namespace) -> int:
+    async def go(settings, redis, records, storage):
+        found = await _template_store(settings, redis, storage).list(args.tenant)
+        for template, count in found:
+            variables = ",".join(template.variables) or "-"
+            print(f"{template.ref}\t{template.url}\t{template.model or '-'}\t{variables}\t{count} version(s)")
+        if not found:
+            print(f"mmq: no templates for tenant {args.tenant!r}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(_with_records(go))
+
+
+def cmd_template_show(args: argparse.Namespace) -> int:
+    from producer.templates import TemplateNotFound
+
+    async def go(settings, redis, records, storage):
+        store = _template_store(settings, redis, storage)
+        try:
+            if args.versions:
+                shown: Any = [v.model_dump() for v in await store.versions(args.tenant, args.template)]
+            else:
+                template = await store.get(args.tenant, args.template)
+                shown = template.view(latest=await store.latest(args.tenant, template.name))
+        except TemplateNotFound as e:
+            sys.exit(f"mmq: {e}")
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return 0
+
+    return asyncio.run(_with_records(go))
+
+
+def cmd_template_run(args: argparse.Namespace) -> int:
+    from producer.progress import watch
+    from producer.submit import LineError
+    from producer.templates import (
+        TemplateError,
+        TemplateNotFound,
+        aiter_file_lines,
+        read_rows,
+        row_format,
+        run_template,
+        write_results,
+    )
+
+    path = Path(args.rows)
+    if not path.is_file():
+        sys.exit(f"mmq: {path}: no such file")
+
+    async def go(settings, redis, records, storage):
+        try:
+            template = await _template_store(settings, redis, storage).get(args.tenant, args.template)
+            rows = await read_rows(aiter_file_lines(path), args.format or row_format(path.name))
+            batch = await run_template(
+                redis,
+                storage,
+                settings,
+                template,
+                rows,
+                metadata={"source": path.name},
+                allow_local_paths=True,  # a transcription template's {{file}} may name a local file
+                base_dir=path.parent,
+                **batch_options(args, None),
+            )
+        except (TemplateNotFound, TemplateError, LineError) as e:
+            sys.exit(f"mmq: {e}")
+        print(batch.id, flush=True)
+        print(
+            f"mmq: batch {batch.id} from {template.ref}: {batch.counts.total} jobs, "
+            f"{batch.invalid_lines} invalid; follow with `mmq status {batch.id} --watch`",
+            file=sys.stderr,
+        )
+        if not (args.watch or args.out):
+            return 0
+        with CtrlC() as ctrl_c:
+            batch = await watch(records, batch.id, stop=ctrl_c.event)
+        if ctrl_c.event.is_set():
+            print(f"\nmmq: detached; batch {batch.id} keeps running in the workers", file=sys.stderr)
+            return 130
+        if args.out:
+            ok, failed, files = await write_results(records, storage, batch.id, Path(args.out))
+            print(
+                f"mmq: {ok} ok, {failed} failed; in {args.out}/: results.csv, output.jsonl, {files} files",
+                file=sys.stderr,
+            )
+        return 0
+
+    return asyncio.run(_with_records(go))
+
+
+def add_template_parsers(sub: Any) -> None:
+    t = sub.add_parser("template", help="prompt templates: save, list, show, run over CSV/JSONL rows")
+    tsub = t.add_subparsers(dest="template_command", required=True)
+
+    save = tsub.add_parser("save", help="save a template (JSON file); prints name@version")
+    save.add_argument("file", metavar="FILE.json")
+    save.add_argument("--name", help="the template's name (default: its `name`, else the file name)")
+    save.set_defaults(fn=cmd_template_save)
+
+    ls = tsub.add_parser("list", help="the latest version of each template")
+    ls.set_defaults(fn=cmd_template_list)
+
+    show = tsub.add_parser("show", help="one template as JSON (default: the latest version)")
+    show.add_argument("template", metavar="NAME[@VERSION]")
+    show.add_argument("--versions", action="store_true", help="list its versions instead")
+    show.set_defaults(fn=cmd_template_show)
+
+    run = tsub.add_parser("run", help="one job per row of a CSV (with a header) or JSONL file")
+    run.add_argument("template", metavar="NAME[@VERSION]")
+    run.add_argument("rows", metavar="ROWS.csv|ROWS.jsonl")
+    run.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file's extension")
+    run.add_argument("--watch", action="store_true", help="show a progress bar until the batch ends")
+    run.add_argument("--out", help="wait, then write results.csv, output.jsonl and files/ to this folder")
+    run.add_argument("--config", help="routing config file (Portkey schema, JSON): replaces the template's")
+    run.add_argument("--max-side", type=int, help="downscale images to this longest side (px) before sending")
+    run.add_argument("--max-bytes", type=int, help="re-encode images above this size before sending")
+    add_cache_options(run)
+    run.set_defaults(fn=cmd_template_run)
+    for p in (save, ls, show, run):
+        p.add_argument("--tenant", default="default")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -662,14 +901,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=int, help="downscale images to this longest side (px) before sending")
     s.add_argument("--max-bytes", type=int, help="re-encode images above this size before sending")
     add_cache_options(s)
+    add_schedule_options(s)
     s.set_defaults(fn=cmd_submit)
 
     add_workflow_parsers(sub)
+    add_template_parsers(sub)
 
     st = sub.add_parser("status", help="status of a batch or a job")
     st.add_argument("id")
     st.add_argument("--watch", action="store_true", help="show a progress bar until the batch ends")
     st.set_defaults(fn=cmd_status)
+
+    c = sub.add_parser("cancel", help="cancel a batch: queued jobs are cancelled, running ones finish")
+    c.add_argument("id")
+    c.set_defaults(fn=cmd_cancel)
+
+    rf = sub.add_parser("retry-failed", help="run a batch's failed jobs again (not invalid requests)")
+    rf.add_argument("id")
+    rf.add_argument("--watch", action="store_true")
+    rf.set_defaults(fn=cmd_retry_failed)
 
     r = sub.add_parser("results", help="write a batch's output JSONL (and files)")
     r.add_argument("id")

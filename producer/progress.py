@@ -14,6 +14,9 @@ from worker.records import Records
 _RATE_WINDOW_S = 15.0  # the rate is measured over the last seconds, so the ETA follows speed changes
 _LOG_EVERY_S = 2.0  # without a TTY (logs, CI), at most one line per this many seconds
 
+# a cancelling batch still has running jobs: keep watching until it ends
+RUNNING = frozenset({BatchStatus.in_progress, BatchStatus.cancelling})
+
 
 class RateMeter:
     """Jobs finished per second over a sliding window of (time, done) samples."""
@@ -43,7 +46,7 @@ def format_duration(seconds: float) -> str:
 
 def _tail(batch: BatchRecord, rate: float) -> str:
     """ETA while running; the batch's own duration once it has ended."""
-    if batch.status is not BatchStatus.in_progress:
+    if batch.status not in RUNNING:
         if batch.finished_at:
             return f"took {format_duration(batch.finished_at - batch.created_at)}"
         return ""
@@ -101,7 +104,7 @@ async def watch(
             raise KeyError(batch_id)
         now = time.monotonic()
         rate = meter.add(now, batch.counts.done)
-        ended = batch.status is not BatchStatus.in_progress or not until_done or bool(stop and stop.is_set())
+        ended = batch.status not in RUNNING or not until_done or bool(stop and stop.is_set())
         if rate is None or batch.finished_at:
             rate = _average_rate(batch)
         line = render(batch, 0.0, rate=rate)

@@ -400,6 +400,29 @@ class Producer:
         await flush()
         return accepted, invalid
 
+    async def cancel_batch(self, batch_id: str) -> str:
+        """Queued jobs are cancelled, running ones finish; partial results stay downloadable. Returns the
+        batch status after the call (`cancelled`, or `cancelling` while jobs still run)."""
+        status = await self.records.start_cancel(batch_id)
+        if status == "cancelling":
+            await self.records.cancel_queued(batch_id)
+            batch = await self.records.get_batch(batch_id)
+            status = batch.status.value if batch else status
+        return status
+
+    async def retry_failed(self, batch_id: str) -> int:
+        """Runs the batch's failed jobs again (not invalid requests); returns how many were re-queued."""
+        batch = await self.records.get_batch(batch_id)
+        if batch is None:
+            raise KeyError(batch_id)
+        ids = await self.records.requeue_failed(batch_id)
+        for start in range(0, len(ids), self.settings.enqueue_chunk):
+            pipe = self.redis.pipeline(transaction=False)
+            chunk = ids[start : start + self.settings.enqueue_chunk]
+            queue.enqueue_many(pipe, chunk, self.settings.queue_name, priority=batch.priority.value)
+            await pipe.execute()
+        return len(ids)
+
     async def submit_batch(
         self,
         lines: Iterable[BatchLine] | AsyncIterable[BatchLine],

@@ -53,6 +53,10 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
         "metadata": batch.metadata,
         "created_at": batch.created_at,
         "finished_at": batch.finished_at,
+        "priority": batch.priority.value,
+        "not_before": batch.not_before,
+        "deadline": batch.deadline,
+        "webhook_url": batch.webhook_url,
         "output_url": f"/api/batches/{batch.id}/output.jsonl",
     }
 

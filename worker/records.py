@@ -249,6 +249,27 @@ class Records:
             ended += int(await self.redis.eval(_END_QUEUED, len(keys), *keys, *args))
         return ended
 
+    async def requeue_failed(self, batch_id: str, chunk: int = 500) -> list[str]:
+        """Puts the batch's failed jobs back in `queued` (invalid requests excepted: they cannot succeed)
+        and re-opens the batch. Returns the ids to enqueue. Attempts, error and deadline are reset."""
+        requeued: list[str] = []
+        async for ids in self.iter_batch_job_ids(batch_id, chunk=chunk):
+            jobs = [
+                j
+                for j in await self.get_jobs(ids)
+                if j is not None
+                and j.status is JobStatus.failed
+                and not (j.error and j.error.type.startswith("invalid"))
+            ]
+            for job in jobs:
+                job.status, job.error, job.attempts, job.resume = JobStatus.queued, None, [], None
+                job.started_at = job.finished_at = job.deadline = None
+            keys = [self.batch_key(batch_id), *(self.job_key(j.id) for j in jobs)]
+            args = [*(j.model_dump_json() for j in jobs)]
+            moved = await self.redis.eval(_REQUEUE_FAILED, len(keys), *keys, *args)
+            requeued += [m.decode() if isinstance(m, bytes) else m for m in moved]
+        return requeued
+
     async def mark_expired(self, batch_id: str) -> None:
         """The deadline passed: the batch ends as `expired` instead of `completed`."""
         await self.redis.hset(self.batch_key(batch_id), "expired", "1")
@@ -286,4 +307,22 @@ if v[1] == '1' and tonumber(v[2]) == 0 and tonumber(v[3]) == 0 then
   if ended then redis.call('HSET', KEYS[1], 'status', ended, 'finished_at', ARGV[1]) end
 end
 return n
+"""
+
+# KEYS: batch, job...   ARGV: the queued record JSON of each job.  Returns the job keys' ids it moved.
+_REQUEUE_FAILED = """
+local moved = {}
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'status') == 'failed' then
+    redis.call('HSET', KEYS[i], 'status', 'queued', 'data', ARGV[i - 1])
+    moved[#moved + 1] = string.match(KEYS[i], ':job:(.+)$')
+  end
+end
+if #moved > 0 then
+  redis.call('HINCRBY', KEYS[1], 'failed', -#moved)
+  redis.call('HINCRBY', KEYS[1], 'queued', #moved)
+  redis.call('HSET', KEYS[1], 'status', 'in_progress', 'expired', '0')
+  redis.call('HDEL', KEYS[1], 'finished_at')
+end
+return moved
 """

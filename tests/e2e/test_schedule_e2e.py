@@ -7,16 +7,20 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from producer.submit import BatchLine, LineError, Producer
 from producer.views import iter_output
-from tests.e2e.conftest import _spawn, _stop, wait_batch
+from tests.e2e.conftest import ROOT, _spawn, _stop, wait_batch
 from worker.config import Settings
 from worker.connections import connect
 from worker.records import Records
@@ -158,3 +162,49 @@ async def test_bad_schedules_are_refused_before_anything_is_stored(stores, setti
         with pytest.raises(LineError, match=message):
             await producer.submit_batch(lines(1, "x"), tenant="t", **kwargs)
     assert await records.list_batches("t") == []
+
+
+def mmq_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_cancel_from_the_cli_keeps_finished_results_and_cancels_the_queue(slow_mmq):
+    producer, records, env = slow_mmq
+    batch = await producer.submit_batch(lines(20, "cancel"), tenant="t")
+    await asyncio.sleep(0.6)  # a few have run (one at a time, 150 ms each)
+    done = await asyncio.to_thread(mmq_cli, "cancel", batch.id, env=env)
+    assert done.returncode == 0, done.stderr
+    final = await wait_batch(records, batch.id, timeout=20)
+    assert final.status.value == "cancelled"
+    c = final.counts
+    assert c.succeeded >= 1 and c.cancelled >= 10 and c.succeeded + c.cancelled == 20
+    out = [
+        json.loads(x)
+        async for chunk in iter_output(records, producer.storage, batch.id)
+        for x in chunk.splitlines()
+    ]
+    assert sum(1 for x in out if x["response"] and x["response"]["status_code"] == 200) == c.succeeded
+    assert sum(1 for x in out if (x["error"] or {}).get("code") == "batch_cancelled") == c.cancelled
+
+
+async def test_retry_failed_runs_the_failed_jobs_again_and_reopens_the_batch(slow_mmq):
+    producer, records, env = slow_mmq
+    sim = env["MMQ_OPENAI_BASE_URL"].removesuffix("/v1")
+    async with httpx.AsyncClient() as client:
+        fault = {"status": 400, "count": 3, "message": "scripted"}
+        (await client.post(sim + "/sim/faults", json=fault)).raise_for_status()
+    batch = await producer.submit_batch(lines(6, "retry"), tenant="t")
+    first = await wait_batch(records, batch.id, timeout=20)
+    assert (first.counts.succeeded, first.counts.failed, first.status.value) == (3, 3, "completed")
+    done = await asyncio.to_thread(mmq_cli, "retry-failed", batch.id, "--watch", env=env)
+    assert done.returncode == 0 and "3 failed jobs" in done.stderr, done.stderr
+    again = await records.get_batch(batch.id)
+    assert (again.counts.succeeded, again.counts.failed, again.status.value) == (6, 0, "completed")
+    assert again.counts.provider_calls == 9  # 6 first, then the 3 that had failed
