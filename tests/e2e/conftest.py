@@ -142,7 +142,7 @@ async def wait_batch(records: Records, batch_id: str, timeout: float = 60) -> Ba
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         batch = await records.get_batch(batch_id)
-        if batch and batch.status is not BatchStatus.in_progress:
+        if batch and batch.status not in (BatchStatus.in_progress, BatchStatus.cancelling):
             return batch
         await asyncio.sleep(0.1)
     raise TimeoutError(f"batch {batch_id} did not finish: {await records.get_batch(batch_id)}")
