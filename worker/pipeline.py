@@ -8,6 +8,7 @@ written to the job record, so one bad job can never take down the worker or its 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import random
@@ -83,7 +84,8 @@ def _redact(text: str, target: Target) -> str:
 
 async def _load_request(job: JobRecord, storage: Storage) -> dict[str, Any]:
     if job.request is not None:
-        return job.request
+        # a copy: preparing it turns blob references into data: URLs, and the record goes back to Redis
+        return copy.deepcopy(job.request)
     if job.request_key:
         return json.loads(await storage.get(job.request_key))
     raise InvalidJob("job has no request")

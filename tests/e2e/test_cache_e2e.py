@@ -292,3 +292,16 @@ async def test_cache_entries_expire_in_redis_and_hold_no_request_content(runtime
         and 3500 < await rt.records.redis.ttl(rt.cache.entry_key(job.cache_key)) <= 3600
     )
     assert b"Describe" not in raw and b"base64" not in raw  # a pointer to the result, not the request
+
+
+async def test_a_finished_job_record_keeps_media_references_not_media(runtime, make_simulator):
+    """Claim check: the media stage turns blob references into bytes for the call, on a copy; the record
+    written back to Redis still holds only the reference."""
+    sim = make_simulator("--latency-ms", "5")
+    rt, producer = runtime(sim)
+    job = await producer.submit_job(
+        "/v1/chat/completions", chat_body(data_url(png_bytes((9, 9, 9)))), tenant="t"
+    )
+    await run_job({"mmq": rt}, job.id)
+    raw = await rt.records.redis.hget(rt.records.job_key(job.id), "data")
+    assert b"succeeded" in raw and b"mmq-blob://" in raw and b"base64" not in raw
