@@ -855,6 +855,7 @@ def add_template_parsers(sub: Any) -> None:
     run.add_argument("--max-side", type=int, help="downscale images to this longest side (px) before sending")
     run.add_argument("--max-bytes", type=int, help="re-encode images above this size before sending")
     add_cache_options(run)
+    add_schedule_options(run)
     run.set_defaults(fn=cmd_template_run)
     for p in (save, ls, show, run):
         p.add_argument("--tenant", default="default")
