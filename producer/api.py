@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
-from producer.auth import tenant_for
+from producer.auth import Tenant
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
 from producer.submit import BatchLine, LineError, Producer, format_validation_error
@@ -52,18 +52,6 @@ class BatchSubmission(BaseModel):
     not_before: float | None = Field(default=None, description="epoch seconds: no job starts before")
     deadline: float | None = Field(default=None, description="epoch seconds: what has not run expires")
     webhook_url: str | None = Field(default=None, description="POSTed the batch when it ends")
-
-
-def current_tenant(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    found = tenant_for(token, request.app.state.tenant_keys)
-    if found is None:
-        raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)")
-    return found
-
-
-Tenant = Annotated[str, Depends(current_tenant)]
 
 
 def create_app(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
 
 
 def hash_key(key: str) -> str:
@@ -18,3 +21,16 @@ def tenant_for(token: str | None, keys: dict[str, str]) -> str | None:
     if not token:
         return None
     return keys.get(hash_key(token))
+
+
+def current_tenant(request: Request) -> str:
+    """The `/api` routes' dependency: the tenant of the request's bearer key, or a 401."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    found = tenant_for(token, request.app.state.tenant_keys)
+    if found is None:
+        raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)")
+    return found
+
+
+Tenant = Annotated[str, Depends(current_tenant)]

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from producer.auth import tenant_for
+from producer.auth import Tenant
 from producer.submit import LineError, Producer
 from producer.templates import (
     Template,
@@ -35,21 +35,11 @@ from producer.templates import (
 from producer.views import batch_view
 
 
-def _tenant(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    found = tenant_for(token, request.app.state.tenant_keys)
-    if found is None:
-        raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)")
-    return found
-
-
 def _store(request: Request) -> TemplateStore:
     producer: Producer = request.app.state.producer
     return TemplateStore(request.app.state.redis, request.app.state.storage, producer.settings.key_prefix)
 
 
-Tenant = Annotated[str, Depends(_tenant)]
 Store = Annotated[TemplateStore, Depends(_store)]
 router = APIRouter(prefix="/api/templates", tags=["templates"])
 

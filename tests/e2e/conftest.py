@@ -45,6 +45,20 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
+def run_mmq(
+    *args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """`mmq ARGS…` as a user runs it, to the end; stdout and stderr captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import chat_body, data_url, png_bytes
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import run_mmq
 from worker.simulator import encode_speech_wav
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
 
-def mmq(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-    )
+mmq = run_mmq
 
 
 def test_submit_watch_and_download_results(mmq_env, worker_process, tmp_path):

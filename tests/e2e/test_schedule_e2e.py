@@ -7,9 +7,6 @@ import hashlib
 import hmac
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +17,7 @@ import pytest
 
 from producer.submit import BatchLine, LineError, Producer
 from producer.views import iter_output
-from tests.e2e.conftest import ROOT, _spawn, _stop, wait_batch
+from tests.e2e.conftest import _spawn, _stop, run_mmq, wait_batch
 from worker.config import Settings
 from worker.connections import connect
 from worker.records import Records
@@ -164,22 +161,11 @@ async def test_bad_schedules_are_refused_before_anything_is_stored(stores, setti
     assert await records.list_batches("t") == []
 
 
-def mmq_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_cancel_from_the_cli_keeps_finished_results_and_cancels_the_queue(slow_mmq):
     producer, records, env = slow_mmq
     batch = await producer.submit_batch(lines(20, "cancel"), tenant="t")
     await asyncio.sleep(0.6)  # a few have run (one at a time, 150 ms each)
-    done = await asyncio.to_thread(mmq_cli, "cancel", batch.id, env=env)
+    done = await asyncio.to_thread(run_mmq, "cancel", batch.id, env=env)
     assert done.returncode == 0, done.stderr
     final = await wait_batch(records, batch.id, timeout=20)
     assert final.status.value == "cancelled"
@@ -203,7 +189,7 @@ async def test_retry_failed_runs_the_failed_jobs_again_and_reopens_the_batch(slo
     batch = await producer.submit_batch(lines(6, "retry"), tenant="t")
     first = await wait_batch(records, batch.id, timeout=20)
     assert (first.counts.succeeded, first.counts.failed, first.status.value) == (3, 3, "completed")
-    done = await asyncio.to_thread(mmq_cli, "retry-failed", batch.id, "--watch", env=env)
+    done = await asyncio.to_thread(run_mmq, "retry-failed", batch.id, "--watch", env=env)
     assert done.returncode == 0 and "3 failed jobs" in done.stderr, done.stderr
     again = await records.get_batch(batch.id)
     assert (again.counts.succeeded, again.counts.failed, again.status.value) == (6, 0, "completed")

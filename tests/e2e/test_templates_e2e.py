@@ -6,10 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +15,8 @@ from PIL import Image
 
 from producer.auth import hash_key
 from tests.conftest import data_url, png_bytes
-from tests.e2e.conftest import ROOT, _spawn, _stop, free_port, wait_http
+from tests.e2e.conftest import _spawn, _stop, free_port, run_mmq, wait_http
+from tests.e2e.test_api_e2e import client, wait_done
 from worker.contract import BLOB_SCHEME
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -39,21 +36,6 @@ def api(mmq_env: dict[str, str], worker_process, tmp_path: Path) -> Iterator[str
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
-
-
-def client(base: str, key: str | None) -> httpx.Client:
-    headers = {"authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=base, headers=headers, timeout=30)
-
-
-def wait_done(c: httpx.Client, batch_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = c.get(f"/api/batches/{batch_id}").json()
-        if batch["status"] != "in_progress":
-            return batch
-        time.sleep(0.2)
-    raise TimeoutError(batch)
 
 
 def caption_template(image: bytes, text: str = "Describe the {{product}} for the shop.") -> dict:
@@ -160,15 +142,7 @@ async def test_template_with_an_image_runs_a_csv_over_http(api, stores):
     assert refused.status_code == 422 and "internal" in refused.text
 
 
-def mmq(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-    )
+mmq = run_mmq
 
 
 def test_cli_template_save_list_show_and_run(mmq_env, worker_process, tmp_path):

@@ -20,21 +20,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import png_bytes
-from tests.e2e.conftest import ROOT, _spawn, _stop
+from tests.e2e.conftest import ROOT, _spawn, _stop, run_mmq
 from worker.simulator import decode_speech_wav, encode_speech_wav
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
 
-def mmq(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-    )
+mmq = run_mmq
 
 
 def read_csv(path: Path) -> list[list[str]]:
