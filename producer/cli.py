@@ -944,5 +944,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_now(code: int) -> None:
+    """Leave without interpreter finalization when the S3 client is loaded: obstore's Tokio threads
+    are never shut down and can abort the process (SIGABRT) while Python tears itself down, after all
+    work is done. Everything is flushed first; nothing of ours runs at exit."""
+    if "obstore" in sys.modules:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def run() -> None:
+    """The `mmq` console script."""
+    try:
+        code = main()
+    except SystemExit as e:  # sys.exit("mmq: …") from a command: print it as Python would
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        code = 1 if isinstance(e.code, str) else (e.code or 0)
+    exit_now(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

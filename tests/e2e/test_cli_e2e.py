@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from tests.conftest import chat_body, data_url, png_bytes
-from tests.e2e.conftest import run_mmq
+from tests.e2e.conftest import ROOT, run_mmq
 from worker.simulator import encode_speech_wav
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -78,3 +81,35 @@ def test_submit_can_downscale_images_before_they_are_sent(mmq_env, worker_proces
     assert results.returncode == 0, results.stderr
     [out] = map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
     assert "64x48" in out["response"]["body"]["choices"][0]["message"]["content"]  # what the provider saw
+
+
+_S3_CHILD = """
+import asyncio, sys
+from producer.cli import exit_now
+from worker.storage import open_storage, put_blob
+
+async def main(url):
+    storage = open_storage(url)
+    for i in range(50):
+        await storage.get(await put_blob(storage, b"%d" % i * 1000, "image/png"))
+
+asyncio.run(main(sys.argv[1]))
+exit_now(0)
+"""
+
+
+def test_processes_using_s3_storage_exit_cleanly(s3_server):
+    """obstore's Tokio threads can abort a process (SIGABRT) during interpreter shutdown after all its
+    work is done: about half of such runs did with a plain exit. mmq's entry point leaves without
+    finalization when obstore is loaded (producer.cli.exit_now)."""
+    env = {**os.environ, **s3_server.env, "PYTHONPATH": str(ROOT)}
+    codes = [
+        subprocess.run(
+            [sys.executable, "-c", _S3_CHILD, s3_server.storage_url("mmq-test", f"exit-{n}")],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        ).returncode
+        for n in range(12)
+    ]
+    assert codes == [0] * 12
