@@ -57,3 +57,35 @@ def clean_redis_db(url: str = BENCH_REDIS_URL) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@contextlib.contextmanager
+def worker_processes(n: int, redis_url: str, storage_url: str, sim_url: str, **extra: str) -> Iterator[None]:
+    """`n` mmq worker processes against the simulator (MMQ_* settings in `extra`); stopped on exit."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MMQ_REDIS_URL": redis_url,
+        "MMQ_STORAGE_URL": storage_url,
+        "MMQ_OPENAI_BASE_URL": sim_url,
+        "MMQ_OPENAI_API_KEY": "sk-bench",
+        "MMQ_POLL_DELAY_S": "0.05",
+        **extra,
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)

@@ -21,19 +21,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 
 import httpx
 from PIL import Image, PngImagePlugin
 
-from bench._common import ROOT, clean_redis_db, simulator
+from bench._common import clean_redis_db, simulator, worker_processes
 from producer.submit import BatchLine, Producer
 from worker.config import Settings
 from worker.connections import connect
@@ -129,25 +127,8 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
     redis = connect(redis_url)
     records = Records(redis)
     producer = Producer(redis, open_storage(settings.storage_url), settings)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MMQ_REDIS_URL": redis_url,
-        "MMQ_STORAGE_URL": settings.storage_url,
-        "MMQ_OPENAI_BASE_URL": sim_url,
-        "MMQ_OPENAI_API_KEY": "sk-bench",
-        "MMQ_POLL_DELAY_S": "0.05",
-    }
-    workers = [
-        subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "producer.cli", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(args.workers)
-    ]
+    stack = contextlib.ExitStack()
+    stack.enter_context(worker_processes(args.workers, redis_url, settings.storage_url, sim_url))
     rows = []
     lines_total = args.distinct + args.byte_dups + args.reencoded
     expected = {"exact": lines_total - args.byte_dups, "pixels": args.distinct}
@@ -209,10 +190,7 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
                 }
             )
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(10)
+        stack.close()
         await redis.aclose()
     return rows
 

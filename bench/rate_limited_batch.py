@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import httpx
 from PIL import Image
 
-from bench._common import ROOT, clean_redis_db, simulator
+from bench._common import clean_redis_db, simulator, worker_processes
 from producer.submit import BatchLine, Producer
 from worker.config import Settings
 from worker.connections import connect
@@ -61,27 +59,17 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
     redis = connect(redis_url)
     records = Records(redis)
     producer = Producer(redis, open_storage(settings.storage_url), settings)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MMQ_REDIS_URL": redis_url,
-        "MMQ_STORAGE_URL": settings.storage_url,
-        "MMQ_OPENAI_BASE_URL": sim_url,
-        "MMQ_OPENAI_API_KEY": "sk-bench",
-        "MMQ_RATE_LIMIT": json.dumps({"rps": args.rps}),
-        "MMQ_RATE_LIMIT_MARGIN": str(args.margin),
-        "MMQ_POLL_DELAY_S": "0.05",
-    }
-    workers = [
-        subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "producer.cli", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    stack = contextlib.ExitStack()
+    stack.enter_context(
+        worker_processes(
+            args.workers,
+            redis_url,
+            settings.storage_url,
+            sim_url,
+            MMQ_RATE_LIMIT=json.dumps({"rps": args.rps}),
+            MMQ_RATE_LIMIT_MARGIN=str(args.margin),
         )
-        for _ in range(args.workers)
-    ]
+    )
     try:
         await asyncio.sleep(3)  # workers are already up when a night's batch arrives
         started, started_wall = time.monotonic(), time.time()
@@ -102,10 +90,7 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
             f"done at {(last.finished_at or 0) - started_wall:.2f}s",
         )
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(10)
+        stack.close()
     async with httpx.AsyncClient() as client:
         stats = (await client.get(sim_url.removesuffix("/v1") + "/sim/stats")).json()
         seen = (await client.get(sim_url.removesuffix("/v1") + "/sim/faults")).json()["arrivals"]
