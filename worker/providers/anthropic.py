@@ -21,7 +21,7 @@ from worker.contract import Kind
 from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
 from worker.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
-from worker.providers.chat_shape import SYSTEM_ROLES
+from worker.providers.chat_shape import SYSTEM_ROLES, content_blocks
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 # 2023-06-01 is the documented version; what the SDK 2.x value (2026-10-21) changes is unverified.
@@ -124,29 +124,20 @@ def _document_block(spec: Mapping[str, Any], where: str) -> dict[str, Any]:
     return block
 
 
-def _block(part: Mapping[str, Any], where: str) -> dict[str, Any] | None:
-    kind = part.get("type")
-    if kind in ("text", "refusal"):
-        text = part.get(kind) or ""
-        return {"type": "text", "text": text} if text else None  # Anthropic rejects empty text blocks
-    if kind == "image_url":
-        spec = part.get("image_url")
-        url = spec.get("url") if isinstance(spec, Mapping) else spec
-        return _image_block(str(url or ""), where)  # `detail` has no Anthropic equivalent
-    if kind == "file":
-        return _document_block(part.get("file") or {}, where)
-    if kind == "input_audio":
-        raise InvalidJob(f"{where}: anthropic does not accept audio input")
-    raise InvalidJob(f"{where}: content part type {kind!r} is not supported by the anthropic adapter")
+def _image_url(spec: Any, where: str) -> dict[str, Any]:
+    url = spec.get("url") if isinstance(spec, Mapping) else spec
+    return _image_block(str(url or ""), where)  # `detail` has no Anthropic equivalent
 
 
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    blocks = (_block(part, f"{where}.content[{i}]") for i, part in enumerate(content))
-    return [b for b in blocks if b is not None]
+    return content_blocks(
+        content,
+        where,
+        "anthropic",
+        text=lambda text: {"type": "text", "text": text},
+        image=_image_url,
+        file=lambda spec, pwhere: _document_block(spec or {}, pwhere),
+    )
 
 
 def _system_text(content: Any) -> str:

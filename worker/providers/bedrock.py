@@ -65,7 +65,13 @@ from worker.errors import (
 )
 from worker.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
-from worker.providers.chat_shape import SYSTEM_ROLES, not_inlined, refuse_openai_only, stop_sequences
+from worker.providers.chat_shape import (
+    SYSTEM_ROLES,
+    content_blocks,
+    not_inlined,
+    refuse_openai_only,
+    stop_sequences,
+)
 from worker.providers.stability import aspect_ratio, v1_dimensions
 
 # ------------------------------------------------------------------------------------------ endpoints
@@ -264,26 +270,14 @@ def _document_block(spec: Any, where: str, names: set[str]) -> dict[str, Any]:
 
 
 def _blocks(content: Any, where: str, names: set[str]) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []  # Bedrock rejects blank text blocks
-    blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        pwhere = f"{where}.content[{j}]"
-        kind = part.get("type")
-        if kind in ("text", "refusal"):
-            if part.get(kind):
-                blocks.append({"text": part[kind]})
-        elif kind == "image_url":
-            blocks.append(_image_block(part.get("image_url"), pwhere))
-        elif kind == "file":
-            blocks.append(_document_block(part.get("file"), pwhere, names))
-        elif kind == "input_audio":
-            raise InvalidJob(f"{pwhere}: audio input is not supported by the bedrock adapter")
-        else:
-            raise InvalidJob(f"{pwhere}: content part type {kind!r} is not supported by the bedrock adapter")
-    return blocks
+    return content_blocks(
+        content,
+        where,
+        "bedrock",
+        text=lambda text: {"text": text},
+        image=_image_block,
+        file=lambda spec, pwhere: _document_block(spec, pwhere, names),
+    )
 
 
 def _conversation(messages: list[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from worker.errors import InvalidJob
@@ -42,3 +42,46 @@ def not_inlined(provider: str, url: str, where: str, reads: str) -> InvalidJob:
         f"URL by the worker's media stage ({reads})",
         type="invalid_media",
     )
+
+
+PartMaker = Callable[[Any, str], dict[str, Any]]  # (the part's payload, where) → the provider's block
+
+
+def content_blocks(
+    content: Any,
+    where: str,
+    provider: str,
+    *,
+    text: Callable[[str], dict[str, Any]],
+    image: PartMaker,
+    file: PartMaker,
+    audio: PartMaker | None = None,
+) -> list[dict[str, Any]]:
+    """An OpenAI message `content` as a provider's list of blocks. Strings and text/refusal parts go
+    through `text` (blank ones are dropped: these providers reject empty text); image, file and audio
+    parts through the adapter's makers, with their payload and location. Audio at a provider without
+    an `audio` maker, and unknown part types, fail the job naming the part."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [text(content)] if content else []
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        pwhere = f"{where}.content[{j}]"
+        kind = part.get("type")
+        if kind in ("text", "refusal"):
+            if part.get(kind):
+                blocks.append(text(part[kind]))
+        elif kind == "image_url":
+            blocks.append(image(part.get("image_url"), pwhere))
+        elif kind == "file":
+            blocks.append(file(part.get("file"), pwhere))
+        elif kind == "input_audio" and audio is not None:
+            blocks.append(audio(part.get("input_audio"), pwhere))
+        elif kind == "input_audio":
+            raise InvalidJob(f"{pwhere}: audio input is not supported by the {provider} adapter")
+        else:
+            raise InvalidJob(
+                f"{pwhere}: content part type {kind!r} is not supported by the {provider} adapter"
+            )
+    return blocks

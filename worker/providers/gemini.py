@@ -43,7 +43,13 @@ from worker.errors import RETRYABLE_STATUSES as RETRYABLE_HTTP
 from worker.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
 from worker.media import MediaError, base64_payload, sniff, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
-from worker.providers.chat_shape import SYSTEM_ROLES, not_inlined, refuse_openai_only, stop_sequences
+from worker.providers.chat_shape import (
+    SYSTEM_ROLES,
+    content_blocks,
+    not_inlined,
+    refuse_openai_only,
+    stop_sequences,
+)
 
 # ------------------------------------------------------------------------------------------ endpoints
 AI_STUDIO_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -219,26 +225,15 @@ def _audio_part(spec: Any, where: str) -> dict[str, Any]:
 
 
 def _parts(content: Any, where: str) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []  # Gemini rejects empty text parts
-    parts: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        pwhere = f"{where}.content[{j}]"
-        kind = part.get("type")
-        if kind in ("text", "refusal"):
-            if part.get(kind):
-                parts.append({"text": part[kind]})
-        elif kind == "image_url":
-            parts.append(_image_part(part.get("image_url"), pwhere))
-        elif kind == "file":
-            parts.append(_file_part(part.get("file"), pwhere))
-        elif kind == "input_audio":
-            parts.append(_audio_part(part.get("input_audio"), pwhere))
-        else:
-            raise InvalidJob(f"{pwhere}: content part type {kind!r} is not supported by the gemini adapter")
-    return parts
+    return content_blocks(
+        content,
+        where,
+        "gemini",
+        text=lambda text: {"text": text},
+        image=_image_part,
+        file=_file_part,
+        audio=_audio_part,
+    )
 
 
 def _chat_body(request: dict[str, Any]) -> dict[str, Any]:
