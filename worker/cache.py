@@ -300,7 +300,8 @@ class Cache:
 
     # ------------------------------------------------------------------ writes
     async def put(self, key: str, entry: CacheEntry, ttl_s: int | None = None, *, job_id: str = "") -> None:
-        """Store the entry (and index a perceptual key), then release the lock if `job_id` holds it."""
+        """Store the entry (and index a perceptual key) and release the lock if `job_id` holds it, in one
+        round trip."""
         ttl = ttl_s or self.ttl_s
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.entry_key(key), entry.model_dump_json(), ex=ttl)
@@ -311,6 +312,6 @@ class Cache:
                 band_key = self._band_key(scope, band, value)
                 pipe.sadd(band_key, bits)
                 pipe.expire(band_key, ttl)
+        if job_id:  # in the same round trip: the entry is written before the lock goes
+            await self._release(keys=[self.lock_key(key)], args=[job_id], client=pipe)
         await pipe.execute()
-        if job_id:
-            await self.release(key, job_id)

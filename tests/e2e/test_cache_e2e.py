@@ -292,6 +292,7 @@ async def test_cache_entries_expire_in_redis_and_hold_no_request_content(runtime
         and 3500 < await rt.records.redis.ttl(rt.cache.entry_key(job.cache_key)) <= 3600
     )
     assert b"Describe" not in raw and b"base64" not in raw  # a pointer to the result, not the request
+    assert not await rt.records.redis.exists(rt.cache.lock_key(job.cache_key))  # released with the entry
 
 
 async def test_a_finished_job_record_keeps_media_references_not_media(runtime, make_simulator):
