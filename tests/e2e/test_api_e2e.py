@@ -204,3 +204,30 @@ def test_cache_options_over_http_and_the_saving_in_batch_counts(api):
         "/api/jobs", json={"url": "/v1/chat/completions", "body": lines[0]["body"], "cache": {"level": "x"}}
     )
     assert refused.status_code == 422 and "cache options" in refused.text
+
+
+def test_retry_failed_and_cancel_over_http(api, mmq_env):
+    a, b = client(api, KEY_A), client(api, KEY_B)
+    sim = mmq_env["MMQ_OPENAI_BASE_URL"].removesuffix("/v1")
+    httpx.post(
+        sim + "/sim/faults", json={"status": 400, "count": 2, "message": "scripted"}
+    ).raise_for_status()
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "url": "/v1/chat/completions",
+            "body": chat_body(data_url(png_bytes((i, 50, 90)))),
+        }
+        for i in range(4)
+    ]
+    batch = wait_done(a, a.post("/api/batches", json={"requests": lines}).json()["id"])
+    assert (batch["counts"]["succeeded"], batch["counts"]["failed"]) == (2, 2)
+    assert b.post(f"/api/batches/{batch['id']}/retry-failed").status_code == 404  # another tenant's
+    retried = a.post(f"/api/batches/{batch['id']}/retry-failed").json()
+    assert retried["requeued"] == 2
+    again = wait_done(a, batch["id"])
+    assert (again["counts"]["succeeded"], again["counts"]["failed"], again["status"]) == (4, 0, "completed")
+
+    # cancelling a batch that has ended changes nothing
+    assert a.post(f"/api/batches/{batch['id']}/cancel").json()["status"] == "completed"
+    assert b.post(f"/api/batches/{batch['id']}/cancel").status_code == 404
