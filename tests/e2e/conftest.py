@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from producer.auth import hash_key
 from producer.submit import Producer
 from worker.config import Settings
 from worker.connections import connect
@@ -123,6 +125,23 @@ def mmq_env(redis_url: str, simulator: str, storage_url: str) -> dict[str, str]:
         "MMQ_POLL_DELAY_S": "0.05",
         "MMQ_RETRY_BASE_S": "0.05",
     }
+
+
+KEY_A, KEY_B = "mmq_test_key_tenant_a", "mmq_test_key_tenant_b"  # the `api` fixture's tenant-a, tenant-b
+
+
+@pytest.fixture
+def api(mmq_env: dict[str, str], worker_process, tmp_path: Path) -> Iterator[str]:
+    """An `mmq api` process (keys KEY_A → tenant-a, KEY_B → tenant-b) beside a worker; its base URL."""
+    port = free_port()
+    env = {**mmq_env, "MMQ_API_KEYS": json.dumps({hash_key(KEY_A): "tenant-a", hash_key(KEY_B): "tenant-b"})}
+    log = tmp_path / "api.log"
+    proc = _spawn(["api", "--port", str(port)], env, log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
 
 
 @pytest.fixture

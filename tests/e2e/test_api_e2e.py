@@ -6,33 +6,15 @@ import io
 import json
 import time
 import wave
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
-from producer.auth import hash_key
 from tests.conftest import chat_body, data_url, png_bytes
-from tests.e2e.conftest import _spawn, _stop, free_port, wait_http
+from tests.e2e.conftest import KEY_A, KEY_B
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
-
-KEY_A, KEY_B = "mmq_test_key_tenant_a", "mmq_test_key_tenant_b"
-
-
-@pytest.fixture
-def api(mmq_env: dict[str, str], worker_process, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**mmq_env, "MMQ_API_KEYS": json.dumps({hash_key(KEY_A): "tenant-a", hash_key(KEY_B): "tenant-b"})}
-    log = tmp_path / "api.log"
-    proc = _spawn(["api", "--port", str(port)], env, log)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
 
 
 def client(base: str, key: str | None) -> httpx.Client:

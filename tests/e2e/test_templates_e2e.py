@@ -6,36 +6,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
-from producer.auth import hash_key
 from tests.conftest import data_url, png_bytes
-from tests.e2e.conftest import _spawn, _stop, free_port, run_mmq, wait_http
+from tests.e2e.conftest import KEY_A, KEY_B, run_mmq
 from tests.e2e.test_api_e2e import client, wait_done
 from worker.contract import BLOB_SCHEME
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
-KEY_A, KEY_B = "mmq_tpl_key_tenant_a", "mmq_tpl_key_tenant_b"
 PRODUCTS = {"sku-1": "red kettle", "sku-2": "oak desk", "sku-4": "blue lamp", "sku-5": "wool rug"}
-
-
-@pytest.fixture
-def api(mmq_env: dict[str, str], worker_process, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**mmq_env, "MMQ_API_KEYS": json.dumps({hash_key(KEY_A): "tenant-a", hash_key(KEY_B): "tenant-b"})}
-    log = tmp_path / "api.log"
-    proc = _spawn(["api", "--port", str(port)], env, log)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
 
 
 def caption_template(image: bytes, text: str = "Describe the {{product}} for the shop.") -> dict:
