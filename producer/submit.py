@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from worker import batch_tasks, queue
-from worker.cache import Cache, answer_from, cache_key
+from worker.cache import Cache, answer_from, job_cache_key
 from worker.config import Settings
 from worker.contract import (
     BLOB_SCHEME,
@@ -219,16 +219,7 @@ class Producer:
             return None
 
     async def _key(self, job: JobRecord, request: dict[str, Any], options: CacheOptions) -> str | None:
-        return await cache_key(
-            job.kind,
-            request,
-            tenant=job.tenant,
-            config=job.config,
-            metadata=job.metadata,
-            media=job.media.model_dump(exclude_none=True) if job.media else None,
-            options=options,
-            fingerprint=Fingerprints(options.level, self._load_blob),
-        )
+        return await job_cache_key(job, request, Fingerprints(options.level, self._load_blob))
 
     async def _answer_cached(self, jobs: list[tuple[JobRecord, bool]]) -> list[tuple[JobRecord, bool]]:
         """Jobs whose result is cached become hits (not runnable); one MGET per chunk. Perceptual keys are

@@ -102,7 +102,6 @@ class Fingerprint:
     coarse: str | None = None
 
 
-
 Fingerprinter = Callable[[str, str], Awaitable[Fingerprint | None]]  # (reference, "image"|"pdf"|"audio")
 
 
@@ -163,6 +162,20 @@ async def cache_key(
     if perceptual:
         return f"p:{scope}:{''.join(f'{h:016x}' for h in perceptual)}"
     return scope
+
+
+async def job_cache_key(job: JobRecord, request: dict[str, Any], fingerprint: Fingerprinter) -> str | None:
+    """`cache_key` for a job record: its kind, tenant, routing, downscaling and cache options."""
+    return await cache_key(
+        job.kind,
+        request,
+        tenant=job.tenant,
+        config=job.config,
+        metadata=job.metadata,
+        media=job.media.model_dump(exclude_none=True) if job.media else None,
+        options=job.cache or CacheOptions(),
+        fingerprint=fingerprint,
+    )
 
 
 class CacheEntry(BaseModel):

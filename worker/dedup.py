@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from worker.cache import CacheEntry, cache_key
+from worker.cache import CacheEntry, job_cache_key
 from worker.contract import BLOB_SCHEME, CacheOptions, JobRecord
 from worker.errors import InvalidJob, ProviderError
 from worker.fetch import FetchedMedia, FetchPolicy, fetch_media
@@ -70,17 +70,7 @@ async def _key(rt: Runtime, job: JobRecord, request: dict[str, Any], lookup: Loo
             return fetched.data
         return None
 
-    opts = options_of(job)
-    return await cache_key(
-        job.kind,
-        request,
-        tenant=job.tenant,
-        config=job.config,
-        metadata=job.metadata,
-        media=job.media.model_dump(exclude_none=True) if job.media else None,
-        options=opts,
-        fingerprint=Fingerprints(opts.level, load),
-    )
+    return await job_cache_key(job, request, Fingerprints(options_of(job).level, load))
 
 
 async def look_up(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> Lookup:

@@ -107,6 +107,9 @@ class Records:
         )
         pipe.zadd(self.tenant_batches_key(batch.tenant), {batch.id: batch.created_at})
 
+    def _put_record(self, pipe: Any, job: JobRecord) -> None:
+        pipe.hset(self.job_key(job.id), mapping={"status": job.status.value, "data": job.model_dump_json()})
+
     def add_jobs(self, pipe: Any, batch_id: str, jobs: list[JobRecord]) -> None:
         """`add_job` for a chunk of one batch's jobs: a record each, then one RPUSH and one HINCRBY per
         counter for the whole chunk (a 100k-line submit sends ~2 commands per job instead of ~6)."""
@@ -126,15 +129,13 @@ class Records:
                 pipe.hincrby(bkey, counter, n)
 
     def add_job(self, pipe: Any, job: JobRecord) -> None:
-        """Queue the writes for a new job on a pipeline (the caller executes it, in chunks)."""
-        pipe.hset(self.job_key(job.id), mapping={"status": job.status.value, "data": job.model_dump_json()})
+        """Queue the writes for a new job on a pipeline (the caller executes it)."""
         if job.batch_id:
-            bkey = self.batch_key(job.batch_id)
-            pipe.rpush(self.batch_jobs_key(job.batch_id), job.id)
-            pipe.hincrby(bkey, "total", 1)
-            pipe.hincrby(bkey, job.status.value, 1)
-            if job.cached:
-                pipe.hincrby(bkey, "cached", 1)
+            self.add_jobs(pipe, job.batch_id, [job])
+        else:
+            pipe.hset(
+                self.job_key(job.id), mapping={"status": job.status.value, "data": job.model_dump_json()}
+            )
 
     async def seal_batch(self, batch_id: str, invalid_lines: int = 0) -> bool:
         """Marks every line submitted; returns True if that ended the batch (nothing left to run)."""
