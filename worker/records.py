@@ -113,15 +113,13 @@ class Records:
     def add_jobs(self, pipe: Any, batch_id: str, jobs: list[JobRecord]) -> None:
         """`add_job` for a chunk of one batch's jobs: a record each, then one RPUSH and one HINCRBY per
         counter for the whole chunk (a 100k-line submit sends ~2 commands per job instead of ~6)."""
-        counts: dict[str, int] = {"total": len(jobs)}
-        for job in jobs:
-            pipe.hset(
-                self.job_key(job.id), mapping={"status": job.status.value, "data": job.model_dump_json()}
-            )
-            counts[job.status.value] = counts.get(job.status.value, 0) + 1
-            counts["cached"] = counts.get("cached", 0) + job.cached
         if not jobs:
             return
+        counts: dict[str, int] = {"total": len(jobs)}
+        for job in jobs:
+            self._put_record(pipe, job)
+            counts[job.status.value] = counts.get(job.status.value, 0) + 1
+            counts["cached"] = counts.get("cached", 0) + job.cached
         pipe.rpush(self.batch_jobs_key(batch_id), *(job.id for job in jobs))
         bkey = self.batch_key(batch_id)
         for counter, n in counts.items():
