@@ -56,6 +56,7 @@ from producer.submit import (
     BatchLine,
     LineError,
     Producer,
+    allowed_hosts,
     validate_cache,
     validate_config,
     validate_media,
@@ -595,7 +596,7 @@ async def create_batch(body: CreateBatch, who: Tenant, ctx: Context) -> dict[str
             code="too_many_requests",
         )
     try:
-        config = validate_config(body.config)
+        config = validate_config(body.config, allowed_hosts(ctx.producer.settings))
         media = validate_media(body.media)
         cache = validate_cache(body.cache)
     except LineError as e:

@@ -42,11 +42,12 @@ from worker.contract import (
     parse_request,
 )
 from worker.errors import InvalidJob
+from worker.fetch import FetchRefused, check_url
 from worker.fingerprint import Fingerprints
 from worker.media import MediaError, parse_data_url, sniff
 from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES, document_type
 from worker.records import Records
-from worker.routes import check_providers
+from worker.routes import check_targets
 from worker.routing import parse_config
 from worker.storage import BlobNotFound, Storage, put_blob, safe_segment
 
@@ -59,13 +60,21 @@ class LineError(ValueError):
     """A request that cannot become a job; the message names the field and the cause."""
 
 
-def validate_config(config: dict[str, Any] | str | None) -> dict[str, Any] | None:
-    """A routing config checked now, at submit time, never at 3 a.m. in a worker. Raises LineError."""
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The base URLs a config's custom_host may name: the operator's list and the worker's own URL."""
+    return [*settings.custom_hosts, settings.openai_base_url]
+
+
+def validate_config(
+    config: dict[str, Any] | str | None, custom_hosts: Iterable[str] = ()
+) -> dict[str, Any] | None:
+    """A routing config checked now, at submit time, never at 3 a.m. in a worker. Raises LineError.
+    `custom_hosts`: the base URLs a target's custom_host may use (allowed_hosts); none by default."""
     if config is None:
         return None
     try:
         parsed = parse_config(config)
-        check_providers(parsed)
+        check_targets(parsed, custom_hosts)
     except ValidationError as e:
         raise LineError(f"routing config: {format_validation_error(e)}") from None
     except ValueError as e:
@@ -321,7 +330,7 @@ class Producer:
             BatchLine(body=body, url=url, custom_id=custom_id),
             tenant,
             None,
-            validate_config(config),
+            validate_config(config, allowed_hosts(self.settings)),
             metadata,
             validate_media(media),
             validate_cache(cache),
@@ -436,10 +445,12 @@ class Producer:
         `priority`: high | normal | low. `not_before` / `deadline` (epoch seconds): no job starts before the
         window opens, and what has not run by the deadline fails with `batch_expired` (the batch ends
         `expired`). `webhook_url`: POSTed the batch when it ends (signed with MMQ_WEBHOOK_SECRET)."""
-        checked = validate_config(config)
+        checked = validate_config(config, allowed_hosts(self.settings))
         prep = validate_media(media)
         options = validate_cache(cache)
-        schedule = validate_schedule(priority, not_before, deadline, webhook_url)
+        schedule = validate_schedule(
+            priority, not_before, deadline, webhook_url, self.settings.webhook_allow_hosts
+        )
         batch = await self.create_batch(tenant=tenant, metadata=metadata, **schedule)
         _, invalid = await self.add_lines(batch, lines, checked, prep, options)
         ended = await self.records.seal_batch(batch.id, invalid)
@@ -480,15 +491,24 @@ def validate_priority(priority: Priority | str) -> Priority:
 
 
 def validate_schedule(
-    priority: Priority | str, not_before: float | None, deadline: float | None, webhook_url: str | None
+    priority: Priority | str,
+    not_before: float | None,
+    deadline: float | None,
+    webhook_url: str | None,
+    webhook_allow_hosts: Iterable[str] = (),
 ) -> dict[str, Any]:
     now = time.time()
     if deadline is not None and deadline <= now:
         raise LineError("deadline: already in the past")
     if not_before is not None and deadline is not None and deadline <= not_before:
         raise LineError("deadline: must be after not_before (the window would be empty)")
-    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        raise LineError("webhook_url: must be an http(s) URL")
+    if webhook_url is not None:
+        try:
+            check_url(webhook_url, webhook_allow_hosts)
+        except FetchRefused as e:
+            raise LineError(
+                f"webhook_url: {e.reason} (internal receivers must be listed in MMQ_WEBHOOK_ALLOW_HOSTS)"
+            ) from None
     return {
         "priority": validate_priority(priority),
         "not_before": not_before,

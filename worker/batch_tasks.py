@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from worker import queue
 from worker.contract import JobError, JobStatus
+from worker.fetch import FetchPolicy, FetchRefused, post_guarded
 
 if TYPE_CHECKING:
     from worker.pipeline import Runtime
@@ -110,11 +111,16 @@ async def notify_batch(ctx: dict[str, Any], batch_id: str) -> str:
     secret = rt.settings.webhook_secret.get_secret_value() if rt.settings.webhook_secret else ""
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret, int(time.time()), body)
+    # the URL is the tenant's: the SSRF guard applies (only public addresses, or the operator's receivers)
+    policy = FetchPolicy(total_timeout_s=10.0, allow_hosts=frozenset(rt.settings.webhook_allow_hosts))
     try:
-        resp = await rt.client.post(batch.webhook_url, content=body, headers=headers, timeout=10)
-        if resp.status_code < 300:
+        status = await post_guarded(rt.client, batch.webhook_url, body, headers, policy)
+        if status < 300:
             return "delivered"
-        problem = f"HTTP {resp.status_code}"
+        problem = f"HTTP {status}"
+    except FetchRefused as e:
+        log.warning("batch %s: webhook not sent: %s", batch_id, e)
+        return "refused"
     except Exception as e:  # any network failure is retried like a 5xx
         problem = type(e).__name__
     tries = int(ctx.get("job_try", 1))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A list setting from the environment: JSON (`["a", "b"]`) or comma-separated (`a,b`).
+HostList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -53,7 +56,7 @@ class Settings(BaseSettings):
     # they are private/loopback (a local deployment's image server; tests)
     media_max_side: int | None = None
     media_max_bytes: int | None = None
-    fetch_allow_hosts: list[str] = []
+    fetch_allow_hosts: HostList = []
     fetch_max_bytes: int = 20 * 1024 * 1024
 
     # result cache (worker/cache.py): how long entries live, how long a duplicate waits in its worker slot
@@ -63,8 +66,14 @@ class Settings(BaseSettings):
     cache_wait_s: float = 2.0
     cache_phash_bands: int = 8
 
-    # batch webhooks are signed with this shared secret (HMAC-SHA256, header mmq-signature)
+    # batch webhooks are signed with this shared secret (HMAC-SHA256, header mmq-signature); they go only
+    # to public addresses, or to the internal receivers listed here (hosts or IPs, as fetch_allow_hosts)
     webhook_secret: SecretStr | None = None
+    webhook_allow_hosts: HostList = []
+
+    # base URLs a tenant's routing config may name as `custom_host` (worker/endpoints.py); credentials are
+    # only ever sent to the base URL configured with them, whatever a config says
+    custom_hosts: HostList = []
 
     # routing: the config for jobs that carry none (Portkey schema, JSON); virtual keys' secrets file
     default_config: dict[str, Any] | None = None
@@ -77,6 +86,23 @@ class Settings(BaseSettings):
     # API: {sha256(key) hex: tenant}; a JSON object in the env var, or a file of the same shape
     api_keys: dict[str, str] = {}
     api_keys_file: Path | None = None
+
+    # API hardening: the largest JSON body and JSONL line accepted (413 beyond), and the served socket limits
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_line_bytes: int = 32 * 1024 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024  # a whole /v1/files upload (OpenAI's own limit is 512 MB)
+    api_max_connections: int = 512  # beyond this the server answers 503 instead of running out of files
+    api_keepalive_s: int = 5  # an idle keep-alive connection is closed after this
+
+    @field_validator("fetch_allow_hosts", "webhook_allow_hosts", "custom_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [h.strip() for h in text.split(",") if h.strip()]
+        return v
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -342,18 +342,26 @@ def _is_ip(value: str) -> bool:
     return True
 
 
-def _pinned_request(client: httpx.AsyncClient, hop: _Hop, policy: FetchPolicy) -> httpx.Request:
-    """A GET to the checked IP that still names the original host (Host header, and SNI for https)."""
+def _pinned_request(
+    client: httpx.AsyncClient,
+    hop: _Hop,
+    policy: FetchPolicy,
+    method: str = "GET",
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Request:
+    """A request to the checked IP that still names the original host (Host header, and SNI for https)."""
     ip = ipaddress.ip_address(hop.ip)
     extensions: dict[str, object] = {}
-    headers = {"host": hop.url.netloc.decode("ascii"), "accept": "*/*"}
+    sent = {**(headers or {}), "host": hop.url.netloc.decode("ascii"), "accept": "*/*"}
     if hop.url.scheme == "https" and parse_host(hop.url.raw_host.decode("ascii")) is None:
         extensions["sni_hostname"] = hop.url.raw_host.decode("ascii").rstrip(".")
-        headers["connection"] = "close"  # never leave a connection verified for this name in an IP-keyed pool
+        sent["connection"] = "close"  # never leave a connection verified for this name in an IP-keyed pool
     request = client.build_request(
-        "GET",
+        method,
         hop.url.copy_with(host=str(ip)),
-        headers=headers,
+        headers=sent,
+        content=content,
         timeout=httpx.Timeout(policy.total_timeout_s, connect=policy.connect_timeout_s),
         extensions=extensions,
     )
@@ -454,3 +462,44 @@ async def fetch_media(client: httpx.AsyncClient, url: str, policy: FetchPolicy) 
         raise FetchFailed(
             url, f"no complete answer within {policy.total_timeout_s:g} s", code="timeout", retryable=True
         ) from None
+
+
+# -- outgoing POSTs (webhooks) -----------------------------------------------------------------------
+
+
+def check_url(url: str, allow_hosts: Iterable[str] = ()) -> None:
+    """What can be judged without DNS, for a URL given at submit time (a webhook): scheme, form, a
+    literal address, and `localhost` names. Raises FetchRefused; the full check runs again at send time."""
+    parsed = _parse_url(url)
+    allowed = _allowed_set(allow_hosts)
+    host = _normalise_host(parsed.raw_host.decode("ascii"))
+    if host in allowed:
+        return
+    if host == "localhost" or host.endswith(".localhost"):
+        raise FetchRefused(url, f"host {host} is loopback")
+    try:
+        literal = parse_host(host)
+    except ValueError as e:
+        raise FetchRefused(url, str(e)) from None
+    problem = _address_problem(str(literal), allowed) if literal is not None else None
+    if problem:
+        raise FetchRefused(url, f"host {host} is {literal}: {problem}")
+
+
+async def post_guarded(
+    client: httpx.AsyncClient, url: str, content: bytes, headers: dict[str, str], policy: FetchPolicy
+) -> int:
+    """POST `content` to `url` through the same guard as a media fetch (every DNS answer checked, the
+    request pinned to the checked IP), following no redirect. Returns the status code; raises
+    FetchRefused for a URL the guard refuses and FetchFailed for a network failure."""
+    allowed = _allowed_set(policy.allow_hosts)
+    hop = await _check_hop(_parse_url(url), policy, allowed)
+    request = _pinned_request(client, hop, policy, "POST", content, headers)
+    try:
+        async with asyncio.timeout(policy.total_timeout_s):
+            response = await client.send(request, follow_redirects=False)
+    except TimeoutError:
+        raise FetchFailed(url, f"no answer within {policy.total_timeout_s:g} s", code="timeout") from None
+    except httpx.RequestError as e:
+        raise _transport_error(url, e) from None
+    return response.status_code

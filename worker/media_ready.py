@@ -119,8 +119,12 @@ async def ready_for(
     provider: str,
     client: httpx.AsyncClient,
     opts: MediaOptions | None = None,
+    *,
+    provider_fetches: bool = False,
 ) -> tuple[dict[str, Any], MediaReport]:
-    """A copy of a chat `request` whose media this provider accepts as they are."""
+    """A copy of a chat `request` whose media this provider accepts as they are. `provider_fetches`: the
+    target is a provider's public endpoint that may be handed http(s) URLs (worker.routes
+    .fetches_urls_itself); otherwise the worker fetches them through the SSRF guard."""
     opts = opts or MediaOptions()
     report = MediaReport()
     out = copy.deepcopy(request)
@@ -134,7 +138,7 @@ async def ready_for(
     for slot in slots:
         value = slot.value
         remote = value.startswith(("http://", "https://"))
-        if remote and rules.remote_urls and not (opts.max_side or opts.max_bytes):
+        if remote and rules.remote_urls and provider_fetches and not (opts.max_side or opts.max_bytes):
             continue  # the provider fetches it itself
         if remote:
             fetched = opts.prefetched.get(value) or await fetch_media(client, value, opts.fetch)

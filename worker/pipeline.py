@@ -36,7 +36,7 @@ from worker.providers.base import ProviderResponse, Target
 from worker.records import Records
 from worker.results import store_result
 from worker.retry import backoff_s
-from worker.routes import Route, candidate_buckets, has_loadbalance, routes_for
+from worker.routes import Route, candidate_buckets, fetches_urls_itself, has_loadbalance, routes_for
 from worker.storage import Storage
 
 log = logging.getLogger("mmq.worker")
@@ -177,7 +177,14 @@ async def _media_ready(
 ) -> Route:
     """The route's request with media this provider accepts (fetched, converted, downscaled)."""
     opts = _media_options(rt.settings, job, prefetched)
-    request, report = await ready_for(route.request, adapter.media, route.target.provider, rt.client, opts)
+    request, report = await ready_for(
+        route.request,
+        adapter.media,
+        route.target.provider,
+        rt.client,
+        opts,
+        provider_fetches=fetches_urls_itself(route.target),
+    )
     if report.as_usage():
         job.usage = {**(job.usage or {}), "media": report.as_usage()}
     return replace(route, request=request)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from worker.config import Settings
 from worker.contract import Kind
 from worker.credentials import UnknownVirtualKey, VirtualKeys
+from worker.endpoints import EndpointError, check_custom_host, is_public_cloud, same_endpoint
 from worker.errors import InvalidJob
 from worker.providers import REGISTRY
 from worker.providers.base import Target
@@ -43,8 +45,11 @@ class Route:
     rate_limit: RateLimit | None = None
 
 
-def check_providers(config: RoutingConfig) -> None:
-    """Submit-time check: every provider a config names has an adapter in this build."""
+def check_targets(config: RoutingConfig, custom_hosts: Iterable[str] = ()) -> None:
+    """Submit-time check: every provider a config names has an adapter in this build, and every
+    custom_host is under a base URL the operator allows (`custom_hosts`: MMQ_CUSTOM_HOSTS and the worker's
+    own MMQ_OPENAI_BASE_URL). Raises ValueError naming the target."""
+    allowed = list(custom_hosts)
     stack = [config]
     while stack:
         node = stack.pop()
@@ -53,6 +58,8 @@ def check_providers(config: RoutingConfig) -> None:
             raise ValueError(
                 f"provider {node.provider!r} has no adapter in this build (have: {sorted(REGISTRY)})"
             )
+        if node.custom_host is not None:
+            check_custom_host(node.custom_host, allowed, target=f"target {node.name or node.provider!r}")
 
 
 @functools.lru_cache(maxsize=256)
@@ -99,7 +106,11 @@ def _can_do(provider: str, kind: Kind) -> bool:
     return adapter is None or kind in adapter.kinds  # an unknown provider fails later with its own error
 
 
-def _target(leaf: ResolvedTarget, default: Target, keys: VirtualKeys) -> Target:
+def _target(leaf: ResolvedTarget, default: Target, keys: VirtualKeys, custom_hosts: list[str]) -> Target:
+    """The concrete target for a leaf. A credential goes only to the base URL it was configured with
+    (worker.endpoints): the worker's key to MMQ_OPENAI_BASE_URL, a virtual key's to its own base_url (or,
+    without one, to its provider's public endpoint); a tenant's custom_host must be on the operator's list
+    and never receives a key configured for somewhere else."""
     provider = leaf.provider or default.provider
     cred = keys.resolve(leaf.virtual_key) if leaf.virtual_key else None
     same_as_default = provider == default.provider
@@ -107,19 +118,39 @@ def _target(leaf: ResolvedTarget, default: Target, keys: VirtualKeys) -> Target:
     own_url = (
         default.base_url if same_as_default else getattr(REGISTRY.get(provider), "default_base_url", None)
     )
-    base_url = leaf.custom_host or (cred.base_url if cred else None) or own_url
+    if cred:
+        api_key, headers, key_url = cred.api_key, dict(cred.headers), cred.base_url or own_url
+    else:
+        api_key, headers, key_url = (default.api_key if same_as_default else None), {}, own_url
+    base_url = key_url
+    if leaf.custom_host and not same_endpoint(leaf.custom_host, key_url):
+        check_custom_host(leaf.custom_host, custom_hosts, target=f"target {leaf.name!r}")
+        if cred:
+            raise EndpointError(
+                f"target {leaf.name!r}: virtual key {leaf.virtual_key!r} is configured for "
+                f"{key_url or 'no base URL'} and is never sent to custom_host {leaf.custom_host!r}"
+            )
+        base_url, api_key, headers = leaf.custom_host, None, {}
     if not base_url:
         raise RoutingError(
             f"target {leaf.name!r}: provider {provider!r} needs a custom_host or a virtual key"
         )
-    api_key = cred.api_key if cred else default.api_key if same_as_default else None
     return Target(
         name=leaf.name,
         provider=provider,
         base_url=base_url,
         api_key=api_key,
-        headers=dict(cred.headers) if cred else {},
+        headers=headers,
     )
+
+
+def fetches_urls_itself(target: Target) -> bool:
+    """Whether `target` is a provider's public cloud endpoint, which may be handed image URLs to fetch
+    itself. A custom or self-hosted base URL (vLLM, Ollama, a proxy on the operator's network) fetches from
+    inside that network, so a tenant's `http://127.0.0.1:6379/` would reach it: the worker fetches for it,
+    through the SSRF guard."""
+    own = getattr(REGISTRY.get(target.provider), "default_base_url", None)
+    return same_endpoint(target.base_url, own) or is_public_cloud(target.provider, target.base_url)
 
 
 def routes_for(
@@ -174,7 +205,7 @@ def routes_for(
             retry = leaf.retry
             last = n == len(leaves) - 1
             params = effective_params(request, leaf)
-            target = _target(leaf, default, keys)
+            target = _target(leaf, default, keys, settings.custom_hosts)
             routes.append(
                 Route(
                     target=target,
@@ -193,5 +224,5 @@ def routes_for(
                 )
             )
         return routes
-    except (RoutingError, UnknownVirtualKey) as e:
+    except (RoutingError, UnknownVirtualKey, EndpointError) as e:
         raise InvalidJob(f"routing: {e}", type="routing_error") from None

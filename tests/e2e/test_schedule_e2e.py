@@ -46,8 +46,9 @@ async def slow_mmq(redis_url: str, storage_url: str, make_simulator, tmp_path: P
         "MMQ_POLL_DELAY_S": "0.05",
         "MMQ_MAX_JOBS": "1",
         "MMQ_WEBHOOK_SECRET": "whsec-test",
+        "MMQ_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",  # the test's receiver is on loopback
     }
-    settings = Settings(redis_url=redis_url, storage_url=storage_url)
+    settings = Settings(redis_url=redis_url, storage_url=storage_url, webhook_allow_hosts=["127.0.0.1"])
     redis = connect(redis_url)
     worker = _spawn(["worker"], env, tmp_path / "worker.log")
     try:
@@ -155,6 +156,12 @@ async def test_bad_schedules_are_refused_before_anything_is_stored(stores, setti
         ({"not_before": time.time() + 60, "deadline": time.time() + 30}, "after not_before"),
         ({"priority": "urgent"}, "priority"),
         ({"webhook_url": "ftp://x"}, "webhook_url"),
+        # webhooks go to public addresses only, unless the operator lists an internal receiver
+        ({"webhook_url": "http://127.0.0.1:6379/"}, "webhook_url: host 127.0.0.1 is 127.0.0.1: .*loopback"),
+        ({"webhook_url": "http://localhost:8000/hook"}, "MMQ_WEBHOOK_ALLOW_HOSTS"),
+        ({"webhook_url": "http://[::1]/hook"}, "loopback"),
+        ({"webhook_url": "http://169.254.169.254/latest"}, "link-local"),
+        ({"webhook_url": "http://0x7f000001/hook"}, "loopback"),
     ]:
         with pytest.raises(LineError, match=message):
             await producer.submit_batch(lines(1, "x"), tenant="t", **kwargs)

@@ -37,11 +37,10 @@ def fallback_config(on_status_codes: list[int] | None = None) -> dict:
     return {
         "strategy": strategy,
         "targets": [
-            {"provider": "openai", "virtual_key": "primary", "custom_host": "http://a/v1", "name": "primary"},
+            {"provider": "openai", "virtual_key": "primary", "name": "primary"},
             {
                 "provider": "openai",
                 "virtual_key": "backup",
-                "custom_host": "http://b/v1",
                 "name": "backup",
                 "override_params": {"model": "backup-model"},
             },
@@ -49,7 +48,15 @@ def fallback_config(on_status_codes: list[int] | None = None) -> dict:
     }
 
 
-KEYS = VirtualKeys(environ={"MMQ_VK_PRIMARY": "key-primary-123", "MMQ_VK_BACKUP": "key-backup-456"})
+# each key goes to the base URL configured with it (worker.endpoints)
+KEYS = VirtualKeys(
+    environ={
+        "MMQ_VK_PRIMARY": "key-primary-123",
+        "MMQ_VK_PRIMARY_BASE_URL": "http://a/v1",
+        "MMQ_VK_BACKUP": "key-backup-456",
+        "MMQ_VK_BACKUP_BASE_URL": "http://b/v1",
+    }
+)
 
 
 async def test_a_503_falls_back_to_the_second_target_with_its_own_key_and_params(make_runtime):
