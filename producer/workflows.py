@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from producer.safe_names import OutputNames
 from producer.submit import BatchLine
 from worker.contract import JobRecord, JobStatus
 from worker.media import extension_for, sniff, to_data_url
@@ -356,16 +357,6 @@ def speech_lines(path: Path, *, model: str, voice: str, response_format: str) ->
 
 
 # ============================================================================================ reading a batch
-_UNSAFE = re.compile(r'[<>:"|?*\x00-\x1f\\]')
-
-
-def safe_relpath(custom_id: str) -> Path:
-    """A custom_id (possibly "a/b/c.wav", possibly hostile) as a path that stays under the output folder."""
-    parts = [_UNSAFE.sub("_", p)[:200] for p in custom_id.replace("\\", "/").split("/")]
-    parts = [p for p in parts if p not in ("", ".", "..")]
-    return Path(*parts) if parts else Path("_")
-
-
 async def iter_jobs(records: Records, batch_id: str, chunk: int = 200) -> AsyncIterator[JobRecord]:
     """The batch's jobs in submission order."""
     async for ids in records.iter_batch_job_ids(batch_id, chunk=chunk):
@@ -590,21 +581,16 @@ def transcript_files(body: Any, wanted: set[str]) -> tuple[str, dict[str, str]]:
     return text, files
 
 
-class _Placer:
-    """Output paths mirroring the inputs; a second input with the same stem (a.wav, a.mp3) keeps its
-    full name (a.mp3.srt) instead of overwriting the first one's file."""
+def _write_file(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8")
+    else:
+        path.write_bytes(data)
 
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.taken: set[Path] = set()
 
-    def place(self, custom_id: str, ext: str) -> Path:
-        rel = safe_relpath(custom_id)
-        path = self.out / rel.with_suffix("." + ext)
-        if path in self.taken:
-            path = self.out / rel.with_name(rel.name + "." + ext)
-        self.taken.add(path)
-        return path
+def _write_error(rel: str, e: OSError) -> str:
+    return f"cannot write {rel}: {e.strerror or e}"
 
 
 async def write_transcripts(
@@ -614,7 +600,8 @@ async def write_transcripts(
     wanted .txt/.srt/.vtt under `out`, mirroring the input folder."""
     out.mkdir(parents=True, exist_ok=True)
     written = Written(files=[out / "transcripts.jsonl"])
-    placer = _Placer(out)
+    # mirroring the inputs: `a.wav` gets a.srt, or a.wav.srt when a.mp3 took that (see safe_names)
+    names = OutputNames(reserved=[p.name for p in written.files])
     with written.files[0].open("w", encoding="utf-8") as index:
         async for job, body in _with_bodies(records, storage, batch_id):
             written.count(job)
@@ -623,19 +610,23 @@ async def write_transcripts(
             timed = wanted & {"srt", "vtt"}
             if body is not None and timed and not timed & set(contents):
                 written.untimed += 1
-            paths = []
-            for ext, content in contents.items():
-                path = placer.place(custom_id, ext)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(content, encoding="utf-8")
-                paths.append(path.relative_to(out).as_posix())
+            paths: list[str] = []
+            problem = None
+            rels = names.claim(custom_id, ["." + ext for ext in contents], replace_ext=True)
+            for rel, content in zip(rels, contents.values(), strict=True):
+                try:
+                    _write_file(out / rel, content)
+                except OSError as e:  # only this recording's row says so; the others are written
+                    problem = _write_error(rel, e)
+                    break
+                paths.append(rel)
             written.media += len(paths)
             row = {
                 "custom_id": custom_id,
                 "job_id": job.id,
                 "text": text,
                 "status": job.status.value,
-                "error": job_error(job),
+                "error": job_error(job) or problem,
                 "files": paths,
             }
             if isinstance(body, dict):
@@ -644,23 +635,29 @@ async def write_transcripts(
     return written
 
 
-async def _save_files(job: JobRecord, storage: Storage, out: Path) -> list[str]:
-    """The job's result files as <custom_id>[-n].<ext> under `out`; returns their relative paths."""
+async def _save_files(
+    job: JobRecord, storage: Storage, out: Path, names: OutputNames
+) -> tuple[list[str], str | None]:
+    """The job's result files as <custom_id>[-n].<ext> under `out` (names unique in this run, see
+    safe_names); returns their relative paths and, if one could not be written, why."""
     if job.status is not JobStatus.succeeded or not job.result:
-        return []
-    rel = safe_relpath(job.custom_id or job.id)
-    names = []
-    for n, rf in enumerate(job.result.files):
-        suffix = f"-{n + 1}" if len(job.result.files) > 1 else ""
-        path = out / rel.with_name(rel.name + suffix + extension_for(rf.content_type))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        return [], None
+    files = job.result.files
+    suffixes = [
+        (f"-{n + 1}" if len(files) > 1 else "") + extension_for(rf.content_type) for n, rf in enumerate(files)
+    ]
+    saved = []
+    for rf, rel in zip(files, names.claim(job.custom_id or job.id, suffixes), strict=True):
         try:
             data = await storage.get(rf.key)
         except BlobNotFound:
             continue
-        await asyncio.to_thread(path.write_bytes, data)
-        names.append(path.relative_to(out).as_posix())
-    return names
+        try:
+            await asyncio.to_thread(_write_file, out / rel, data)
+        except OSError as e:  # only this job's row says so; the others are written
+            return saved, _write_error(rel, e)
+        saved.append(rel)
+    return saved, None
 
 
 async def write_images(records: Records, storage: Storage, batch_id: str, out: Path) -> Written:
@@ -668,10 +665,11 @@ async def write_images(records: Records, storage: Storage, batch_id: str, out: P
     images.jsonl (line, custom_id, job_id, prompt, status, error, files, revised_prompt)."""
     out.mkdir(parents=True, exist_ok=True)
     written = Written(files=[out / "images.jsonl"])
+    names = OutputNames(reserved=[p.name for p in written.files])
     with written.files[0].open("w", encoding="utf-8") as index:
         async for job, body in _with_bodies(records, storage, batch_id, chunk=16):
             written.count(job)
-            files = await _save_files(job, storage, out)
+            files, problem = await _save_files(job, storage, out, names)
             written.media += len(files)
             revised = None
             if isinstance(body, dict) and body.get("data"):
@@ -685,7 +683,7 @@ async def write_images(records: Records, storage: Storage, batch_id: str, out: P
                     "job_id": job.id,
                     "prompt": request.get("prompt"),
                     "status": job.status.value,
-                    "error": job_error(job),
+                    "error": job_error(job) or problem,
                     "files": files,
                     "revised_prompt": revised,
                 },
@@ -699,10 +697,11 @@ async def write_speech(records: Records, storage: Storage, batch_id: str, out: P
     error, file, content_type, requested_format)."""
     out.mkdir(parents=True, exist_ok=True)
     written = Written(files=[out / "speech.jsonl"])
+    names = OutputNames(reserved=[p.name for p in written.files])
     with written.files[0].open("w", encoding="utf-8") as index:
         async for job, body in _with_bodies(records, storage, batch_id, chunk=16):
             written.count(job)
-            files = await _save_files(job, storage, out)
+            files, problem = await _save_files(job, storage, out, names)
             written.media += len(files)
             request = await job_request(job, storage)
             _jsonl(
@@ -713,7 +712,7 @@ async def write_speech(records: Records, storage: Storage, batch_id: str, out: P
                     "job_id": job.id,
                     "text": request.get("input"),
                     "status": job.status.value,
-                    "error": job_error(job),
+                    "error": job_error(job) or problem,
                     "file": files[0] if files else None,
                     "content_type": body.get("content_type") if isinstance(body, dict) else None,
                     "requested_format": request.get("response_format"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from producer.cli import build_parser, cache_option
+from producer.safe_names import safe_relpath
 from producer.submit import Producer
 from producer.workflows import (
     CaptionOptions,
@@ -25,7 +26,6 @@ from producer.workflows import (
     read_caption_csv,
     render_srt,
     render_vtt,
-    safe_relpath,
     scan_audio,
     scan_images,
     slug,
