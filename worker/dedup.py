@@ -70,7 +70,8 @@ async def _key(rt: Runtime, job: JobRecord, request: dict[str, Any], lookup: Loo
             return fetched.data
         return None
 
-    return await job_cache_key(job, request, Fingerprints(options_of(job).level, load))
+    fingerprints = Fingerprints(options_of(job).level, load, rt.settings.image_max_pixels)
+    return await job_cache_key(job, request, fingerprints)
 
 
 async def look_up(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> Lookup:

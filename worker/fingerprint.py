@@ -8,14 +8,14 @@ Levels (chosen per job or batch):
 - `perceptual`: the pixels fingerprint plus a 64-bit difference hash (dHash) compared within a Hamming
   distance by the cache. Near-duplicates can differ in what matters (a changed price tag), so it is opt-in.
 Documents and audio are fingerprinted by their bytes at every level. Undecodable images fall back to
-their bytes: the job fails later with a clear error, the key only has to be stable.
+their bytes: the job fails later with a clear error, the key only has to be stable. So do images declaring
+more pixels than `image_max_pixels`: refused from their header, never decoded here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -24,11 +24,12 @@ from PIL import Image, ImageOps
 
 from worker.cache import Fingerprint
 from worker.contract import BLOB_SCHEME, CacheLevel
-from worker.media import MediaError, parse_data_url
+from worker.media import DEFAULT_IMAGE_MAX_PIXELS, MediaError, open_image, parse_data_url
 
 Loader = Callable[[str], Awaitable[bytes | None]]  # a reference's bytes, or None if not reachable here
 
 _DECODE_IN_THREAD = 256 * 1024
+_HASH_ROWS = 256
 _memo: OrderedDict[str, Fingerprint] = OrderedDict()  # bytes digest → pixel fingerprint, per process
 _MEMO_MAX = 4096
 
@@ -62,26 +63,33 @@ def _coarse(img: Image.Image) -> str:
     return f"{r:x}{g:x}{b:x}/{img.width / img.height:.1f}"
 
 
-def _pixels(data: bytes) -> Fingerprint:
+def _pixels(data: bytes, max_pixels: int) -> Fingerprint:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, max_pixels, "image") as img:
             img.seek(0)  # an animated GIF: its first frame, as the media stage sends it
-            upright = ImageOps.exif_transpose(img)  # orientation is part of how the image looks
-            rgba = upright.convert("RGBA")
-    digest = hashlib.sha256(f"{rgba.width}x{rgba.height}:".encode() + rgba.tobytes()).hexdigest()
-    return Fingerprint("px:" + digest, _dhash(rgba), _coarse(rgba))
+            # orientation is part of how the image looks; in place, as a copy would double the memory
+            ImageOps.exif_transpose(img, in_place=True)
+            rgba = img.convert("RGBA")
+    digest = hashlib.sha256(f"{rgba.width}x{rgba.height}:".encode())
+    for top in range(0, rgba.height, _HASH_ROWS):  # in strips: never a second copy of every pixel
+        digest.update(rgba.crop((0, top, rgba.width, min(top + _HASH_ROWS, rgba.height))).tobytes())
+    return Fingerprint("px:" + digest.hexdigest(), _dhash(rgba), _coarse(rgba))
 
 
-async def pixel_fingerprint(data: bytes) -> Fingerprint | None:
-    """The decoded pixels' fingerprint (with dHash and coarse signature), or None if it does not decode."""
+async def pixel_fingerprint(data: bytes, max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS) -> Fingerprint | None:
+    """The decoded pixels' fingerprint (with dHash and coarse signature), or None if it does not decode or
+    declares more than `max_pixels` pixels (then it is not decoded at all)."""
     memo_key = hashlib.sha256(data).hexdigest()
     if (hit := _memo.get(memo_key)) is not None:
         _memo.move_to_end(memo_key)
         return hit
     try:
-        found = await asyncio.to_thread(_pixels, data) if len(data) > _DECODE_IN_THREAD else _pixels(data)
-    except Exception:  # Pillow's many error types, the bomb guard included
+        if len(data) > _DECODE_IN_THREAD:
+            found = await asyncio.to_thread(_pixels, data, max_pixels)
+        else:
+            found = _pixels(data, max_pixels)
+    except Exception:  # Pillow's many error types, the pixel limit and the bomb guard included
         return None
     _memo[memo_key] = found
     if len(_memo) > _MEMO_MAX:
@@ -90,11 +98,13 @@ async def pixel_fingerprint(data: bytes) -> Fingerprint | None:
 
 
 class Fingerprints:
-    """The `Fingerprinter` for one job: reference → fingerprint at `level`, loading bytes with `load`."""
+    """The `Fingerprinter` for one job: reference → fingerprint at `level`, loading bytes with `load`;
+    images over `max_pixels` are keyed by their bytes, undecoded."""
 
-    def __init__(self, level: CacheLevel, load: Loader) -> None:
+    def __init__(self, level: CacheLevel, load: Loader, max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS) -> None:
         self.level = level
         self.load = load
+        self.max_pixels = max_pixels
 
     async def _bytes(self, ref: str) -> bytes | None:
         if ref.startswith("data:"):
@@ -111,6 +121,6 @@ class Fingerprints:
         data = await self._bytes(ref)
         if data is None:
             return None
-        if pixels and (found := await pixel_fingerprint(data)) is not None:
+        if pixels and (found := await pixel_fingerprint(data, self.max_pixels)) is not None:
             return found
         return Fingerprint(byte_token(data))

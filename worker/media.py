@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
+import warnings
 from collections.abc import Callable
+
+from PIL import Image
+
+from worker.config import Settings
+from worker.errors import InvalidJob
 
 _DATA_URL_RE = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[^;,]*)*)(;base64)?,", re.ASCII)
 
@@ -34,6 +41,54 @@ _EXTENSIONS = {
 
 class MediaError(ValueError):
     """Input media that cannot be used: the job fails with this message, nothing else does."""
+
+
+# For callers without Settings at hand (MediaOptions' and the fingerprints' defaults, library use): the
+# setting's default, not the environment's — processes pass `settings.image_max_pixels` down explicitly.
+DEFAULT_IMAGE_MAX_PIXELS: int = Settings.model_fields["image_max_pixels"].default
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")  # in Pillow's DecompressionBomb messages
+
+
+class ImageTooLarge(InvalidJob):
+    """An image declaring more pixels than the limit: refused from its header, before any decode."""
+
+    def __init__(
+        self, where: str, pixels: int | None, limit: int, size: tuple[int, int] | None = None
+    ) -> None:
+        found = f"{pixels:,} pixels" if pixels is not None else "more pixels than that"
+        dims = f" ({size[0]}x{size[1]})" if size else ""
+        super().__init__(
+            f"{where}: image of {found}{dims} is over the limit of {limit:,} pixels "
+            "(setting image_max_pixels, MMQ_IMAGE_MAX_PIXELS); downscale it before sending",
+            type="invalid_media",
+        )
+        self.pixels = pixels
+        self.limit = limit
+
+
+def open_image(data: bytes, max_pixels: int, where: str) -> Image.Image:
+    """`data` opened by Pillow — header parsed, no pixel decoded yet — once its declared width * height is
+    within `max_pixels`. Raises ImageTooLarge (an InvalidJob naming `where`) if not; Pillow's own errors
+    for data that is not a readable image propagate. Every Pillow decode of input media goes through here.
+
+    Animated images (GIF, APNG, WebP): the size checked is the canvas every frame is drawn on, and only
+    the first frame is ever decoded (callers seek(0)), so the frame count does not multiply the memory;
+    refusing on frames * pixels would refuse ordinary short animations for no gain.
+    """
+    # Pillow's guard stays the ceiling: its warning is an error here as at every decode site
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            found = _BOMB_PIXELS.search(str(e))
+            raise ImageTooLarge(where, int(found.group(1)) if found else None, limit) from None
+    width, height = img.size
+    if width * height > limit:
+        img.close()
+        raise ImageTooLarge(where, width * height, limit, (width, height))
+    return img
 
 
 def parse_data_url(url: str) -> tuple[str | None, bytes]:

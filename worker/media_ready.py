@@ -21,7 +21,15 @@ from PIL import Image
 from worker.contract import chat_media_slots
 from worker.errors import InvalidJob
 from worker.fetch import FetchedMedia, FetchPolicy, fetch_media
-from worker.media import MediaError, declared_type, parse_data_url, sniff, to_data_url
+from worker.media import (
+    DEFAULT_IMAGE_MAX_PIXELS,
+    MediaError,
+    declared_type,
+    open_image,
+    parse_data_url,
+    sniff,
+    to_data_url,
+)
 from worker.providers.base import MediaRules
 
 LOW_DETAIL_SIDE = 512  # what OpenAI's `detail: low` sends to the model
@@ -35,6 +43,7 @@ class MediaOptions:
     max_bytes: int | None = None
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     prefetched: dict[str, FetchedMedia] = field(default_factory=dict)  # fetched for the cache key already
+    max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS  # images declaring more are refused before any decode
 
 
 @dataclass
@@ -51,10 +60,10 @@ class MediaReport:
         return {k: v for k, v in self.__dict__.items() if v}
 
 
-def _reencode(data: bytes, max_side: int | None, target_mime: str) -> bytes:
+def _reencode(data: bytes, max_side: int | None, target_mime: str, max_pixels: int, where: str) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard stays on
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, max_pixels, where) as img:
             img.seek(0)  # an animated GIF: its first frame, as providers that take GIFs do
             img = img.convert(
                 "RGBA" if target_mime == "image/png" and img.mode in ("RGBA", "LA", "P") else "RGB"
@@ -69,8 +78,9 @@ def _reencode(data: bytes, max_side: int | None, target_mime: str) -> bytes:
             return out.getvalue()
 
 
-def _size(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
+def _size(data: bytes, max_pixels: int, where: str) -> tuple[int, int]:
+    """The declared size, from the header only; refuses an image over the pixel limit."""
+    with open_image(data, max_pixels, where) as img:
         return img.size
 
 
@@ -78,7 +88,7 @@ async def _fit_image(
     data: bytes, where: str, rules: MediaRules, opts: MediaOptions, detail: str | None, report: MediaReport
 ) -> tuple[bytes, str]:
     mime = sniff(data) or "application/octet-stream"
-    width, height = _size(data)
+    width, height = _size(data, opts.max_pixels, where)
     side_limits = [s for s in (rules.max_image_side, opts.max_side) if s]
     if detail == "low" and not rules.honours_detail:
         side_limits.append(LOW_DETAIL_SIDE)  # no low-detail switch at this provider: send fewer pixels
@@ -94,12 +104,12 @@ async def _fit_image(
     target = "image/png" if mime in ("image/png", "image/gif", "image/bmp", "image/tiff") else "image/jpeg"
     if target not in rules.image_types:
         target = next(iter(sorted(rules.image_types)))
-    out = await asyncio.to_thread(_reencode, data, max_side, target)
+    out = await asyncio.to_thread(_reencode, data, max_side, target, opts.max_pixels, where)
     if max_bytes and len(out) > max_bytes and "image/jpeg" in rules.image_types:
         # still too big: JPEG, then smaller sides, until it fits (or give up below 256 px)
         side = max_side or max(width, height)
         while len(out) > max_bytes and side >= 256:
-            out = await asyncio.to_thread(_reencode, data, side, "image/jpeg")
+            out = await asyncio.to_thread(_reencode, data, side, "image/jpeg", opts.max_pixels, where)
             target = "image/jpeg"
             side = int(side * 0.75)
     if max_bytes and len(out) > max_bytes:

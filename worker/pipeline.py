@@ -166,6 +166,7 @@ def _media_options(
         prefetched=prefetched or {},
         max_side=(prep.max_side if prep and prep.max_side else None) or settings.media_max_side,
         max_bytes=(prep.max_bytes if prep and prep.max_bytes else None) or settings.media_max_bytes,
+        max_pixels=settings.image_max_pixels,
         fetch=FetchPolicy(
             max_bytes=settings.fetch_max_bytes, allow_hosts=frozenset(settings.fetch_allow_hosts)
         ),
@@ -200,7 +201,7 @@ async def _call_with_retries(
     """Walks the job's routes (fallback order); on each target retries what is worth retrying, sleeping
     through short waits and deferring the job (freeing the worker slot) for long ones. Targets whose
     circuit is open are skipped; if every remaining one is, the job waits for the first probe."""
-    audio = await prepare(job.kind, request, rt.storage)
+    audio = await prepare(job.kind, request, rt.storage, max_pixels=rt.settings.image_max_pixels)
     routes = await _plan(rt, job, request)
     first, first_tries = 0, 0
     if job.resume:

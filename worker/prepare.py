@@ -7,7 +7,6 @@ before any provider is paid to reject it.
 from __future__ import annotations
 
 import asyncio
-import io
 import warnings
 from typing import Any
 
@@ -15,7 +14,16 @@ from PIL import Image
 
 from worker.contract import BLOB_SCHEME, Kind, chat_media_slots
 from worker.errors import InvalidJob
-from worker.media import MediaError, declared_type, filename_for, parse_data_url, sniff, to_data_url
+from worker.media import (
+    DEFAULT_IMAGE_MAX_PIXELS,
+    MediaError,
+    declared_type,
+    filename_for,
+    open_image,
+    parse_data_url,
+    sniff,
+    to_data_url,
+)
 from worker.providers.base import AudioInput
 from worker.storage import BlobNotFound, Storage
 
@@ -37,15 +45,16 @@ async def load_media(url: str, storage: Storage) -> bytes:
         raise InvalidJob(str(e), type="invalid_media") from None
 
 
-def _verify_image(data: bytes) -> None:
+def _verify_image(data: bytes, max_pixels: int, where: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data, max_pixels, where) as img:
             img.verify()
 
 
-async def check_image(data: bytes, where: str) -> str:
-    """Returns the sniffed MIME type; raises InvalidJob if the bytes are not a decodable image."""
+async def check_image(data: bytes, where: str, max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS) -> str:
+    """Returns the sniffed MIME type; raises InvalidJob if the bytes are not a decodable image or declare
+    more than `max_pixels` pixels."""
     mime = sniff(data)
     if mime not in IMAGE_TYPES:
         raise InvalidJob(
@@ -53,9 +62,11 @@ async def check_image(data: bytes, where: str) -> str:
         )
     try:
         if len(data) > 512 * 1024:
-            await asyncio.to_thread(_verify_image, data)
+            await asyncio.to_thread(_verify_image, data, max_pixels, where)
         else:
-            _verify_image(data)
+            _verify_image(data, max_pixels, where)
+    except InvalidJob:
+        raise  # over the pixel limit: its own message names the limit
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InvalidJob(f"{where}: image too large to decode safely ({e})", type="invalid_media") from None
     except Exception as e:  # Pillow raises many types for corrupt files
@@ -83,13 +94,13 @@ def document_type(data: bytes, url: str, where: str) -> str:
     )
 
 
-async def _prepare_chat(request: dict[str, Any], storage: Storage) -> None:
+async def _prepare_chat(request: dict[str, Any], storage: Storage, max_pixels: int) -> None:
     for slot in chat_media_slots(request):
         if slot.value.startswith(("http://", "https://")):
             continue  # the provider fetches it (issue 6 adds worker-side fetching where needed)
         data = await load_media(slot.value, storage)
         if slot.media == "image":
-            mime = await check_image(data, slot.where)
+            mime = await check_image(data, slot.where, max_pixels)
         else:
             mime = document_type(data, slot.value, slot.where)
         slot.set(to_data_url(data, mime))
@@ -107,10 +118,13 @@ async def _prepare_audio(request: dict[str, Any], storage: Storage) -> AudioInpu
     return AudioInput(data=data, content_type=mime, filename=name)
 
 
-async def prepare(kind: Kind, request: dict[str, Any], storage: Storage) -> AudioInput | None:
-    """Resolves media in `request` in place; returns the audio input for audio kinds."""
+async def prepare(
+    kind: Kind, request: dict[str, Any], storage: Storage, *, max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS
+) -> AudioInput | None:
+    """Resolves media in `request` in place; returns the audio input for audio kinds. Images declaring
+    more than `max_pixels` pixels are refused before any decode."""
     if kind is Kind.chat:
-        await _prepare_chat(request, storage)
+        await _prepare_chat(request, storage, max_pixels)
     elif kind in (Kind.transcription, Kind.translation):
         return await _prepare_audio(request, storage)
     return None
