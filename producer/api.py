@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
 from producer.auth import Tenant
+from producer.guard import RequestGuard
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
 from producer.submit import BatchLine, LineError, Producer, format_validation_error
@@ -73,6 +74,8 @@ def create_app(
 
     app = FastAPI(title="mmq", version="0.1.0", lifespan=lifespan)
     app.state.tenant_keys = settings.tenant_keys()
+    # outermost: no body is read before its key is known, and none past its limit (producer.guard)
+    app.add_middleware(RequestGuard, settings=settings, keys=lambda: app.state.tenant_keys)
 
     async def own_job(request: Request, job_id: str, who: str) -> JobRecord:
         job = await request.app.state.records.get_job(job_id)
@@ -146,7 +149,7 @@ def create_app(
                         except ValueError:
                             raise HTTPException(422, f"{k}: epoch seconds expected") from None
                 batch = await producer.submit_batch(
-                    aiter_jsonl_chunks(request.stream()),
+                    aiter_jsonl_chunks(request.stream(), producer.settings.max_line_bytes),
                     tenant=who,
                     metadata=metadata,
                     config=config,

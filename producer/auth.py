@@ -17,6 +17,11 @@ def new_key() -> str:
     return "mmq_" + secrets.token_urlsafe(32)
 
 
+def bearer_token(header: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, or None."""
+    return header[7:].strip() or None if header.lower().startswith("bearer ") else None
+
+
 def tenant_for(token: str | None, keys: dict[str, str]) -> str | None:
     if not token:
         return None
@@ -25,9 +30,7 @@ def tenant_for(token: str | None, keys: dict[str, str]) -> str | None:
 
 def current_tenant(request: Request) -> str:
     """The `/api` routes' dependency: the tenant of the request's bearer key, or a 401."""
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    found = tenant_for(token, request.app.state.tenant_keys)
+    found = tenant_for(bearer_token(request.headers.get("authorization", "")), request.app.state.tenant_keys)
     if found is None:
         raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)")
     return found

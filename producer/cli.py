@@ -80,6 +80,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from producer.api import create_app
+    from producer.serve import serve_config
 
     settings = get_settings()
     _need_redis(settings)
@@ -89,7 +90,8 @@ def cmd_api(args: argparse.Namespace) -> int:
             "refused. Create one with `mmq keys create --tenant NAME`.",
             file=sys.stderr,
         )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    config = serve_config(create_app(settings), settings, host=args.host, port=args.port, log_level="info")
+    uvicorn.Server(config).run()
     return 0
 
 
@@ -181,7 +183,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
         try:
             batch = await producer.submit_batch(
-                iter_jsonl(path), metadata={"source": path.name}, **batch_options(args, producer)
+                iter_jsonl(path, producer.settings.max_line_bytes),
+                metadata={"source": path.name},
+                **batch_options(args, producer),
             )
         except LineError as e:
             sys.exit(f"mmq: {e}")
@@ -703,9 +707,10 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
 
 
 def _template_store(settings: Settings, redis: Redis, storage: Storage) -> Any:
+    from producer.submit import allowed_hosts
     from producer.templates import TemplateStore
 
-    return TemplateStore(redis, storage, settings.key_prefix)
+    return TemplateStore(redis, storage, settings.key_prefix, allowed_hosts(settings))
 
 
 def cmd_template_save(args: argparse.Namespace) -> int:

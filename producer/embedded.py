@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from arq import worker as arq_worker
@@ -22,6 +23,7 @@ from producer.auth import hash_key, new_key
 from producer.export import export_batch
 from producer.jsonl import iter_jsonl
 from producer.progress import watch
+from producer.serve import serve_config
 from producer.submit import Producer
 from worker.config import Settings
 from worker.connections import embedded_redis
@@ -46,8 +48,13 @@ def _bound_socket(port: int) -> socket.socket:
     return sock
 
 
-async def _serve(app: object, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+async def _serve(
+    app: object, sock: socket.socket, settings: Settings | None = None
+) -> tuple[uvicorn.Server, asyncio.Task]:
+    """`settings`: serve with the API's connection limits (producer.serve); the simulator needs none."""
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+    config = serve_config(app, settings, **options) if settings else uvicorn.Config(app, **options)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -96,9 +103,8 @@ async def run_embedded(
     ]
     api_url = None
     with contextlib.suppress(OSError):
-        servers.append(
-            await _serve(create_api(settings, redis=redis, storage=storage), _bound_socket(api_port))
-        )
+        api = create_api(settings, redis=redis, storage=storage)
+        servers.append(await _serve(api, _bound_socket(api_port), settings))
         api_url = f"http://127.0.0.1:{api_port}"
 
     arq_worker.log_redis_info = _no_redis_info  # type: ignore[assignment]

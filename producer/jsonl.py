@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 
 from producer.submit import BatchLine
@@ -20,28 +20,64 @@ def parse_line(raw: str | bytes, line_no: int) -> BatchLine | None:
     return BatchLine.from_obj(obj, line_no)
 
 
-def iter_jsonl(path: str | Path) -> Iterator[BatchLine]:
-    """One line at a time: memory does not grow with the file."""
+DEFAULT_MAX_LINE_BYTES = 32 * 1024 * 1024  # as Settings.max_line_bytes (MMQ_MAX_LINE_BYTES)
+
+
+def _too_long(line_no: int, max_line_bytes: int) -> BatchLine:
+    return BatchLine(
+        body=None,
+        line_no=line_no,
+        error=f"line is longer than {max_line_bytes} bytes (MMQ_MAX_LINE_BYTES); it was not read",
+    )
+
+
+def iter_jsonl(path: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[BatchLine]:
+    """One line at a time: memory does not grow with the file, nor past `max_line_bytes` for one line
+    (a longer line fails alone, its rest skipped unread into memory)."""
     with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = parse_line(raw, line_no)
-            if line is not None:
-                yield line
-
-
-async def aiter_jsonl_chunks(chunks: AsyncIterable[bytes]):
-    """Lines from a byte stream (an HTTP upload), without buffering the whole body."""
-    buf = b""
-    line_no = 0
-    async for chunk in chunks:
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for raw in lines:
+        line_no = 0
+        while raw := f.readline(max_line_bytes + 1):
             line_no += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass
+                yield _too_long(line_no, max_line_bytes)
+                continue
             line = parse_line(raw, line_no)
             if line is not None:
                 yield line
-    if buf.strip():
-        line = parse_line(buf, line_no + 1)
+
+
+async def aiter_jsonl_chunks(
+    chunks: AsyncIterable[bytes], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> AsyncIterator[BatchLine]:
+    """Lines from a byte stream (an HTTP upload), without buffering the whole body, nor more than
+    `max_line_bytes` of one line: a longer line fails alone and the stream goes on after it."""
+    buf = bytearray()
+    line_no = 0
+    skipping = False  # inside a line already reported as too long
+    async for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            line_no += 1
+            if skipping:
+                skipping = False
+            elif len(buf) + end - start > max_line_bytes:
+                yield _too_long(line_no, max_line_bytes)
+            else:
+                buf += chunk[start:end]
+                line = parse_line(bytes(buf), line_no)
+                if line is not None:
+                    yield line
+            buf.clear()
+            start = end + 1
+        if not skipping:
+            buf += chunk[start:]
+            if len(buf) > max_line_bytes:
+                buf.clear()
+                skipping = True
+                yield _too_long(line_no + 1, max_line_bytes)
+    if buf.strip() and not skipping:
+        line = parse_line(bytes(buf), line_no + 1)
         if line is not None:
             yield line

@@ -49,9 +49,10 @@ from redis.asyncio import Redis
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producer.auth import tenant_for
+from producer.auth import bearer_token, tenant_for
 from producer.files import FileMeta, FileStore, FileTooLarge, page_ids
 from producer.jsonl import aiter_jsonl_chunks
+from producer.safe_names import content_disposition
 from producer.submit import (
     BatchLine,
     LineError,
@@ -242,9 +243,7 @@ async def _ctx(request: Request) -> Ctx:
 
 
 async def _tenant(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    who = tenant_for(token, request.app.state.tenant_keys)
+    who = tenant_for(bearer_token(request.headers.get("authorization", "")), request.app.state.tenant_keys)
     if who is None:
         raise OpenAIError(
             401,
@@ -411,7 +410,7 @@ async def file_content(file_id: str, who: Tenant, ctx: Context) -> StreamingResp
     return StreamingResponse(
         _prepend(first, chunks),
         media_type="application/octet-stream",
-        headers={"content-disposition": f'attachment; filename="{meta.filename}"'},
+        headers={"content-disposition": content_disposition(meta.filename)},  # any name, even 文件.jsonl
     )
 
 
@@ -554,7 +553,8 @@ async def _submit(
     """Reads the input file from storage and queues its lines (the batch is `validating` meanwhile)."""
     batch_key = ctx.records.batch_key(batch.id)
     try:
-        lines = _checked(aiter_jsonl_chunks(ctx.files.stream(meta)), st, ctx.redis, batch_key)
+        chunks = aiter_jsonl_chunks(ctx.files.stream(meta), ctx.producer.settings.max_line_bytes)
+        lines = _checked(chunks, st, ctx.redis, batch_key)
         _, invalid = await ctx.producer.add_lines(batch, lines, *options)
         errors = await _line_errors(ctx.records, batch.id, st, invalid) if invalid else []
         await ctx.update(batch.id, in_progress_at=int(time.time()), model=st.model, errors=errors or None)

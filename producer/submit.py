@@ -44,12 +44,23 @@ from worker.contract import (
 from worker.errors import InvalidJob
 from worker.fetch import FetchRefused, check_url
 from worker.fingerprint import Fingerprints
-from worker.media import MediaError, parse_data_url, sniff
+from worker.media import ImageTooLarge, MediaError, open_image, parse_data_url, sniff
 from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES, document_type
 from worker.records import Records
 from worker.routes import check_targets
 from worker.routing import parse_config
 from worker.storage import BlobNotFound, Storage, put_blob, safe_segment
+
+
+def _check_pixels(data: bytes, max_pixels: int, what: str) -> None:
+    """Refuses an image declaring too many pixels, from its header alone (nothing is decoded here). One
+    Pillow cannot read is left to the worker, which fails its job with its own message."""
+    try:
+        open_image(data, max_pixels, what).close()
+    except ImageTooLarge as e:
+        raise LineError(str(e)) from None
+    except Exception:  # Pillow's many error types for a corrupt header
+        return
 
 
 def new_id(prefix: str) -> str:
@@ -159,6 +170,8 @@ class Producer:
             raise LineError(
                 f"{what}: bytes look like {mime or 'unknown data'}, not one of the accepted types"
             )
+        if mime in IMAGE_TYPES:
+            _check_pixels(data, self.settings.image_max_pixels, what)
         return BLOB_SCHEME + await put_blob(self.storage, data, mime)
 
     async def _blob_from_data_url(self, url: str, allowed: frozenset[str], what: str) -> str:
@@ -228,7 +241,8 @@ class Producer:
             return None
 
     async def _key(self, job: JobRecord, request: dict[str, Any], options: CacheOptions) -> str | None:
-        return await job_cache_key(job, request, Fingerprints(options.level, self._load_blob))
+        fingerprints = Fingerprints(options.level, self._load_blob, self.settings.image_max_pixels)
+        return await job_cache_key(job, request, fingerprints)
 
     async def _answer_cached(self, jobs: list[tuple[JobRecord, bool]]) -> list[tuple[JobRecord, bool]]:
         """Jobs whose result is cached become hits (not runnable); one MGET per chunk. Perceptual keys are

@@ -21,7 +21,9 @@ template is saved; the stored template and every job rendered from it carry only
 Redis layout (tenant percent-encoded so that no tenant's keys can collide with another's):
     {p}:templates:{tenant}                 HASH  name → latest version
     {p}:templates:{tenant}:{name}          HASH  version → template JSON (small: media is in blobs)
-    {p}:templates:{tenant}:blobs           SET   blob refs this tenant's templates created
+    {p}:template-blobs:{tenant}            SET   blob refs this tenant's templates created
+Below `{p}:templates:{tenant}:` there are only user-chosen names, and every internal key lives in a
+name space of its own: no template name (not even `blobs`) can land on one.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import io
 import json
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -281,10 +283,14 @@ def _s(value: bytes | str) -> str:
 
 
 class TemplateStore:
-    def __init__(self, redis: Redis, storage: Storage, prefix: str = "mmq") -> None:
+    def __init__(
+        self, redis: Redis, storage: Storage, prefix: str = "mmq", custom_hosts: Sequence[str] = ()
+    ) -> None:
+        """`custom_hosts`: the base URLs a saved config's custom_host may name (submit.allowed_hosts)."""
         self.redis = redis
         self.storage = storage
         self.prefix = prefix
+        self.custom_hosts = custom_hosts
 
     # ------------------------------------------------------------------ keys
     def _tenant(self, tenant: str) -> str:
@@ -297,7 +303,8 @@ class TemplateStore:
         return f"{self._tenant(tenant)}:{name}"
 
     def blobs_key(self, tenant: str) -> str:
-        return f"{self._tenant(tenant)}:blobs"  # no name clash: a name never contains ':'
+        # not under _tenant(): that name space is the users', and a template may be called `blobs`
+        return f"{self.prefix}:template-blobs:{quote(tenant, safe='')}"
 
     # ------------------------------------------------------------------ save
     async def _externalize(self, tenant: str, body: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -346,7 +353,7 @@ class TemplateStore:
         updates: dict[str, Any] = {"url": URL_BY_KIND[kind]}
         try:
             if spec.config is not None:
-                updates["config"] = validate_config(spec.config)
+                updates["config"] = validate_config(spec.config, self.custom_hosts)
             options = validate_cache(spec.cache)
         except LineError as e:
             raise TemplateError(str(e)) from None

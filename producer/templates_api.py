@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from producer.auth import Tenant
-from producer.submit import LineError, Producer
+from producer.submit import LineError, Producer, allowed_hosts
 from producer.templates import (
     Template,
     TemplateError,
@@ -37,7 +37,10 @@ from producer.views import batch_view
 
 def _store(request: Request) -> TemplateStore:
     producer: Producer = request.app.state.producer
-    return TemplateStore(request.app.state.redis, request.app.state.storage, producer.settings.key_prefix)
+    settings = producer.settings
+    return TemplateStore(
+        request.app.state.redis, request.app.state.storage, settings.key_prefix, allowed_hosts(settings)
+    )
 
 
 Store = Annotated[TemplateStore, Depends(_store)]

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     media_max_bytes: int | None = None
     fetch_allow_hosts: HostList = []
     fetch_max_bytes: int = 20 * 1024 * 1024
+    # Images declaring more pixels (width x height, read from the header) are refused before any decode:
+    # a 240 KB PNG can declare 81 Mpx and cost a worker >1 GB to decode. 50 Mpx takes 8K frames (33 Mpx)
+    # and 48/50 MP phone sensors' full-resolution photos (8160x6120 = 49.9 Mpx); more adds nothing a
+    # provider keeps (they downscale to ~8000 px sides at most). Pillow's own guard (~89 Mpx warning, made
+    # an error here) stays above it as a backstop, so raising this past ~89 Mpx has no effect.
+    image_max_pixels: int = 50_000_000
 
     # result cache (worker/cache.py): how long entries live, how long a duplicate waits in its worker slot
     # for an identical job in flight before leaving it, and the perceptual index's bands per image hash
@@ -91,7 +97,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 32 * 1024 * 1024
     max_line_bytes: int = 32 * 1024 * 1024
     max_upload_bytes: int = 512 * 1024 * 1024  # a whole /v1/files upload (OpenAI's own limit is 512 MB)
-    api_max_connections: int = 512  # beyond this the server answers 503 instead of running out of files
+    api_max_connections: int = 512  # more are closed when accepted, before the process runs out of files
+    api_max_connections_per_client: int = 64  # from one address
+    api_header_timeout_s: float = 10.0  # a connection must send a whole request head within this
     api_keepalive_s: int = 5  # an idle keep-alive connection is closed after this
 
     @field_validator("fetch_allow_hosts", "webhook_allow_hosts", "custom_hosts", mode="before")

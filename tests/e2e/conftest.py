@@ -124,6 +124,9 @@ def mmq_env(redis_url: str, simulator: str, storage_url: str) -> dict[str, str]:
         "MMQ_OPENAI_API_KEY": "sk-test-e2e-virtual",
         "MMQ_POLL_DELAY_S": "0.05",
         "MMQ_RETRY_BASE_S": "0.05",
+        # the tests' image servers are on loopback, as a local deployment's image server would be inside
+        # its network: the operator allows them (the simulator is a self-hosted target, fed bytes)
+        "MMQ_FETCH_ALLOW_HOSTS": "127.0.0.1",
     }
 
 

@@ -33,7 +33,9 @@ class Recorder(httpx.AsyncBaseTransport):
             "object": "chat.completion",
             "created": 1,
             "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+            ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
         return httpx.Response(200, json=answer)
@@ -106,7 +108,9 @@ async def test_the_worker_checks_custom_hosts_again(make_runtime):
 async def test_a_virtual_key_goes_only_to_its_own_base_url(make_runtime):
     transport = Recorder()
     rt, producer = make_runtime(transport, custom_hosts=["http://tenant-box:4444"])
-    rt.keys = VirtualKeys(environ={"MMQ_VK_PROD": "vk-secret-1", "MMQ_VK_PROD_BASE_URL": "http://prod-llm/v1"})
+    rt.keys = VirtualKeys(
+        environ={"MMQ_VK_PROD": "vk-secret-1", "MMQ_VK_PROD_BASE_URL": "http://prod-llm/v1"}
+    )
     stolen = await producer.submit_job(
         "/v1/chat/completions",
         chat_body(data_url(png_bytes((1, 2, 5)))),

@@ -154,7 +154,9 @@ async def test_a_remote_url_is_fetched_for_a_provider_that_needs_bytes(image_ser
     opts = MediaOptions(fetch=FetchPolicy(allow_hosts=frozenset({"127.0.0.1"})))
     out, report = await ready_for(chat(url), MediaRules(remote_urls=False), "p", client, opts)
     assert sent_images(out) == [png] and report.fetched == 1
-    out, _ = await ready_for(chat(url), MediaRules(remote_urls=True), "p", client, opts, provider_fetches=True)
+    out, _ = await ready_for(
+        chat(url), MediaRules(remote_urls=True), "p", client, opts, provider_fetches=True
+    )
     assert out == chat(url)  # a provider's public endpoint fetches it itself
     out, _ = await ready_for(chat(url), MediaRules(remote_urls=True), "p", client, opts)
     assert sent_images(out) == [png]  # a self-hosted one is handed the bytes, fetched through the guard

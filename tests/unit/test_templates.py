@@ -6,8 +6,11 @@ import json
 import os
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
+from producer.api import create_app
+from producer.auth import hash_key
 from producer.submit import LineError, Producer
 from producer.templates import (
     MAX_TEMPLATE_BYTES,
@@ -293,6 +296,42 @@ async def test_a_tenant_never_sees_another_tenants_templates(env):
     assert (await store.get("acme", "caption")).version != mine.version
 
 
+async def test_any_name_is_the_users_even_one_like_an_internal_key(env):
+    """`blobs` was also the key of the tenant's blob set: saving it failed and every later call was a 500.
+    Internal keys now live outside the names' key space, in whichever order things are saved."""
+    *_, store = env
+    with_image = chat_template()
+    with_image["messages"][1]["content"][1]["image_url"]["url"] = data_url(png_bytes((5, 6, 7)))
+    names = ["blobs", "caption", "latest", "names", "versions"]
+    for tenant, order in (("acme", names[1:2] + names), ("globex", names)):  # blob set first, or last
+        for name in order:
+            await store.save(tenant, {**with_image, "name": name})
+        assert [t.name for t, _ in await store.list(tenant)] == names
+        shown = await store.get(tenant, "blobs")
+        assert shown.blobs and shown.name == "blobs"
+        assert (await store.save(tenant, shown.view())) == (shown, False)  # the blob set still answers
+        assert len(await store.versions(tenant, "blobs")) == 1
+    assert not store.blobs_key("acme").startswith(store.names_key("acme"))
+
+
+async def test_a_template_called_blobs_through_the_api(env):
+    redis, storage, settings, _ = env
+    settings = settings.model_copy(update={"api_keys": {hash_key("k"): "acme"}})
+    app = create_app(settings, redis=redis, storage=storage)
+    with_image = chat_template()
+    with_image["messages"][1]["content"][1]["image_url"]["url"] = data_url(png_bytes((5, 6, 7)))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app)
+        headers = {"authorization": "Bearer k"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://mmq", headers=headers) as c:
+            for name in ("caption", "blobs"):
+                assert (await c.post("/api/templates", json={**with_image, "name": name})).status_code == 201
+            listed = await c.get("/api/templates")
+            assert listed.status_code == 200
+            assert [t["name"] for t in listed.json()["data"]] == ["blobs", "caption"]
+            assert (await c.get("/api/templates/blobs")).status_code == 200
+
+
 # ============================================================================================ media
 async def test_the_templates_own_image_is_stored_once_and_every_job_references_it(env, tmp_path):
     redis, storage, _settings, store = env
@@ -389,3 +428,13 @@ def test_line_for_carries_row_errors():
         "model": "m",
     }
     assert RowReader  # re-exported for streaming callers
+
+
+async def test_a_saved_config_may_name_only_the_operators_custom_hosts(env):
+    redis, storage, settings, _ = env
+    config = {"provider": "openai", "custom_host": "http://10.0.0.5:8000/v1"}
+    with pytest.raises(TemplateError, match="MMQ_CUSTOM_HOSTS"):
+        await TemplateStore(redis, storage, settings.key_prefix).save("acme", chat_template(config=config))
+    allowed = TemplateStore(redis, storage, settings.key_prefix, custom_hosts=["http://10.0.0.5:8000"])
+    template, _ = await allowed.save("acme", chat_template(config=config))
+    assert template.config["custom_host"] == "http://10.0.0.5:8000/v1"

@@ -26,7 +26,12 @@ async def _notify(rt, producer, url: str) -> str:
 async def test_a_webhook_to_a_private_address_is_never_sent(make_runtime):
     transport = Recorder()
     rt, producer = make_runtime(transport)
-    for url in ("http://127.0.0.1:6379/", "http://localhost:8080/hook", "http://[::1]/hook", "http://10.0.0.7/"):
+    for url in (
+        "http://127.0.0.1:6379/",
+        "http://localhost:8080/hook",
+        "http://[::1]/hook",
+        "http://10.0.0.7/",
+    ):
         assert await _notify(rt, producer, url) == "refused", url
     assert transport.seen == []
 
