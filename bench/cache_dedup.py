@@ -32,12 +32,12 @@ import httpx
 from PIL import Image, PngImagePlugin
 
 from bench._common import clean_redis_db, simulator, worker_processes
+from mmq.connections import connect
+from mmq.contract import BatchRecord, BatchStatus
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import open_storage
 from producer.submit import BatchLine, Producer
-from worker.config import Settings
-from worker.connections import connect
-from worker.contract import BatchRecord, BatchStatus
-from worker.records import Records
-from worker.storage import open_storage
 
 PROMPT = "Write a one-line catalog caption."
 

@@ -19,13 +19,13 @@ from arq import Worker, func
 from arq.connections import ArqRedis
 
 from bench._common import ROOT, clean_redis_db, simulator
+from mmq.connections import connect
+from mmq.contract import BatchStatus
+from mmq.queue import deserialize, serialize
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import open_storage
 from producer.submit import BatchLine, Producer
-from worker.config import Settings
-from worker.connections import connect
-from worker.contract import BatchStatus
-from worker.queue import deserialize, serialize
-from worker.records import Records
-from worker.storage import open_storage
 from worker.worker import build_worker
 
 

@@ -23,12 +23,12 @@ import httpx
 from PIL import Image
 
 from bench._common import clean_redis_db, simulator, worker_processes
+from mmq.connections import connect
+from mmq.contract import BatchStatus
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import open_storage
 from producer.submit import BatchLine, Producer
-from worker.config import Settings
-from worker.connections import connect
-from worker.contract import BatchStatus
-from worker.records import Records
-from worker.storage import open_storage
 
 
 def _image(i: int) -> str:

@@ -31,9 +31,9 @@ _CHILD = """
 import asyncio, json, sys, time
 from producer.jsonl import iter_jsonl
 from producer.submit import Producer
-from worker.config import Settings
-from worker.connections import connect
-from worker.storage import open_storage
+from mmq.settings import Settings
+from mmq.connections import connect
+from mmq.storage import open_storage
 
 async def main(path, redis_url, store):
     settings = Settings(redis_url=redis_url, storage_url=store)

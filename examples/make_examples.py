@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from worker.simulator import encode_speech_wav
+from mmq.simulator import encode_speech_wav
 
 HERE = Path(__file__).resolve().parent
 PRODUCTS = [

@@ -15,6 +15,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
+from mmq.connections import connect
+from mmq.contract import BatchRecord, JobRecord
+from mmq.records import Records
+from mmq.settings import Settings, get_settings
+from mmq.storage import BlobNotFound, Storage, open_storage
 from producer.auth import Tenant
 from producer.guard import RequestGuard
 from producer.jsonl import aiter_jsonl_chunks
@@ -22,11 +27,6 @@ from producer.openai_api import mount as mount_openai_api
 from producer.submit import BatchLine, LineError, Producer, format_validation_error
 from producer.templates_api import router as templates_router
 from producer.views import batch_view, iter_output, job_view, result_body
-from worker.config import Settings, get_settings
-from worker.connections import connect
-from worker.contract import BatchRecord, JobRecord
-from worker.records import Records
-from worker.storage import BlobNotFound, Storage, open_storage
 
 
 class JobSubmission(BaseModel):

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.config import Settings, get_settings
+from mmq.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # imported lazily at run time: `mmq --help` stays fast
     from redis.asyncio import Redis
 
+    from mmq.contract import BatchRecord
+    from mmq.records import Records
+    from mmq.storage import Storage
     from producer.workflows import Written
-    from worker.contract import BatchRecord
-    from worker.records import Records
-    from worker.storage import Storage
 
 Built = tuple[Iterator[Any], Path]  # a workflow's lines and the folder local paths are relative to
 
@@ -38,8 +38,8 @@ def _need_redis(settings: Settings) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mmq.simulator import SimulatorConfig
     from producer.embedded import run_embedded
-    from worker.simulator import SimulatorConfig
 
     outcome = asyncio.run(
         run_embedded(
@@ -96,7 +96,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from worker.simulator import SimulatorConfig, serve
+    from mmq.simulator import SimulatorConfig, serve
 
     config = SimulatorConfig.from_env().model_copy(
         update={
@@ -119,9 +119,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 async def _with_records(fn):
-    from worker.connections import connect
-    from worker.records import Records
-    from worker.storage import open_storage
+    from mmq.connections import connect
+    from mmq.records import Records
+    from mmq.storage import open_storage
 
     settings = get_settings()
     redis = connect(_need_redis(settings))

@@ -18,6 +18,12 @@ from typing import Any
 import uvicorn
 from arq import worker as arq_worker
 
+from mmq.connections import embedded_redis
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.simulator import SimulatorConfig
+from mmq.simulator import create_app as create_simulator
+from mmq.storage import open_storage
 from producer.api import create_app as create_api
 from producer.auth import hash_key, new_key
 from producer.export import export_batch
@@ -25,12 +31,6 @@ from producer.jsonl import iter_jsonl
 from producer.progress import watch
 from producer.serve import serve_config
 from producer.submit import Producer
-from worker.config import Settings
-from worker.connections import embedded_redis
-from worker.records import Records
-from worker.simulator import SimulatorConfig
-from worker.simulator import create_app as create_simulator
-from worker.storage import open_storage
 from worker.worker import build_worker
 
 LOCAL_TENANT = "local"

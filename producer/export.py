@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from mmq.contract import JobRecord
+from mmq.media import extension_for
+from mmq.records import Records
+from mmq.storage import BlobNotFound, Storage
 from producer.safe_names import OutputNames
 from producer.views import iter_output
-from worker.contract import JobRecord
-from worker.media import extension_for
-from worker.records import Records
-from worker.storage import BlobNotFound, Storage
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from worker.storage import Storage, safe_segment
+from mmq.storage import Storage, safe_segment
 
 PART_BYTES = 8 * 1024 * 1024
 MAX_FILE_BYTES = 200 * 1024 * 1024  # OpenAI's limit for a batch input file

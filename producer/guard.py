@@ -18,8 +18,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from mmq.settings import Settings
 from producer.auth import bearer_token, tenant_for
-from worker.config import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -4,7 +4,7 @@
     f = client.files.create(file=open("in.jsonl", "rb"), purpose="batch")
     b = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
 
-A batch is an mmq batch (worker/records.py) plus the OpenAI-only fields in `{p}:oai:batch:{id}`; the
+A batch is an mmq batch (mmq/records.py) plus the OpenAI-only fields in `{p}:oai:batch:{id}`; the
 batch ids are the same. Beyond OpenAI, `endpoint` may be any mmq kind (images, speech, transcription,
 translation; audio goes in a line's body as a data: URL in `file`), and `config` / `media` (mmq
 extensions, via the SDK's `extra_body`) set a routing config and image downscaling for every line.
@@ -49,6 +49,19 @@ from redis.asyncio import Redis
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mmq import queue
+from mmq.contract import (
+    KIND_BY_URL,
+    BatchRecord,
+    BatchStatus,
+    CacheOptions,
+    JobStatus,
+    Kind,
+    MediaPrep,
+    kind_for_url,
+)
+from mmq.records import Records
+from mmq.storage import BlobNotFound, Storage
 from producer.auth import bearer_token, tenant_for
 from producer.files import FileMeta, FileStore, FileTooLarge, page_ids
 from producer.jsonl import aiter_jsonl_chunks
@@ -63,19 +76,6 @@ from producer.submit import (
     validate_media,
 )
 from producer.views import iter_output
-from worker import batch_tasks, queue
-from worker.contract import (
-    KIND_BY_URL,
-    BatchRecord,
-    BatchStatus,
-    CacheOptions,
-    JobStatus,
-    Kind,
-    MediaPrep,
-    kind_for_url,
-)
-from worker.records import Records
-from worker.storage import BlobNotFound, Storage
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +559,7 @@ async def _submit(
         errors = await _line_errors(ctx.records, batch.id, st, invalid) if invalid else []
         await ctx.update(batch.id, in_progress_at=int(time.time()), model=st.model, errors=errors or None)
         if not await ctx.records.seal_batch(batch.id, invalid) and batch.deadline:
-            await batch_tasks.schedule(
+            await queue.schedule(
                 ctx.redis, ctx.producer.settings.queue_name, queue.EXPIRE_FUNCTION, batch.id, batch.deadline
             )
         if st.cancelled:  # lines queued after the cancel's own sweep

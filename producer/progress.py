@@ -8,8 +8,8 @@ import sys
 import time
 from collections import deque
 
-from worker.contract import BatchRecord, BatchStatus
-from worker.records import Records
+from mmq.contract import BatchRecord, BatchStatus
+from mmq.records import Records
 
 _RATE_WINDOW_S = 15.0  # the rate is measured over the last seconds, so the ETA follows speed changes
 _LOG_EVERY_S = 2.0  # without a TTY (logs, CI), at most one line per this many seconds

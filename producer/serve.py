@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from worker.config import Settings
+from mmq.settings import Settings
 
 
 class BoundedH11Protocol(H11Protocol):

@@ -22,10 +22,9 @@ from typing import Any
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from worker import batch_tasks, queue
-from worker.cache import Cache, answer_from, job_cache_key
-from worker.config import Settings
-from worker.contract import (
+from mmq import queue
+from mmq.cache import Cache, answer_from, job_cache_key
+from mmq.contract import (
     BLOB_SCHEME,
     BatchRecord,
     CacheLevel,
@@ -41,15 +40,24 @@ from worker.contract import (
     kind_for_url,
     parse_request,
 )
-from worker.errors import InvalidJob
-from worker.fetch import FetchRefused, check_url
-from worker.fingerprint import Fingerprints
-from worker.media import ImageTooLarge, MediaError, open_image, parse_data_url, sniff
-from worker.prepare import AUDIO_TYPES, IMAGE_TYPES, PDF_TYPES, document_type
-from worker.records import Records
-from worker.routes import check_targets
-from worker.routing import parse_config
-from worker.storage import BlobNotFound, Storage, put_blob, safe_segment
+from mmq.errors import InvalidJob
+from mmq.fetch import FetchRefused, check_url
+from mmq.fingerprint import Fingerprints
+from mmq.media import (
+    AUDIO_TYPES,
+    IMAGE_TYPES,
+    PDF_TYPES,
+    ImageTooLarge,
+    MediaError,
+    document_type,
+    open_image,
+    parse_data_url,
+    sniff,
+)
+from mmq.records import Records
+from mmq.routing import check_targets, parse_config
+from mmq.settings import Settings
+from mmq.storage import BlobNotFound, Storage, put_blob, safe_segment
 
 
 def _check_pixels(data: bytes, max_pixels: int, what: str) -> None:
@@ -471,14 +479,14 @@ class Producer:
         queue_name = self.settings.queue_name
         if ended:
             if batch.webhook_url:
-                await batch_tasks.schedule(self.redis, queue_name, queue.NOTIFY_FUNCTION, batch.id)
+                await queue.schedule(self.redis, queue_name, queue.NOTIFY_FUNCTION, batch.id)
         else:
             if batch.not_before is not None and batch.not_before > time.time():
-                await batch_tasks.schedule(
+                await queue.schedule(
                     self.redis, queue_name, queue.RELEASE_FUNCTION, batch.id, batch.not_before
                 )
             if batch.deadline is not None:
-                await batch_tasks.schedule(
+                await queue.schedule(
                     self.redis, queue_name, queue.EXPIRE_FUNCTION, batch.id, batch.deadline
                 )
         return await self.records.get_batch(batch.id) or batch

@@ -45,18 +45,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from redis.asyncio import Redis
 
-from producer.export import export_batch
-from producer.submit import (
-    BatchLine,
-    LineError,
-    Producer,
-    format_validation_error,
-    validate_cache,
-    validate_config,
-)
-from producer.workflows import caption_text, iter_jobs, job_error, result_body
-from worker.config import Settings
-from worker.contract import (
+from mmq.contract import (
     BLOB_SCHEME,
     URL_BY_KIND,
     BatchRecord,
@@ -67,11 +56,21 @@ from worker.contract import (
     kind_for_url,
     parse_request,
 )
-from worker.errors import InvalidJob
-from worker.media import MediaError, parse_data_url, sniff
-from worker.prepare import IMAGE_TYPES, PDF_TYPES, document_type
-from worker.records import Records
-from worker.storage import Storage, put_blob
+from mmq.errors import InvalidJob
+from mmq.media import IMAGE_TYPES, PDF_TYPES, MediaError, document_type, parse_data_url, sniff
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import Storage, put_blob
+from producer.export import export_batch
+from producer.submit import (
+    BatchLine,
+    LineError,
+    Producer,
+    format_validation_error,
+    validate_cache,
+    validate_config,
+)
+from producer.workflows import caption_text, iter_jobs, job_error, result_body
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 VERSION_LEN = 12

@@ -7,10 +7,10 @@ import json
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
-from worker.contract import TERMINAL, BatchRecord, JobRecord, JobStatus
-from worker.records import Records
-from worker.results import file_url, resolve_file_refs
-from worker.storage import Storage
+from mmq.contract import TERMINAL, BatchRecord, JobRecord, JobStatus
+from mmq.records import Records
+from mmq.result_refs import file_url, resolve_file_refs
+from mmq.storage import Storage
 
 
 def job_view(job: JobRecord) -> dict[str, Any]:

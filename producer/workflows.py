@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mmq.contract import JobRecord, JobStatus
+from mmq.media import AUDIO_TYPES, IMAGE_TYPES, extension_for, sniff, to_data_url
+from mmq.records import Records
+from mmq.storage import BlobNotFound, Storage
 from producer.safe_names import OutputNames
 from producer.submit import BatchLine
-from worker.contract import JobRecord, JobStatus
-from worker.media import extension_for, sniff, to_data_url
-from worker.prepare import AUDIO_TYPES, IMAGE_TYPES
-from worker.records import Records
-from worker.storage import BlobNotFound, Storage
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 AUDIO_EXTENSIONS = frozenset(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arq.connections import RedisSettings
 
-from worker.config import get_settings
+from mmq.settings import get_settings
 from worker.worker import worker_kwargs
 
 _settings = get_settings()

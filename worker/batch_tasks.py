@@ -15,11 +15,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from arq import Retry
-from redis.asyncio import Redis
 
-from worker import queue
-from worker.contract import JobError, JobStatus
-from worker.fetch import FetchPolicy, FetchRefused, post_guarded
+from mmq import queue
+from mmq.contract import JobError, JobStatus
+from mmq.fetch import FetchPolicy, FetchRefused, post_guarded
 
 if TYPE_CHECKING:
     from worker.pipeline import Runtime
@@ -28,24 +27,6 @@ log = logging.getLogger("mmq.worker")
 
 WEBHOOK_TRIES = 8
 SIGNATURE_HEADER = "mmq-signature"
-
-
-async def schedule(
-    redis: Redis, queue_name: str, function: str, batch_id: str, at: float | None = None
-) -> None:
-    """Queue `function(batch_id)` to run at `at` (epoch s; now when None or past)."""
-    pipe = redis.pipeline(transaction=False)
-    prefix = function.split("_")[0]
-    queue.enqueue(
-        pipe,
-        batch_id,
-        queue_name,
-        int(at * 1000) if at else None,
-        priority="high",  # bookkeeping goes before the jobs it is about
-        function=function,
-        arq_id=f"{prefix}:{batch_id}",
-    )
-    await pipe.execute()
 
 
 async def release_batch(ctx: dict[str, Any], batch_id: str) -> int:
@@ -91,7 +72,7 @@ async def batch_ended(rt: Runtime, batch_id: str) -> None:
     """Whoever ends a batch calls this: the webhook, if the batch has one."""
     batch = await rt.records.get_batch(batch_id)
     if batch is not None and batch.webhook_url:
-        await schedule(rt.records.redis, rt.settings.queue_name, queue.NOTIFY_FUNCTION, batch_id)
+        await queue.schedule(rt.records.redis, rt.settings.queue_name, queue.NOTIFY_FUNCTION, batch_id)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from worker.cache import CacheEntry, job_cache_key
-from worker.contract import BLOB_SCHEME, CacheOptions, JobRecord
-from worker.errors import InvalidJob, ProviderError
-from worker.fetch import FetchedMedia, FetchPolicy, fetch_media
-from worker.fingerprint import Fingerprints
-from worker.storage import BlobNotFound
+from mmq.cache import CacheEntry, job_cache_key
+from mmq.contract import BLOB_SCHEME, CacheOptions, JobRecord
+from mmq.errors import InvalidJob, ProviderError
+from mmq.fetch import FetchedMedia, FetchPolicy, fetch_media
+from mmq.fingerprint import Fingerprints
+from mmq.storage import BlobNotFound
 
 if TYPE_CHECKING:
     from worker.pipeline import Runtime

@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.routing import RateLimit
+from mmq.routing import RateLimit
 
 # KEYS: 1 bucket hash (r = request clock TAT, t = token clock TAT, ms), 2 lease zset, 3 cooldown key
 # ARGV: 1 ms per request (0 = none), 2 ms per token (0 = none), 3 tokens, 4 token burst (tokens),

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from worker.contract import chat_media_slots
-from worker.errors import InvalidJob
-from worker.fetch import FetchedMedia, FetchPolicy, fetch_media
-from worker.media import (
+from mmq.contract import chat_media_slots
+from mmq.errors import InvalidJob
+from mmq.fetch import FetchedMedia, FetchPolicy, fetch_media
+from mmq.media import (
     DEFAULT_IMAGE_MAX_PIXELS,
     MediaError,
     declared_type,

@@ -20,24 +20,24 @@ import httpx
 from arq import Retry
 from redis.asyncio import Redis
 
+from mmq.cache import Cache, answer_from
+from mmq.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus, Kind
+from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
+from mmq.fetch import FetchedMedia, FetchPolicy
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import Storage
 from worker import batch_tasks, dedup
-from worker.cache import Cache, answer_from
 from worker.circuit import CircuitBreaker, counts_against_target
-from worker.config import Settings
-from worker.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus, Kind
 from worker.credentials import VirtualKeys
-from worker.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
-from worker.fetch import FetchedMedia, FetchPolicy
 from worker.limiter import Limiter, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
 from worker.prepare import prepare
 from worker.providers import get_adapter
 from worker.providers.base import ProviderResponse, Target
-from worker.records import Records
 from worker.results import store_result
 from worker.retry import backoff_s
 from worker.routes import Route, candidate_buckets, fetches_urls_itself, has_loadbalance, routes_for
-from worker.storage import Storage
 
 log = logging.getLogger("mmq.worker")
 

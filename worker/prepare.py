@@ -12,25 +12,22 @@ from typing import Any
 
 from PIL import Image
 
-from worker.contract import BLOB_SCHEME, Kind, chat_media_slots
-from worker.errors import InvalidJob
-from worker.media import (
+from mmq.contract import BLOB_SCHEME, Kind, chat_media_slots
+from mmq.errors import InvalidJob
+from mmq.media import (
+    AUDIO_TYPES,
     DEFAULT_IMAGE_MAX_PIXELS,
+    IMAGE_TYPES,
     MediaError,
-    declared_type,
+    document_type,
     filename_for,
     open_image,
     parse_data_url,
     sniff,
     to_data_url,
 )
+from mmq.storage import BlobNotFound, Storage
 from worker.providers.base import AudioInput
-from worker.storage import BlobNotFound, Storage
-
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"})
-PDF_TYPES = frozenset({"application/pdf"})
-TEXT_TYPES = frozenset({"text/plain", "text/csv", "text/markdown"})
-AUDIO_TYPES = frozenset({"audio/wav", "audio/mpeg", "audio/flac", "audio/ogg", "audio/mp4", "audio/webm"})
 
 
 async def load_media(url: str, storage: Storage) -> bytes:
@@ -72,26 +69,6 @@ async def check_image(data: bytes, where: str, max_pixels: int = DEFAULT_IMAGE_M
     except Exception as e:  # Pillow raises many types for corrupt files
         raise InvalidJob(f"{where}: image could not be decoded ({e})", type="invalid_media") from None
     return mime
-
-
-def document_type(data: bytes, url: str, where: str) -> str:
-    """PDF by its bytes; CSV/plain text when the bytes are UTF-8 text (the declared type says which)."""
-    mime = sniff(data)
-    if mime in PDF_TYPES:
-        return mime
-    if mime is None:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            declared = declared_type(url)
-            return declared if declared in TEXT_TYPES else "text/plain"
-    raise InvalidJob(
-        f"{where}: documents must be PDF, CSV or plain text (bytes look like {mime or 'binary data'}); "
-        "spreadsheets and other formats are not taken by the supported providers",
-        type="invalid_media",
-    )
 
 
 async def _prepare_chat(request: dict[str, Any], storage: Storage, max_pixels: int) -> None:

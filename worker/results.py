@@ -14,36 +14,15 @@ from typing import Any
 
 import httpx
 
-from worker.contract import JobRecord, JobResult, Kind, ResultFile
-from worker.errors import ProviderError
-from worker.media import sniff
+from mmq.contract import JobRecord, JobResult, Kind, ResultFile
+from mmq.errors import ProviderError
+from mmq.media import sniff
+from mmq.result_refs import file_ref
+from mmq.storage import Storage, put_blob
 from worker.providers.base import ProviderResponse
-from worker.storage import Storage, put_blob
 
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 TEXT_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
-
-
-FILE_REF = "mmq-file:"
-
-
-def file_url(job_id: str, n: int) -> str:
-    return f"/api/jobs/{job_id}/files/{n}"
-
-
-def file_ref(n: int) -> str:
-    return f"{FILE_REF}{n}"
-
-
-def resolve_file_refs(body: Any, job_id: str) -> Any:
-    """A stored body as `job_id` shows it: every `mmq-file:<n>` becomes that job's file URL."""
-    if isinstance(body, dict):
-        return {k: resolve_file_refs(v, job_id) for k, v in body.items()}
-    if isinstance(body, list):
-        return [resolve_file_refs(v, job_id) for v in body]
-    if isinstance(body, str) and body.startswith(FILE_REF) and body[len(FILE_REF) :].isdigit():
-        return file_url(job_id, int(body[len(FILE_REF) :]))
-    return body
 
 
 async def _download(client: httpx.AsyncClient, url: str) -> bytes:

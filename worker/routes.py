@@ -1,4 +1,4 @@
-"""From a job's routing config to concrete targets: plan (worker.routing) + virtual keys + adapters.
+"""From a job's routing config to concrete targets: plan (mmq.routing) + virtual keys + adapters.
 
 A job without a config goes to the worker's default target. Everything secret is resolved here, on the
 worker, and lives only in memory.
@@ -9,18 +9,14 @@ from __future__ import annotations
 import functools
 import json
 import random
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.config import Settings
-from worker.contract import Kind
-from worker.credentials import UnknownVirtualKey, VirtualKeys
-from worker.endpoints import EndpointError, check_custom_host, is_public_cloud, same_endpoint
-from worker.errors import InvalidJob
-from worker.providers import REGISTRY
-from worker.providers.base import Target
-from worker.routing import (
+from mmq.catalog import can_do
+from mmq.contract import Kind
+from mmq.endpoints import EndpointError, check_custom_host, is_public_cloud, same_endpoint
+from mmq.errors import InvalidJob
+from mmq.routing import (
     RateLimit,
     ResolvedTarget,
     RoutingConfig,
@@ -30,6 +26,10 @@ from worker.routing import (
     parse_config,
     plan,
 )
+from mmq.settings import Settings
+from worker.credentials import UnknownVirtualKey, VirtualKeys
+from worker.providers import REGISTRY
+from worker.providers.base import Target
 
 
 @dataclass(frozen=True)
@@ -43,23 +43,6 @@ class Route:
     # provider + virtual key + model: the unit of rate limits, 429 cooldowns and circuit breaking
     bucket: str = ""
     rate_limit: RateLimit | None = None
-
-
-def check_targets(config: RoutingConfig, custom_hosts: Iterable[str] = ()) -> None:
-    """Submit-time check: every provider a config names has an adapter in this build, and every
-    custom_host is under a base URL the operator allows (`custom_hosts`: MMQ_CUSTOM_HOSTS and the worker's
-    own MMQ_OPENAI_BASE_URL). Raises ValueError naming the target."""
-    allowed = list(custom_hosts)
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        stack.extend(node.targets or [])
-        if node.strategy is None and node.provider and node.provider not in REGISTRY:
-            raise ValueError(
-                f"provider {node.provider!r} has no adapter in this build (have: {sorted(REGISTRY)})"
-            )
-        if node.custom_host is not None:
-            check_custom_host(node.custom_host, allowed, target=f"target {node.name or node.provider!r}")
 
 
 @functools.lru_cache(maxsize=256)
@@ -101,14 +84,9 @@ def candidate_buckets(config: dict[str, Any], request: dict[str, Any], default: 
     }
 
 
-def _can_do(provider: str, kind: Kind) -> bool:
-    adapter = REGISTRY.get(provider)
-    return adapter is None or kind in adapter.kinds  # an unknown provider fails later with its own error
-
-
 def _target(leaf: ResolvedTarget, default: Target, keys: VirtualKeys, custom_hosts: list[str]) -> Target:
     """The concrete target for a leaf. A credential goes only to the base URL it was configured with
-    (worker.endpoints): the worker's key to MMQ_OPENAI_BASE_URL, a virtual key's to its own base_url (or,
+    (mmq.endpoints): the worker's key to MMQ_OPENAI_BASE_URL, a virtual key's to its own base_url (or,
     without one, to its provider's public endpoint); a tenant's custom_host must be on the operator's list
     and never receives a key configured for somewhere else."""
     provider = leaf.provider or default.provider
@@ -195,7 +173,7 @@ def routes_for(
             # every choice is sick: plan as if healthy; the breaker then defers the job until a probe
             leaves = plan(parsed, params=request, metadata=metadata, rng=rng)
         if kind is not None:
-            able = [leaf for leaf in leaves if _can_do(leaf.provider or default.provider, kind)]
+            able = [leaf for leaf in leaves if can_do(leaf.provider or default.provider, kind)]
             if not able:
                 names = ", ".join(sorted({leaf.provider or default.provider for leaf in leaves}))
                 raise RoutingError(f"no target this job was routed to can do {kind.value} jobs ({names})")

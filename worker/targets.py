@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from worker.config import Settings
+from mmq.settings import Settings
 from worker.providers.base import Target
 
 

@@ -8,12 +8,7 @@ from typing import Any
 from arq import Worker, func
 from arq.connections import ArqRedis, RedisSettings
 
-from worker.batch_tasks import WEBHOOK_TRIES, expire_batch, notify_batch, release_batch
-from worker.config import Settings, get_settings
-from worker.credentials import VirtualKeys
-from worker.http import make_client
-from worker.pipeline import Runtime, run_job
-from worker.queue import (
+from mmq.queue import (
     EXPIRE_FUNCTION,
     JOB_FUNCTION,
     NOTIFY_FUNCTION,
@@ -21,8 +16,13 @@ from worker.queue import (
     deserialize,
     serialize,
 )
-from worker.records import Records
-from worker.storage import open_storage
+from mmq.records import Records
+from mmq.settings import Settings, get_settings
+from mmq.storage import open_storage
+from worker.batch_tasks import WEBHOOK_TRIES, expire_batch, notify_batch, release_batch
+from worker.credentials import VirtualKeys
+from worker.http import make_client
+from worker.pipeline import Runtime, run_job
 from worker.targets import default_target
 
 log = logging.getLogger("mmq.worker")

@@ -15,16 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mmq.connections import connect
+from mmq.contract import BatchRecord, BatchStatus
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import open_storage
 from producer.auth import hash_key
 from producer.submit import Producer
-from worker.config import Settings
-from worker.connections import connect
-from worker.contract import BatchRecord, BatchStatus
 from worker.credentials import VirtualKeys
 from worker.http import make_client
 from worker.pipeline import Runtime
-from worker.records import Records
-from worker.storage import open_storage
 from worker.targets import default_target
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,12 +17,12 @@ import pytest
 from arq import Retry
 from PIL import Image, PngImagePlugin
 
+from mmq.cache import CacheEntry
+from mmq.contract import JobStatus
 from producer.submit import BatchLine, Producer
 from producer.views import result_body
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import wait_batch
-from worker.cache import CacheEntry
-from worker.contract import JobStatus
 from worker.pipeline import run_job
 
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from mmq.simulator import encode_speech_wav
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import ROOT, run_mmq
-from worker.simulator import encode_speech_wav
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
@@ -86,7 +86,7 @@ def test_submit_can_downscale_images_before_they_are_sent(mmq_env, worker_proces
 _S3_CHILD = """
 import asyncio, sys
 from producer.cli import exit_now
-from worker.storage import open_storage, put_blob
+from mmq.storage import open_storage, put_blob
 
 async def main(url):
     storage = open_storage(url)

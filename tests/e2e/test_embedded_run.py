@@ -12,8 +12,8 @@ from pathlib import Path
 from PIL import Image
 
 from examples.make_examples import PRODUCTS
+from mmq.simulator import colour_name
 from tests.e2e.conftest import ROOT, free_port
-from worker.simulator import colour_name
 
 
 def test_mmq_run_finishes_the_shipped_example_with_valid_files(tmp_path: Path):

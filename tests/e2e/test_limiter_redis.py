@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
+from mmq.connections import connect
+from mmq.routing import RateLimit
 from worker.circuit import CircuitBreaker
-from worker.connections import connect
 from worker.limiter import Limiter, estimate_tokens
-from worker.routing import RateLimit
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import pytest
 from openai import OpenAI
 from openai.types import Batch
 
+from mmq.simulator import encode_speech_wav
 from producer.auth import hash_key
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import _spawn, _stop, free_port, wait_http
-from worker.simulator import encode_speech_wav
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

@@ -10,12 +10,12 @@ import wave
 import pytest
 from PIL import Image
 
+from mmq.contract import JobStatus
+from mmq.simulator import encode_speech_wav
 from producer.submit import BatchLine, Producer
 from producer.views import iter_output, result_body
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import wait_batch
-from worker.contract import JobStatus
-from worker.simulator import encode_speech_wav
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

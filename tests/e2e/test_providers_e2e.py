@@ -8,13 +8,13 @@ import json
 
 import pytest
 
+from mmq.contract import JobStatus
+from mmq.simulator.speech import encode_speech_wav
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import _spawn, _stop, free_port, wait_http
-from worker.contract import JobStatus
 from worker.credentials import VirtualKeys
 from worker.pipeline import run_job
 from worker.providers import REGISTRY
-from worker.simulator.speech import encode_speech_wav
 
 CHAT_MODELS = {
     "openai": "gpt-4o-mini",
@@ -151,11 +151,11 @@ async def test_bad_media_options_are_refused_at_submit(runtime, dialects):
 async def test_every_provider_and_kind_through_a_real_arq_worker(redis_url, dialects, tmp_path, storage_url):
     """The same table, as a user runs it: jobs in Redis, an arq worker resolving virtual keys from its
     secrets file, the simulator speaking each dialect over HTTP."""
+    from mmq.connections import connect
+    from mmq.records import Records
+    from mmq.settings import Settings
+    from mmq.storage import open_storage
     from producer.submit import Producer
-    from worker.config import Settings
-    from worker.connections import connect
-    from worker.records import Records
-    from worker.storage import open_storage
     from worker.worker import build_worker
 
     cases = _cases()

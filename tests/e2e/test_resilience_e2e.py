@@ -11,15 +11,15 @@ import httpx
 import pytest
 from arq import Retry
 
+from mmq.connections import connect
+from mmq.contract import JobStatus
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import open_storage
 from producer.submit import BatchLine, Producer
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.e2e.conftest import _spawn, _stop, wait_batch
-from worker.config import Settings
-from worker.connections import connect
-from worker.contract import JobStatus
 from worker.pipeline import run_job
-from worker.records import Records
-from worker.storage import open_storage
 
 IMAGE = data_url(png_bytes((20, 40, 200)))
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mmq.connections import connect
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import open_storage
 from producer.submit import BatchLine, LineError, Producer
 from producer.views import iter_output
 from tests.e2e.conftest import _spawn, _stop, run_mmq, wait_batch
-from worker.config import Settings
-from worker.connections import connect
-from worker.records import Records
-from worker.storage import open_storage
 
 
 def lines(n: int, tag: str) -> list[BatchLine]:
@@ -78,14 +78,19 @@ async def test_a_scheduled_batch_does_not_start_before_its_window(stores, settin
 
 async def test_what_has_not_run_by_the_deadline_expires_with_batch_expired(slow_mmq):
     producer, records, _ = slow_mmq
-    batch = await producer.submit_batch(lines(20, "late"), tenant="t", deadline=time.time() + 1.2)
-    done = await wait_batch(records, batch.id, timeout=20)
+    warm = await producer.submit_batch(lines(1, "warm"), tenant="t")  # the worker is up and taking jobs
+    await wait_batch(records, warm.id, timeout=60)
+    batch = await producer.submit_batch(lines(60, "late"), tenant="t", deadline=time.time() + 2.0)
+    done = await wait_batch(records, batch.id, timeout=60)
     assert done.status.value == "expired"
     jobs = await jobs_of(records, batch.id)
     expired = [j for j in jobs if j.error and j.error.code == "batch_expired"]
     ran = [j for j in jobs if j.status.value == "succeeded"]
-    assert ran and expired and len(ran) + len(expired) == 20  # ~7 ran one at a time, the rest expired
-    assert all(j.finished_at <= batch.deadline + 1.0 for j in expired)
+    # one job at a time at 150 ms each: some ran (fewer on a busy machine), the rest expired
+    assert ran and expired and len(ran) + len(expired) == 60
+    # expired jobs never started (no provider was paid for them) and were not expired early; no wall-clock
+    # bound on how soon after the deadline the expiry ran (a loaded machine delays it)
+    assert all(j.started_at is None and j.finished_at >= batch.deadline for j in expired)
     out = [
         json.loads(line)
         async for chunk in iter_output(records, producer.storage, batch.id)

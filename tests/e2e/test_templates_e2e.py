@@ -11,10 +11,10 @@ import httpx
 import pytest
 from PIL import Image
 
+from mmq.contract import BLOB_SCHEME
 from tests.conftest import data_url, png_bytes
 from tests.e2e.conftest import KEY_A, KEY_B, run_mmq
 from tests.e2e.test_api_e2e import client, wait_done
-from worker.contract import BLOB_SCHEME
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmq.simulator import decode_speech_wav, encode_speech_wav
 from tests.conftest import png_bytes
 from tests.e2e.conftest import ROOT, _spawn, _stop, run_mmq
-from worker.simulator import decode_speech_wav, encode_speech_wav
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 

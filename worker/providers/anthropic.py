@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from worker.contract import Kind
-from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
-from worker.media import MediaError, base64_payload, sniff_base64
+from mmq.contract import Kind
+from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
+from mmq.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 from worker.providers.chat_shape import SYSTEM_ROLES, content_blocks
 

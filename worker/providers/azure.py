@@ -36,8 +36,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from worker.contract import Kind
-from worker.errors import InvalidJob, ProviderError
+from mmq.contract import Kind
+from mmq.errors import InvalidJob, ProviderError
 from worker.providers.base import ProviderResponse, Target
 from worker.providers.openai import PATHS, OpenAIAdapter
 from worker.providers.openai import error_from_response as openai_error

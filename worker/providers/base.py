@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from worker.contract import Kind
+from mmq.contract import Kind
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from worker.contract import Kind
-from worker.errors import (
+from mmq.contract import Kind
+from mmq.errors import (
     RETRYABLE_STATUSES,
     InvalidJob,
     ProviderError,
@@ -63,7 +63,7 @@ from worker.errors import (
     parse_retry_after,
     unparseable,
 )
-from worker.media import MediaError, base64_payload, sniff_base64
+from mmq.media import MediaError, base64_payload, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 from worker.providers.chat_shape import (
     SYSTEM_ROLES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker.errors import InvalidJob
+from mmq.errors import InvalidJob
 
 SYSTEM_ROLES = frozenset({"system", "developer"})  # lifted out of the turns by providers with a system slot
 # OpenAI parameters with no faithful equivalent in the non-OpenAI chat dialects: failing beats

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from worker.contract import Kind
-from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
+from mmq.contract import Kind
+from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 DEFAULT_BASE_URL = "https://api.deepgram.com"

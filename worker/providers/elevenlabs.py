@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from worker.contract import Kind
-from worker.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
+from mmq.contract import Kind
+from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"

@@ -38,10 +38,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from worker.contract import Kind
-from worker.errors import RETRYABLE_STATUSES as RETRYABLE_HTTP
-from worker.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
-from worker.media import MediaError, base64_payload, sniff, sniff_base64
+from mmq.contract import Kind
+from mmq.errors import RETRYABLE_STATUSES as RETRYABLE_HTTP
+from mmq.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
+from mmq.media import MediaError, base64_payload, sniff, sniff_base64
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 from worker.providers.chat_shape import (
     SYSTEM_ROLES,

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from worker.contract import Kind
-from worker.errors import ProviderError, is_retryable, parse_retry_after, ratelimit_reset_s
+from mmq.contract import Kind
+from mmq.errors import ProviderError, is_retryable, parse_retry_after, ratelimit_reset_s
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 PATHS: dict[Kind, str] = {

@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import httpx
 
-from worker.contract import Kind
-from worker.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
+from mmq.contract import Kind
+from mmq.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
 
 DEFAULT_BASE_URL = "https://api.stability.ai"

@@ -1,0 +1,145 @@
+"""Blob and result storage behind one protocol.
+
+Blobs are content-addressed (`blobs/sha256/ab/cdef....png`), so the same bytes are stored once however
+many jobs use them. Results live under `results/<tenant>/<batch>/`. Every key is validated so nothing
+can escape the storage root or the bucket prefix. Backends: LocalStorage here, S3Storage in
+mmq/storage/s3.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+from mmq.media import extension_for
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]*(/[A-Za-z0-9_][A-Za-z0-9._=-]*)*$")
+
+
+class StorageKeyError(ValueError):
+    pass
+
+
+class BlobNotFound(KeyError):
+    pass
+
+
+def validate_key(key: str) -> str:
+    if len(key) > 1024 or not _KEY_RE.match(key) or any(p in (".", "..") for p in key.split("/")):
+        raise StorageKeyError(f"invalid storage key {key!r}")
+    return key
+
+
+def blob_key(digest: str, content_type: str) -> str:
+    return f"blobs/sha256/{digest[:2]}/{digest[2:]}{extension_for(content_type)}"
+
+
+def safe_segment(value: str) -> str:
+    """A user-supplied name (tenant, custom_id) made safe for one key segment."""
+    cleaned = re.sub(r"[^A-Za-z0-9._=-]", "_", value)[:200].lstrip("._") or "_"
+    return cleaned
+
+
+@runtime_checkable
+class Storage(Protocol):
+    url: str
+
+    async def put(self, key: str, data: bytes) -> None: ...
+    async def get(self, key: str) -> bytes: ...
+    async def exists(self, key: str) -> bool: ...
+    async def delete(self, key: str) -> None: ...
+    def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]: ...
+
+
+async def put_blob(storage: Storage, data: bytes, content_type: str) -> str:
+    """Store bytes content-addressed; returns the key. Writing the same bytes twice is a no-op."""
+    key = blob_key(hashlib.sha256(data).hexdigest(), content_type)
+    if not await storage.exists(key):
+        await storage.put(key, data)
+    return key
+
+
+class LocalStorage:
+    """A folder on disk. Writes are atomic (temp file + rename) so readers never see half a file."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.url = f"file://{self.root}"
+        self._dirs: set[Path] = set()  # folders known to exist: saves a mkdir per write
+
+    def path(self, key: str) -> Path:
+        # The key grammar rules out "..", absolute paths and empty segments, so the lexical join stays
+        # under the root (no resolve(): it costs a syscall per path component on every access).
+        path = self.root / validate_key(key)
+        if not path.is_relative_to(self.root):  # belt and braces on top of the key grammar
+            raise StorageKeyError(f"invalid storage key {key!r}")
+        return path
+
+    def _write(self, path: Path, data: bytes) -> None:
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    async def put(self, key: str, data: bytes) -> None:
+        # file-system calls can take milliseconds on network or overlay disks: keep them off the loop
+        await asyncio.to_thread(self._write, self.path(key), data)
+
+    async def get(self, key: str) -> bytes:
+        path = self.path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    async def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    async def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        path = self.path(key)
+        if not path.is_file():
+            raise BlobNotFound(key)
+        with path.open("rb") as f:
+            while chunk := await asyncio.to_thread(f.read, chunk_size):
+                yield chunk
+
+
+def _redacted(url: str) -> str:
+    """The URL without userinfo, for error messages: a password in a mistyped URL must not reach logs."""
+    parsed = urlparse(url)
+    if "@" in parsed.netloc:
+        return parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
+    return url
+
+
+def open_storage(url: str) -> Storage:
+    """`file:///abs/path`, `file://./relative`, a bare path, or `s3://bucket/prefix` (see storage_s3)."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = url[len("file://") :] if url.startswith("file://") else url
+        return LocalStorage(path)
+    if parsed.scheme == "s3":
+        from mmq.storage.s3 import S3Storage  # imported lazily: local-only setups never load obstore
+
+        return S3Storage.from_url(url)
+    raise ValueError(
+        f"unsupported storage URL {_redacted(url)!r}: use file:///path (or a bare path) or s3://bucket/prefix"
+    )

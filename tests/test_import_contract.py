@@ -1,0 +1,46 @@
+"""The import contract (pyproject's [tool.importlinter]) holds on the code, and it would catch a back-arrow:
+the same contracts run on a small tree where the core imports the worker must fail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = Path(sys.executable).with_name("lint-imports")
+
+
+def lint(cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    return subprocess.run([str(LINT)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_code_keeps_the_import_contract():
+    done = lint(ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "broken" in done.stdout and " 0 broken" in done.stdout
+
+
+def test_a_back_arrow_breaks_it(tmp_path: Path):
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    modules = {m for c in contracts["contracts"] for m in c.get("forbidden_modules", [])}
+    for package in ("mmq", "worker", "producer", "mmq/simulator"):
+        (tmp_path / package).mkdir(parents=True, exist_ok=True)
+        (tmp_path / package / "__init__.py").write_text("")
+    for name in modules | {"worker.worker", "producer.cli", "producer.embedded"}:
+        path = tmp_path / (name.replace(".", "/") + ".py")
+        if not path.parent.joinpath("__init__.py").exists() or path.with_suffix("").is_dir():
+            continue
+        path.write_text("")
+    for starter in ("cli", "embedded"):  # allowed: they start a worker
+        (tmp_path / "producer" / f"{starter}.py").write_text("import worker.worker\n")
+    assert lint(tmp_path).returncode == 0
+    (tmp_path / "mmq" / "records.py").write_text("import worker.pipeline\n")  # the core importing the worker
+    (tmp_path / "worker" / "pipeline.py").write_text("")
+    broken = lint(tmp_path)
+    assert broken.returncode != 0 and "mmq.records -> worker.pipeline" in broken.stdout
