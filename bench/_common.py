@@ -18,6 +18,58 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_REDIS_URL = os.environ.get("MMQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
+class RoundTrips(contextlib.AbstractContextManager):
+    """Counts Redis round trips in this process by connection name: every send of a command, a script or
+    a whole pipeline is one. The worker names its own connections (mmq.connections.MMQ_CLIENT_NAME), so
+    mmq's round trips are told apart from arq's."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.counts: Counter[str | None] = Counter()
+
+    def __enter__(self) -> RoundTrips:
+        from redis.asyncio.connection import AbstractConnection
+
+        self._original = original = AbstractConnection.send_packed_command
+        counts = self.counts
+
+        async def counted(conn, command, check_health=True):  # type: ignore[no-untyped-def]
+            counts[conn.client_name] += 1
+            return await original(conn, command, check_health)
+
+        AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from redis.asyncio.connection import AbstractConnection
+
+        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
+
+
+def commandstats(url: str) -> dict[str, int]:
+    """Calls per command on the server so far (INFO commandstats): deltas show what a run cost Redis."""
+    client = redis.Redis.from_url(url)
+    try:
+        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
+    finally:
+        client.close()
+
+
+def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0) > 0}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far (Linux /proc; their children not included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
+    return total / tick
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,7 +112,9 @@ def clean_redis_db(url: str = BENCH_REDIS_URL) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def worker_processes(n: int, redis_url: str, storage_url: str, sim_url: str, **extra: str) -> Iterator[None]:
+def worker_processes(
+    n: int, redis_url: str, storage_url: str, sim_url: str, **extra: str
+) -> Iterator[list[subprocess.Popen]]:
     """`n` mmq worker processes against the simulator (MMQ_* settings in `extra`); stopped on exit."""
     env = {
         **os.environ,
@@ -83,7 +137,7 @@ def worker_processes(n: int, redis_url: str, storage_url: str, sim_url: str, **e
         for _ in range(n)
     ]
     try:
-        yield
+        yield procs
     finally:
         for proc in procs:
             proc.terminate()

@@ -14,12 +14,13 @@ import asyncio
 import logging
 import tempfile
 import time
+from collections import Counter
 
 from arq import Worker, func
 from arq.connections import ArqRedis
 
-from bench._common import ROOT, clean_redis_db, simulator
-from mmq.connections import connect
+from bench._common import ROOT, RoundTrips, clean_redis_db, command_delta, commandstats, simulator
+from mmq.connections import MMQ_CLIENT_NAME, connect
 from mmq.contract import BatchStatus
 from mmq.queue import deserialize, serialize
 from mmq.records import Records
@@ -33,7 +34,9 @@ async def noop(ctx: dict, n: int) -> int:
     return n
 
 
-async def raw_arq(url: str, jobs: int, max_jobs: int, poll: float) -> tuple[float, float]:
+async def raw_arq(
+    url: str, jobs: int, max_jobs: int, poll: float
+) -> tuple[float, float, dict[str, int], int]:
     redis = ArqRedis.from_url(url)
     redis.job_serializer, redis.job_deserializer = serialize, deserialize
     for n in range(jobs):
@@ -51,17 +54,20 @@ async def raw_arq(url: str, jobs: int, max_jobs: int, poll: float) -> tuple[floa
         queue_read_limit=max(max_jobs * 5, 500),
         keep_result=60,
     )
-    started, cpu = time.perf_counter(), time.process_time()
-    await worker.main()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    stats = commandstats(url)
+    with RoundTrips() as trips:
+        started, cpu = time.perf_counter(), time.process_time()
+        await worker.main()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    commands = command_delta(stats, commandstats(url))
     assert worker.jobs_complete == jobs, worker.jobs_complete
     await worker.close()
-    return elapsed, cpu
+    return elapsed, cpu, commands, sum(trips.counts.values())
 
 
 async def mmq_pipeline(
     url: str, base_url: str, jobs: int, max_jobs: int, poll: float, store: str
-) -> tuple[float, float]:
+) -> tuple[float, float, dict[str, int], Counter]:
     settings = Settings(
         redis_url=url,
         storage_url=f"file://{store}",
@@ -83,14 +89,22 @@ async def mmq_pipeline(
     )
     batch = await producer.submit_batch(lines, tenant="bench")
     worker = build_worker(settings, burst=True, handle_signals=False)
-    started, cpu = time.perf_counter(), time.process_time()
-    await worker.main()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    stats = commandstats(url)
+    with RoundTrips() as trips:
+        started, cpu = time.perf_counter(), time.process_time()
+        await worker.main()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    commands = command_delta(stats, commandstats(url))
     await worker.close()
     final = await Records(redis, settings.key_prefix).get_batch(batch.id)
     assert final and final.status is BatchStatus.completed and final.counts.succeeded == jobs, final
     await redis.aclose()
-    return elapsed, cpu
+    return elapsed, cpu, commands, trips.counts
+
+
+def _top(commands: dict[str, int], jobs: int) -> str:
+    top = sorted(commands.items(), key=lambda kv: -kv[1])[:8]
+    return ", ".join(f"{name} {n / jobs:.1f}" for name, n in top)
 
 
 async def main(jobs: int, max_jobs: int, poll: float) -> None:
@@ -100,8 +114,8 @@ async def main(jobs: int, max_jobs: int, poll: float) -> None:
         clean_redis_db() as url,
         tempfile.TemporaryDirectory(dir=ROOT, prefix=".bench-store-") as store,
     ):
-        raw, raw_cpu = await raw_arq(url, jobs, max_jobs, poll)
-        mmq, mmq_cpu = await mmq_pipeline(url, base_url, jobs, max_jobs, poll, store)
+        raw, raw_cpu, raw_cmds, raw_trips = await raw_arq(url, jobs, max_jobs, poll)
+        mmq, mmq_cpu, mmq_cmds, trips = await mmq_pipeline(url, base_url, jobs, max_jobs, poll, store)
     print(
         f"raw arq no-op jobs : {jobs / raw:7.0f} jobs/s ({raw:.2f} s for {jobs}; "
         f"worker CPU {raw_cpu / jobs * 1000:.2f} ms/job)"
@@ -111,6 +125,16 @@ async def main(jobs: int, max_jobs: int, poll: float) -> None:
         f"worker CPU {mmq_cpu / jobs * 1000:.2f} ms/job; chat via zero-latency simulator, results stored)"
     )
     print(f"ratio mmq / raw    : {raw / mmq:.2f}  (max_jobs={max_jobs}, poll_delay={poll}s)")
+    print(
+        f"Redis round trips per job: mmq's own {trips[MMQ_CLIENT_NAME] / jobs:.2f} (its named connections); "
+        f"all {sum(trips.values()) / jobs:.2f} against raw arq's {raw_trips / jobs:.2f}"
+    )
+    raw_total, mmq_total = sum(raw_cmds.values()), sum(mmq_cmds.values())
+    print(
+        f"Redis commands per job (INFO commandstats): raw arq {raw_total / jobs:.1f}, "
+        f"mmq {mmq_total / jobs:.1f} (arq's and mmq's, scripts' inner calls included)"
+    )
+    print(f"  mmq by command: {_top(mmq_cmds, jobs)}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 import httpx
 from PIL import Image
 
-from bench._common import clean_redis_db, simulator, worker_processes
+from bench._common import clean_redis_db, cpu_seconds, simulator, worker_processes
 from mmq.connections import connect
 from mmq.contract import BatchStatus
 from mmq.records import Records
@@ -60,7 +60,7 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
     records = Records(redis)
     producer = Producer(redis, open_storage(settings.storage_url), settings)
     stack = contextlib.ExitStack()
-    stack.enter_context(
+    procs = stack.enter_context(
         worker_processes(
             args.workers,
             redis_url,
@@ -72,6 +72,8 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
     )
     try:
         await asyncio.sleep(3)  # workers are already up when a night's batch arrives
+        pids = [p.pid for p in procs]
+        cpu_before = cpu_seconds(pids)  # their start-up (imports) is not the jobs' cost
         started, started_wall = time.monotonic(), time.time()
         batch = await producer.submit_batch((_line(i) for i in range(args.jobs)), tenant="bench")
         submitted = time.monotonic() - started
@@ -81,6 +83,7 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
                 break
             await asyncio.sleep(0.05)
         wall = time.monotonic() - started
+        worker_cpu = cpu_seconds(pids) - cpu_before
         ids = [i async for chunk in records.iter_batch_job_ids(batch.id) for i in chunk]
         jobs = [j for j in await records.get_jobs(ids) if j is not None]
         last = max(jobs, key=lambda j: j.finished_at or 0)
@@ -110,6 +113,7 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
         "first_call_s": round(seen[0] - started_wall, 2),
         "last_call_s": round(seen[-1] - started_wall, 2),
         "calls_per_s": round((len(seen) - 1) / (seen[-1] - seen[0]), 1),
+        "worker_cpu_ms_per_job": round(worker_cpu / args.jobs * 1000, 2),
         "provider_calls": stats["requests"],
         "429s": stats["rate_limited"],
         "5xx": stats["errors"],

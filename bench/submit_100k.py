@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
 from bench._common import ROOT, clean_redis_db, free_port
 from producer.auth import hash_key
@@ -134,6 +135,14 @@ def via_api(path: Path, redis_url: str, store: str) -> dict:
         proc.wait(10)
 
 
+def _used_memory(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("memory")["used_memory"])
+    finally:
+        client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=100_000)
@@ -146,7 +155,10 @@ def main() -> None:
             size_mb = path.stat().st_size / 1e6
             for name, run in (("python/cli", via_producer), ("http api", via_api)):
                 with clean_redis_db() as redis_url:
+                    base = _used_memory(redis_url)
                     result = run(path, redis_url, f"file://{tmp}/store-{name.replace('/', '-')}-{lines}")
+                    # what the queued jobs cost Redis: records, batch list, arq payloads and queue entries
+                    result["redis_bytes_per_job"] = round((_used_memory(redis_url) - base) / result["jobs"])
                 result |= {"path": name, "lines": lines, "file_mb": round(size_mb, 1)}
                 result["lines_per_s"] = round(result["jobs"] / result["seconds"])
                 result["seconds"] = round(result["seconds"], 2)

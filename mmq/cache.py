@@ -36,7 +36,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from mmq import scripts
 from mmq.contract import CacheLevel, CacheOptions, JobRecord, JobResult, JobStatus, Kind, chat_media_slots
+from mmq.keys import Keys
 
 # Fields that never change what a provider answers (identity, transport, storage and routing hints).
 _DROPPED = frozenset(
@@ -196,26 +198,6 @@ def answer_from(job: JobRecord, entry: CacheEntry) -> None:
     job.finished_at = time.time()
 
 
-# KEYS: entry, lock   ARGV: job id, lock ttl ms
-# Returns the entry, or "lead" (the lock is this job's), or "wait" (another job holds it).
-_LOOKUP_OR_LEAD = """
-local entry = redis.call('GET', KEYS[1])
-if entry then return entry end
-local holder = redis.call('GET', KEYS[2])
-if holder == ARGV[1] or redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 'lead'
-end
-return 'wait'
-"""
-
-# KEYS: lock   ARGV: job id.  Only the holder releases.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 def _parse_perceptual(key: str) -> tuple[str, list[int]]:
     _, scope, bits = key.split(":", 2)
     return scope, [int(bits[i : i + 16], 16) for i in range(0, len(bits), 16)]
@@ -232,17 +214,18 @@ class Cache:
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.bands = max(1, min(bands, PERCEPTUAL_BANDS_MAX))
-        self._lookup_or_lead = redis.register_script(_LOOKUP_OR_LEAD)
-        self._release = redis.register_script(_RELEASE)
+        self.keys = Keys(prefix)
+        self._lookup_or_lead = scripts.register(redis, "lookup_or_lead")
+        self._release = scripts.register(redis, "release_lock")
 
     def entry_key(self, key: str) -> str:
-        return f"{self.prefix}:cache:e:{key}"
+        return self.keys.cache_entry(key)
 
     def lock_key(self, key: str) -> str:
-        return f"{self.prefix}:cache:lock:{key}"
+        return self.keys.cache_lock(key)
 
     def _band_key(self, scope: str, band: int, value: int) -> str:
-        return f"{self.prefix}:cache:pi:{scope}:{band}:{value:x}"
+        return self.keys.cache_band(scope, band, value)
 
     def _bands_of(self, hashes: list[int]) -> list[tuple[int, int]]:
         """(band index, band value) over the concatenated hashes."""
@@ -301,7 +284,7 @@ class Cache:
     async def lookup_or_lead(self, key: str, job_id: str, lock_ttl_s: float) -> CacheEntry | str:
         """The entry if there is one; else 'lead' if this job now holds the key's lock, or 'wait'."""
         out = await self._lookup_or_lead(
-            keys=[self.entry_key(key), self.lock_key(key)], args=[job_id, int(lock_ttl_s * 1000)]
+            [self.entry_key(key), self.lock_key(key)], [job_id, int(lock_ttl_s * 1000)]
         )
         out = out.decode() if isinstance(out, bytes) else out
         if out in ("lead", "wait"):
@@ -309,14 +292,21 @@ class Cache:
         return CacheEntry.model_validate_json(out)
 
     async def release(self, key: str, job_id: str) -> None:
-        await self._release(keys=[self.lock_key(key)], args=[job_id])
+        await self._release([self.lock_key(key)], [job_id])
 
     # ------------------------------------------------------------------ writes
     async def put(self, key: str, entry: CacheEntry, ttl_s: int | None = None, *, job_id: str = "") -> None:
         """Store the entry (and index a perceptual key) and release the lock if `job_id` holds it, in one
         round trip."""
-        ttl = ttl_s or self.ttl_s
         pipe = self.redis.pipeline(transaction=False)
+        self.queue_put(pipe, key, entry, ttl_s, job_id=job_id)
+        await pipe.execute()
+
+    def queue_put(
+        self, pipe: Any, key: str, entry: CacheEntry, ttl_s: int | None = None, *, job_id: str = ""
+    ) -> None:
+        """`put`, queued on the caller's pipeline (the worker sends it with the job's outcome)."""
+        ttl = ttl_s or self.ttl_s
         pipe.set(self.entry_key(key), entry.model_dump_json(), ex=ttl)
         if key.startswith("p:"):
             scope, hashes = _parse_perceptual(key)
@@ -325,6 +315,5 @@ class Cache:
                 band_key = self._band_key(scope, band, value)
                 pipe.sadd(band_key, bits)
                 pipe.expire(band_key, ttl)
-        if job_id:  # in the same round trip: the entry is written before the lock goes
-            await self._release(keys=[self.lock_key(key)], args=[job_id], client=pipe)
-        await pipe.execute()
+        if job_id:  # after the entry: a waiter that sees the lock gone finds the entry
+            self._release.queue(pipe, [self.lock_key(key)], [job_id])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 
+MMQ_CLIENT_NAME = "mmq-worker"  # the worker's own connections (CLIENT LIST; bench round-trip counts)
 
-def connect(url: str) -> ArqRedis:
+
+def connect(url: str, *, client_name: str | None = None) -> ArqRedis:
     # ArqRedis is a redis.asyncio.Redis: producers, the API and arq's worker can all share it
-    return ArqRedis.from_url(url)
+    return ArqRedis.from_url(url, client_name=client_name)
 
 
 def embedded_redis(server: object | None = None) -> ArqRedis:

@@ -397,5 +397,6 @@ class BatchRecord(BaseModel):
     not_before: float | None = None  # epoch s: no job starts before (a scheduled window)
     deadline: float | None = None  # epoch s: what has not run by then expires
     webhook_url: str | None = None  # POSTed the batch when it ends
+    config: dict[str, Any] | None = None  # the routing config of every job, stored once on the batch
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None

@@ -1,91 +1,128 @@
 """Job and batch records in Redis: the source of truth for status (never arq's internals).
 
-Layout (prefix `mmq` by default):
-    {p}:job:{id}              hash  status, data (JobRecord JSON)
-    {p}:batch:{id}            hash  tenant, status, sealed, counters, metadata, timestamps
-    {p}:batch:{id}:jobs       list  job ids in submission order (the order of the output JSONL)
-    {p}:tenant:{t}:batches    zset  batch ids by creation time
+Layout: mmq/keys.py. A job is a hash: its immutable `spec` (the request or its storage reference,
+custom_id, tenant, kind, metadata, options), written once at submit, beside small state fields that
+change (`status`, `attempts`, `result`, `usage`, `error`, times…). A status change writes only what
+changed, never the whole record. A batch's routing config is stored once, on the batch.
 
-Status changes go through one Lua script so the job's status and its batch counters move together,
-and a re-run of a job (arq is at-least-once) can never count twice.
+Status changes go through Lua scripts (mmq/lua) so a job's status and its batch's counters move
+together, a re-run (arq is at-least-once) never counts twice, and a batch ends in the same call as its
+last job: `claim` (queued → running, returning everything the worker needs), `finish` (the outcome),
+`end_queued` (cancel/expire), `requeue_failed`, `seal`, `start_cancel`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
+from mmq import scripts
 from mmq.contract import BatchCounts, BatchRecord, BatchStatus, JobError, JobRecord, JobStatus
+from mmq.keys import Keys
 
 _COUNTERS = ("total", "queued", "running", "succeeded", "failed", "cancelled", "cached", "provider_calls")
+# JobRecord fields kept in the immutable spec JSON; everything else is a state field of the hash
+_SPEC = frozenset(
+    {"id", "custom_id", "tenant", "kind", "request", "request_key", "config", "metadata", "media", "cache"}
+    | {"priority", "created_at"}
+)
+_FLOAT_FIELDS = ("deadline", "started_at", "finished_at")
+_TEXT_FIELDS = ("cache_key", "cached_from")
+_JSON_FIELDS = ("attempts", "resume", "result", "usage", "error")
+STATE_FIELDS = (*_FLOAT_FIELDS, *_TEXT_FIELDS, *_JSON_FIELDS, "cached")
 
-# KEYS: job, batch (may be "")
-# ARGV: allowed-from (comma list), to, data JSON, cached(0/1), now, provider calls to add to the batch
-_TRANSITION = """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return 'missing' end
-local allowed = false
-for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then allowed = true end end
-if not allowed then return cur end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[3])
-if KEYS[2] ~= '' and cur ~= ARGV[2] then
-  redis.call('HINCRBY', KEYS[2], cur, -1)
-  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], 'cached', 1) end
-  if ARGV[6] ~= '0' then redis.call('HINCRBY', KEYS[2], 'provider_calls', ARGV[6]) end
-  local v = redis.call('HMGET', KEYS[2], 'sealed', 'queued', 'running', 'status', 'expired')
-  if v[1] == '1' and tonumber(v[2]) == 0 and tonumber(v[3]) == 0 then
-    -- a cancelling batch ends as cancelled once its last running job ends; one past its deadline, expired
-    local done = (v[5] == '1' and 'expired') or 'completed'
-    local ended = (v[4] == 'in_progress' and done) or (v[4] == 'cancelling' and 'cancelled')
-    if ended then
-      redis.call('HSET', KEYS[2], 'status', ended, 'finished_at', ARGV[5])
-      return 'ended'
-    end
-  end
-end
-return 'ok'
-"""
 
-# KEYS: batch   ARGV: now.  Marks every line submitted; completes the batch if nothing is left.
-_SEAL = """
-redis.call('HSET', KEYS[1], 'sealed', '1')
-local v = redis.call('HMGET', KEYS[1], 'queued', 'running', 'status', 'expired')
-if tonumber(v[1]) == 0 and tonumber(v[2]) == 0 then
-  local done = (v[4] == '1' and 'expired') or 'completed'
-  local ended = (v[3] == 'in_progress' and done) or (v[3] == 'cancelling' and 'cancelled')
-  if ended then
-    redis.call('HSET', KEYS[1], 'status', ended, 'finished_at', ARGV[1])
-    return 'ended'
-  end
-end
-return 'ok'
-"""
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def spec_json(job: JobRecord, *, with_config: bool) -> str:
+    """The immutable part of a job. A batch's jobs leave the config to the batch (stored once)."""
+    exclude = set(JobRecord.model_fields) - _SPEC
+    if not with_config:
+        exclude.add("config")
+    return job.model_dump_json(exclude=exclude, exclude_defaults=True)
+
+
+def state_fields(job: JobRecord) -> dict[str, str]:
+    """The job's state as hash fields; '' for a field that is unset (finish deletes those)."""
+    out: dict[str, str] = {}
+    for name in _FLOAT_FIELDS:
+        value = getattr(job, name)
+        out[name] = repr(value) if value is not None else ""
+    for name in _TEXT_FIELDS:
+        out[name] = getattr(job, name) or ""
+    data = job.model_dump(mode="json", include=set(_JSON_FIELDS))
+    for name in _JSON_FIELDS:
+        value = data[name]
+        out[name] = json.dumps(value, separators=(",", ":")) if value else ""
+    out["cached"] = "1" if job.cached else ""
+    return out
+
+
+def job_from_fields(fields: Mapping[Any, Any], config: Any = None) -> JobRecord:
+    """A JobRecord from a job hash's fields (as HGETALL gives them) and its batch's config JSON."""
+    v = {_s(k): _s(x) for k, x in fields.items()}
+    data: dict[str, Any] = json.loads(v["spec"])
+    data["status"] = v["status"]
+    if v.get("batch"):
+        data["batch_id"] = v["batch"]
+        if config:
+            data["config"] = json.loads(_s(config))
+    for name in _FLOAT_FIELDS:
+        if v.get(name):
+            data[name] = float(v[name])
+    for name in _TEXT_FIELDS:
+        if v.get(name):
+            data[name] = v[name]
+    for name in _JSON_FIELDS:
+        if v.get(name):
+            data[name] = json.loads(v[name])
+    data["cached"] = v.get("cached") == "1"
+    return JobRecord.model_validate(data)
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+@dataclass
+class Claim:
+    """What `Records.claim` found: `job` is set for 'ok' and 'expired'."""
+
+    outcome: str  # ok | expired | missing | a terminal status
+    job: JobRecord | None = None
 
 
 class Records:
     def __init__(self, redis: Redis, prefix: str = "mmq") -> None:
         self.redis = redis
         self.prefix = prefix
-        self._transition = redis.register_script(_TRANSITION)
-        self._seal = redis.register_script(_SEAL)
+        self.keys = Keys(prefix)
+        self._claim = scripts.register(redis, "claim")
+        self._finish = scripts.register(redis, "finish")
+        self._seal = scripts.register(redis, "seal")
+        self._end_queued = scripts.register(redis, "end_queued")
+        self._requeue_failed = scripts.register(redis, "requeue_failed")
+        self._start_cancel = scripts.register(redis, "start_cancel")
 
     # ------------------------------------------------------------------ keys
     def job_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
+        return self.keys.job(job_id)
 
     def batch_key(self, batch_id: str) -> str:
-        return f"{self.prefix}:batch:{batch_id}"
+        return self.keys.batch(batch_id)
 
     def batch_jobs_key(self, batch_id: str) -> str:
-        return f"{self.prefix}:batch:{batch_id}:jobs"
+        return self.keys.batch_jobs(batch_id)
 
     def tenant_batches_key(self, tenant: str) -> str:
-        return f"{self.prefix}:tenant:{tenant}:batches"
+        return self.keys.tenant_batches(tenant)
 
     # ------------------------------------------------------------------ writes (producer side)
     def add_batch(self, pipe: Any, batch: BatchRecord) -> None:
@@ -102,17 +139,31 @@ class Records:
                 "not_before": repr(batch.not_before) if batch.not_before else "",
                 "deadline": repr(batch.deadline) if batch.deadline else "",
                 "webhook_url": batch.webhook_url or "",
+                **({"config": json.dumps(batch.config)} if batch.config is not None else {}),
                 **{c: 0 for c in _COUNTERS},
             },
         )
         pipe.zadd(self.tenant_batches_key(batch.tenant), {batch.id: batch.created_at})
 
+    def set_batch_config(self, pipe: Any, batch_id: str, config: dict[str, Any] | None) -> None:
+        """The routing config every job of the batch runs with (stored once, read by `claim`)."""
+        if config is None:
+            pipe.hdel(self.batch_key(batch_id), "config")
+        else:
+            pipe.hset(self.batch_key(batch_id), "config", json.dumps(config))
+
     def _put_record(self, pipe: Any, job: JobRecord) -> None:
-        pipe.hset(self.job_key(job.id), mapping={"status": job.status.value, "data": job.model_dump_json()})
+        fields = {k: v for k, v in state_fields(job).items() if v}
+        fields["spec"] = spec_json(job, with_config=job.batch_id is None)
+        fields["status"] = job.status.value
+        if job.batch_id:
+            fields["batch"] = job.batch_id
+        pipe.hset(self.job_key(job.id), mapping=fields)
 
     def add_jobs(self, pipe: Any, batch_id: str, jobs: list[JobRecord]) -> None:
         """`add_job` for a chunk of one batch's jobs: a record each, then one RPUSH and one HINCRBY per
-        counter for the whole chunk (a 100k-line submit sends ~2 commands per job instead of ~6)."""
+        counter for the whole chunk (a 100k-line submit sends ~2 commands per job instead of ~6).
+        The batch's config is the batch's (set_batch_config), not copied into each job."""
         if not jobs:
             return
         counts: dict[str, int] = {"total": len(jobs)}
@@ -131,56 +182,105 @@ class Records:
         if job.batch_id:
             self.add_jobs(pipe, job.batch_id, [job])
         else:
-            pipe.hset(
-                self.job_key(job.id), mapping={"status": job.status.value, "data": job.model_dump_json()}
-            )
+            self._put_record(pipe, job)
 
     async def seal_batch(self, batch_id: str, invalid_lines: int = 0) -> bool:
         """Marks every line submitted; returns True if that ended the batch (nothing left to run)."""
-        if invalid_lines:
-            await self.redis.hincrby(self.batch_key(batch_id), "invalid_lines", invalid_lines)
-        outcome = await self._seal(keys=[self.batch_key(batch_id)], args=[repr(time.time())])
-        return (outcome.decode() if isinstance(outcome, bytes) else outcome) == "ended"
+        outcome = await self._seal([self.batch_key(batch_id)], [repr(time.time()), invalid_lines])
+        return _s(outcome) == "ended"
 
-    # ------------------------------------------------------------------ transitions (worker side)
-    async def transition(
-        self, job: JobRecord, allowed_from: Iterable[JobStatus], to: JobStatus, provider_calls: int = 0
-    ) -> str:
-        """Move `job` to status `to` if it is currently in one of `allowed_from`; `provider_calls` (made
-        by this job, counted once when it ends) are added to its batch.
+    # ------------------------------------------------------------------ the worker's moves
+    async def claim(self, job_id: str) -> Claim:
+        """queued → running in one round trip, returning the job (with its batch's config)."""
+        out = await self._claim([self.job_key(job_id)], [repr(time.time()), self.prefix])
+        outcome = _s(out[0])
+        if outcome not in ("ok", "expired"):
+            return Claim(outcome)
+        config = out[2] if len(out) > 2 else None
+        return Claim(outcome, job_from_fields(_pairs(out[1]), config))
 
-        Returns 'ok', 'missing', or the current status that blocked the move.
-        """
+    def finish_args(
+        self,
+        job: JobRecord,
+        allowed_from: Iterable[JobStatus],
+        to: JobStatus,
+        provider_calls: int = 0,
+    ) -> tuple[list[str], list[Any]]:
         job.status = to
-        outcome = await self._transition(
-            keys=[self.job_key(job.id), self.batch_key(job.batch_id) if job.batch_id else ""],
-            args=[
-                ",".join(s.value for s in allowed_from),
-                to.value,
-                job.model_dump_json(),
-                "1" if job.cached and to is JobStatus.succeeded else "0",
-                repr(time.time()),
-                str(provider_calls),
-            ],
-        )
-        return outcome.decode() if isinstance(outcome, bytes) else outcome
+        fields = state_fields(job)
+        args: list[Any] = [
+            ",".join(s.value for s in allowed_from),
+            to.value,
+            repr(time.time()),
+            "1" if job.cached and to is JobStatus.succeeded else "0",
+            str(provider_calls),
+        ]
+        for name, value in fields.items():
+            args += [name, value]
+        return [self.job_key(job.id), self.batch_key(job.batch_id) if job.batch_id else ""], args
+
+    async def finish(
+        self,
+        job: JobRecord,
+        allowed_from: Iterable[JobStatus],
+        to: JobStatus,
+        provider_calls: int = 0,
+        *,
+        pipe: Any = None,
+    ) -> str:
+        """Move `job` to `to` if it is in one of `allowed_from`, writing its state; `provider_calls` (made
+        by this job) are added to its batch. With `pipe`, the call is queued there (the caller executes
+        it and reads the outcome) so other writes can share its round trip.
+
+        Returns 'ended' (this ended the batch), 'ok', 'missing', or the status that blocked the move."""
+        keys, args = self.finish_args(job, allowed_from, to, provider_calls)
+        if pipe is not None:
+            self._finish.queue(pipe, keys, args)
+            return "queued"
+        return _s(await self._finish(keys, args))
 
     async def save(self, job: JobRecord) -> None:
-        """Persist record details (attempts, timestamps) without a status change."""
-        await self.redis.hset(self.job_key(job.id), "data", job.model_dump_json())
+        """Persist state details (attempts, resume, cache key) without a status change."""
+        fields = state_fields(job)
+        keep = {k: v for k, v in fields.items() if v}
+        gone = [k for k, v in fields.items() if not v]
+        pipe = self.redis.pipeline(transaction=False)
+        if keep:
+            pipe.hset(self.job_key(job.id), mapping=keep)
+        if gone:
+            pipe.hdel(self.job_key(job.id), *gone)
+        await pipe.execute()
 
     # ------------------------------------------------------------------ reads
     async def get_job(self, job_id: str) -> JobRecord | None:
-        raw = await self.redis.hget(self.job_key(job_id), "data")
-        return JobRecord.model_validate_json(raw) if raw else None
+        [job] = await self.get_jobs([job_id])
+        return job
 
-    async def get_jobs(self, job_ids: list[str]) -> list[JobRecord | None]:
+    async def get_jobs(self, job_ids: list[str], *, with_config: bool = False) -> list[JobRecord | None]:
+        """Records in the order asked (None where a job does not exist). `with_config`: a batch's jobs
+        carry their batch's routing config (one more read per batch)."""
         if not job_ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hget(self.job_key(job_id), "data")
-        return [JobRecord.model_validate_json(raw) if raw else None for raw in await pipe.execute()]
+            pipe.hgetall(self.job_key(job_id))
+        rows = await pipe.execute()
+        configs: dict[str, Any] = {}
+        if with_config:
+            batches = sorted({_s(r[b"batch"]) for r in rows if r and b"batch" in r})
+            if batches:
+                pipe = self.redis.pipeline(transaction=False)
+                for b in batches:
+                    pipe.hget(self.batch_key(b), "config")
+                configs = dict(zip(batches, await pipe.execute(), strict=True))
+        out: list[JobRecord | None] = []
+        for row in rows:
+            if not row:
+                out.append(None)
+                continue
+            batch = _s(row.get(b"batch")) if row.get(b"batch") else None
+            out.append(job_from_fields(row, configs.get(batch) if batch else None))
+        return out
 
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
         raw = await self.redis.hgetall(self.batch_key(batch_id))
@@ -202,6 +302,7 @@ class Records:
             not_before=float(v["not_before"]) if v.get("not_before") else None,
             deadline=float(v["deadline"]) if v.get("deadline") else None,
             webhook_url=v.get("webhook_url") or None,
+            config=json.loads(v["config"]) if v.get("config") else None,
             created_at=float(v["created_at"]),
             finished_at=float(v["finished_at"]) if v.get("finished_at") else None,
         )
@@ -219,11 +320,10 @@ class Records:
         ids = await self.redis.zrevrange(self.tenant_batches_key(tenant), 0, limit - 1)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
-    # ------------------------------------------------------------------ cancel (OpenAI batches API)
+    # ------------------------------------------------------------------ cancel, expire, retry
     async def start_cancel(self, batch_id: str) -> str:
         """in_progress → cancelling. Returns the batch's status after the call, or 'missing'."""
-        outcome = await self.redis.eval(_START_CANCEL, 1, self.batch_key(batch_id))
-        return outcome.decode() if isinstance(outcome, bytes) else outcome
+        return _s(await self._start_cancel([self.batch_key(batch_id)]))
 
     async def cancel_queued(self, batch_id: str, chunk: int = 500) -> int:
         """Cancels the batch's still-queued jobs; running ones finish. Returns how many were cancelled."""
@@ -238,14 +338,10 @@ class Records:
         One script call per chunk moves the jobs and the counters together (a job a worker claimed
         meanwhile is skipped), and ends the batch once nothing is queued or running."""
         ended = 0
+        error_json = error.model_dump_json() if error else ""
         async for ids in self.iter_batch_job_ids(batch_id, chunk=chunk):
-            now = time.time()
-            jobs = [j for j in await self.get_jobs(ids) if j is not None and j.status is JobStatus.queued]
-            for job in jobs:
-                job.status, job.finished_at, job.error = to, now, error
-            keys = [self.batch_key(batch_id), *(self.job_key(j.id) for j in jobs)]
-            args = [repr(now), to.value, *(j.model_dump_json() for j in jobs)]
-            ended += int(await self.redis.eval(_END_QUEUED, len(keys), *keys, *args))
+            keys = [self.batch_key(batch_id), *(self.job_key(i) for i in ids)]
+            ended += int(await self._end_queued(keys, [repr(time.time()), to.value, error_json]))
         return ended
 
     async def requeue_failed(self, batch_id: str, chunk: int = 500) -> list[str]:
@@ -253,75 +349,23 @@ class Records:
         and re-opens the batch. Returns the ids to enqueue. Attempts, error and deadline are reset."""
         requeued: list[str] = []
         async for ids in self.iter_batch_job_ids(batch_id, chunk=chunk):
-            jobs = [
-                j
-                for j in await self.get_jobs(ids)
-                if j is not None
-                and j.status is JobStatus.failed
-                and not (j.error and j.error.type.startswith("invalid"))
-            ]
-            for job in jobs:
-                job.status, job.error, job.attempts, job.resume = JobStatus.queued, None, [], None
-                job.started_at = job.finished_at = job.deadline = None
-            keys = [self.batch_key(batch_id), *(self.job_key(j.id) for j in jobs)]
-            args = [*(j.model_dump_json() for j in jobs)]
-            moved = await self.redis.eval(_REQUEUE_FAILED, len(keys), *keys, *args)
-            requeued += [m.decode() if isinstance(m, bytes) else m for m in moved]
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self.job_key(job_id), "status", "error")
+            chosen = []
+            for job_id, (status, error) in zip(ids, await pipe.execute(), strict=True):
+                if _s(status) != JobStatus.failed.value:
+                    continue
+                if error and json.loads(error).get("type", "").startswith("invalid"):
+                    continue
+                chosen.append(job_id)
+            if not chosen:
+                continue
+            keys = [self.batch_key(batch_id), *(self.job_key(i) for i in chosen)]
+            moved = await self._requeue_failed(keys)
+            requeued += [_s(m) for m in moved]
         return requeued
 
     async def mark_expired(self, batch_id: str) -> None:
         """The deadline passed: the batch ends as `expired` instead of `completed`."""
         await self.redis.hset(self.batch_key(batch_id), "expired", "1")
-
-
-# KEYS: batch.  Only a running batch can be cancelled; the caller reads the status it returns.
-_START_CANCEL = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 'missing' end
-if st == 'in_progress' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelling')
-  return 'cancelling'
-end
-return st
-"""
-
-# KEYS: batch, job...   ARGV: now, the status to end them in, the ended record JSON of each job (same
-# order as KEYS[2..])
-_END_QUEUED = """
-local n = 0
-for i = 2, #KEYS do
-  if redis.call('HGET', KEYS[i], 'status') == 'queued' then
-    redis.call('HSET', KEYS[i], 'status', ARGV[2], 'data', ARGV[i + 1])
-    n = n + 1
-  end
-end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[1], 'queued', -n)
-  redis.call('HINCRBY', KEYS[1], ARGV[2], n)
-end
-local v = redis.call('HMGET', KEYS[1], 'sealed', 'queued', 'running', 'status', 'expired')
-if v[1] == '1' and tonumber(v[2]) == 0 and tonumber(v[3]) == 0 then
-  local done = (v[5] == '1' and 'expired') or 'completed'
-  local ended = (v[4] == 'in_progress' and done) or (v[4] == 'cancelling' and 'cancelled')
-  if ended then redis.call('HSET', KEYS[1], 'status', ended, 'finished_at', ARGV[1]) end
-end
-return n
-"""
-
-# KEYS: batch, job...   ARGV: the queued record JSON of each job.  Returns the job keys' ids it moved.
-_REQUEUE_FAILED = """
-local moved = {}
-for i = 2, #KEYS do
-  if redis.call('HGET', KEYS[i], 'status') == 'failed' then
-    redis.call('HSET', KEYS[i], 'status', 'queued', 'data', ARGV[i - 1])
-    moved[#moved + 1] = string.match(KEYS[i], ':job:(.+)$')
-  end
-end
-if #moved > 0 then
-  redis.call('HINCRBY', KEYS[1], 'failed', -#moved)
-  redis.call('HINCRBY', KEYS[1], 'queued', #moved)
-  redis.call('HSET', KEYS[1], 'status', 'in_progress', 'expired', '0')
-  redis.call('HDEL', KEYS[1], 'finished_at')
-end
-return moved
-"""

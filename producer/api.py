@@ -25,7 +25,7 @@ from producer.guard import RequestGuard
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
 from producer.submit import BatchLine, LineError, Producer, format_validation_error
-from producer.templates_api import router as templates_router
+from producer.templates.routes import router as templates_router
 from producer.views import batch_view, iter_output, job_view, result_body
 
 
@@ -230,5 +230,5 @@ def create_app(
         return Response(data, media_type=f.content_type)
 
     mount_openai_api(app)  # /v1/files and /v1/batches for the stock openai SDK
-    app.include_router(templates_router)  # /api/templates: prompt templates (producer/templates_api.py)
+    app.include_router(templates_router)  # /api/templates: prompt templates (producer/templates/routes.py)
     return app

@@ -157,7 +157,7 @@ class Producer:
         """`allow_local_paths`: audio `file` may name a file on this machine (CLI and Python API only,
         never the HTTP API, which must not read the server's disk).
         `trusted_blob_refs`: mmq-blob:// refs that chat bodies may carry as whole string values — a saved
-        template's own media, stored by the template store (producer/templates.py); any other ref is
+        template's own media, stored by the template store (producer/templates/store.py); any other ref is
         refused as before."""
         self.redis = redis
         self.storage = storage
@@ -394,11 +394,16 @@ class Producer:
         # a scheduled batch's jobs wait in their records; the release job enqueues them when the window opens
         scheduled = batch.not_before is not None and batch.not_before > time.time()
 
+        config_stored = batch.config == config
+
         async def flush() -> None:
-            nonlocal pending, chunk
+            nonlocal pending, chunk, config_stored
             if pending:
                 answered = await self._answer_cached(pending)
                 pipe = self.redis.pipeline(transaction=False)
+                if not config_stored:  # once, before any job that runs with it
+                    self.records.set_batch_config(pipe, batch.id, config)
+                    batch.config, config_stored = config, True
                 self.records.add_jobs(pipe, batch.id, [job for job, _ in answered])
                 if not scheduled:  # the ZADD goes last: no worker sees a job before its record
                     runnable_ids = [job.id for job, runnable in answered if runnable]

@@ -1,4 +1,7 @@
-"""Shared fixtures. Real-Redis tests use their own database (default 13) and flush only that one."""
+"""Shared fixtures. Real-Redis tests run in a Redis database of their own run: each test session takes a
+free database (1-13) with a lock key in database 0, so two runs at once (two checkouts, CI beside a
+developer) never flush each other's data; they flush only their own database, and free it at the end.
+MMQ_TEST_REDIS_URL names one database instead."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ import pytest
 import redis as redis_sync
 from PIL import Image
 
-TEST_REDIS_URL = os.environ.get("MMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_SERVER = "redis://127.0.0.1:6379"
+TEST_DATABASES = range(13, 0, -1)  # 14 and 15 are the benchmarks' (bench/_common.py), 0 holds the locks
+LOCK_TTL_S = 6 * 3600  # a run killed before its end frees its database after this
 # "s3": every test that takes `storage_url` (the whole e2e suite) runs against a real S3-compatible server
 # (moto on loopback, started once per session) instead of a local folder.
 TEST_STORAGE = os.environ.get("MMQ_TEST_STORAGE", "file")
@@ -70,15 +75,39 @@ def storage_url(tmp_path, request) -> str:
     return f"file://{tmp_path / 'store'}"
 
 
+@pytest.fixture(scope="session")
+def test_redis_url() -> str:
+    """This run's Redis database (see the module docstring)."""
+    if os.environ.get("MMQ_TEST_REDIS_URL"):
+        yield os.environ["MMQ_TEST_REDIS_URL"]
+        return
+    locks = redis_sync.Redis.from_url(f"{REDIS_SERVER}/0")
+    try:
+        locks.ping()
+    except redis_sync.ConnectionError as e:  # CI starts Redis; a missing server is a failure, not a skip
+        pytest.fail(f"real Redis is required at {REDIS_SERVER}: {e}")
+    run = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    taken = (n for n in TEST_DATABASES if locks.set(f"mmq-tests:db:{n}", run, nx=True, ex=LOCK_TTL_S))
+    db = next(taken, None)
+    if db is None:
+        pytest.fail(f"every test database (1-13) is taken by other runs: mmq-tests:db:* in {REDIS_SERVER}/0")
+    try:
+        yield f"{REDIS_SERVER}/{db}"
+    finally:
+        if locks.get(f"mmq-tests:db:{db}") == run.encode():
+            locks.delete(f"mmq-tests:db:{db}")
+        locks.close()
+
+
 @pytest.fixture
-def redis_url() -> str:
-    """A real Redis database of our own, empty before and after the test."""
-    client = redis_sync.Redis.from_url(TEST_REDIS_URL)
+def redis_url(test_redis_url: str) -> str:
+    """A real Redis database of this run's own, empty before and after the test."""
+    client = redis_sync.Redis.from_url(test_redis_url)
     try:
         client.ping()
     except redis_sync.ConnectionError as e:  # CI starts Redis; a missing server is a failure, not a skip
-        pytest.fail(f"real Redis is required at {TEST_REDIS_URL}: {e}")
+        pytest.fail(f"real Redis is required at {test_redis_url}: {e}")
     client.flushdb()
-    yield TEST_REDIS_URL
+    yield test_redis_url
     client.flushdb()
     client.close()

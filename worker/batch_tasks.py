@@ -12,16 +12,14 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arq import Retry
 
 from mmq import queue
 from mmq.contract import JobError, JobStatus
 from mmq.fetch import FetchPolicy, FetchRefused, post_guarded
-
-if TYPE_CHECKING:
-    from worker.pipeline import Runtime
+from worker.runtime import Runtime
 
 log = logging.getLogger("mmq.worker")
 

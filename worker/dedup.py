@@ -11,7 +11,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mmq.cache import CacheEntry, job_cache_key
 from mmq.contract import BLOB_SCHEME, CacheOptions, JobRecord
@@ -19,9 +19,7 @@ from mmq.errors import InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchPolicy, fetch_media
 from mmq.fingerprint import Fingerprints
 from mmq.storage import BlobNotFound
-
-if TYPE_CHECKING:
-    from worker.pipeline import Runtime
+from worker.runtime import Runtime
 
 _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 0.5
@@ -110,11 +108,11 @@ async def look_up(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> Looku
         step = min(step * 2, _POLL_MAX_S)
 
 
-async def remember(rt: Runtime, job: JobRecord) -> None:
-    """After a success: the entry other duplicates will take (and the lock released)."""
+def remember(rt: Runtime, job: JobRecord, pipe: Any) -> None:
+    """After a success, queued on `pipe`: the entry other duplicates will take, then the lock released."""
     if job.cache_key and job.result and options_of(job).enabled:
         entry = CacheEntry(job_id=job.id, result=job.result)
-        await rt.cache.put(job.cache_key, entry, ttl_for(rt, job), job_id=job.id)
+        rt.cache.queue_put(pipe, job.cache_key, entry, ttl_for(rt, job), job_id=job.id)
 
 
 async def give_up_lead(rt: Runtime, job: JobRecord) -> None:

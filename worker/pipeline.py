@@ -8,29 +8,26 @@ written to the job record, so one bad job can never take down the worker or its 
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
 import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from arq import Retry
-from redis.asyncio import Redis
 
-from mmq.cache import Cache, answer_from
-from mmq.contract import TERMINAL, Attempt, JobError, JobRecord, JobStatus, Kind
+from mmq.cache import answer_from
+from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchPolicy
-from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import Storage
 from worker import batch_tasks, dedup
-from worker.circuit import CircuitBreaker, counts_against_target
-from worker.credentials import VirtualKeys
-from worker.limiter import Limiter, estimate_tokens
+from worker.gate import Outcome, counts_against_target, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
 from worker.prepare import prepare
 from worker.providers import get_adapter
@@ -38,39 +35,9 @@ from worker.providers.base import ProviderResponse, Target
 from worker.results import store_result
 from worker.retry import backoff_s
 from worker.routes import Route, candidate_buckets, fetches_urls_itself, has_loadbalance, routes_for
+from worker.runtime import Runtime
 
 log = logging.getLogger("mmq.worker")
-
-
-@dataclass
-class Runtime:
-    """What every job in a worker process shares (created once in the worker's on_startup)."""
-
-    settings: Settings
-    records: Records
-    storage: Storage
-    client: httpx.AsyncClient
-    target: Target
-    keys: VirtualKeys = field(default_factory=VirtualKeys)
-    limiter: Limiter = field(init=False)
-    breaker: CircuitBreaker = field(init=False)
-    cache: Cache = field(init=False)
-
-    def __post_init__(self) -> None:
-        redis: Redis = self.records.redis
-        self.limiter = Limiter(redis, self.settings.key_prefix, margin=self.settings.rate_limit_margin)
-        self.breaker = CircuitBreaker(
-            redis,
-            self.settings.key_prefix,
-            threshold=self.settings.circuit_threshold,
-            open_s=self.settings.circuit_open_s,
-        )
-        self.cache = Cache(
-            redis,
-            self.settings.key_prefix,
-            ttl_s=self.settings.cache_ttl_s,
-            bands=self.settings.cache_phash_bands,
-        )
 
 
 def _redact(text: str, target: Target) -> str:
@@ -84,8 +51,7 @@ def _redact(text: str, target: Target) -> str:
 
 async def _load_request(job: JobRecord, storage: Storage) -> dict[str, Any]:
     if job.request is not None:
-        # a copy: preparing it turns blob references into data: URLs, and the record goes back to Redis
-        return copy.deepcopy(job.request)
+        return job.request  # the spec is never written back, so preparing it in place is safe
     if job.request_key:
         return json.loads(await storage.get(job.request_key))
     raise InvalidJob("job has no request")
@@ -117,7 +83,7 @@ async def _plan(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> list[Ro
     if has_loadbalance(config):
         assert config is not None
         buckets = sorted(set(candidate_buckets(config, request, rt.target).values()))
-        unhealthy = await rt.breaker.open_targets(buckets)
+        unhealthy = await rt.gate.open_targets(buckets)
     # seeded by the job id: a deferred job that re-plans lands on the same loadbalance pick
     return routes_for(
         config,
@@ -132,26 +98,35 @@ async def _plan(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> list[Ro
     )
 
 
+class _CircuitOpen(Exception):
+    """The target's circuit is open: skip it (a probe may go after `wait_s`)."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+
+
 async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any]) -> str | None:
-    """Wait for this target's shared rate limit (slot, tokens, concurrency, 429 cooldown); defer the
-    job when the wait is long. Returns the concurrency lease to release after the call."""
+    """Wait for this target's gate (circuit, 429 pause, concurrency, rate slot); defer the job when the
+    wait is long. Returns the concurrency lease to give back after the call."""
     settings = rt.settings
     while True:
-        admission = await rt.limiter.acquire(
+        admission = await rt.gate.admit(
             route.bucket,
             route.rate_limit,
             tokens=tokens,
             max_wait_s=settings.rate_wait_max_s,
             lease_ttl_s=route.timeout_s + settings.rate_wait_max_s,
         )
+        if admission.circuit_open:
+            raise _CircuitOpen(admission.wait_s)
         if admission.admitted:
             if admission.wait_s <= 0:
                 return admission.lease
             await asyncio.sleep(admission.wait_s)
             # a 429 elsewhere while we slept pauses this call too; otherwise the booked slot is ours
-            if await rt.limiter.cooldown_left(route.bucket) <= 0:
+            if await rt.gate.cooldown_left(route.bucket) <= 0:
                 return admission.lease
-            await rt.limiter.release(route.bucket, admission.lease)
+            await rt.gate.settle(route.bucket, "other", lease=admission.lease)
             continue
         if admission.wait_s > settings.retry_sleep_max_s:
             raise _Defer(admission.wait_s * random.uniform(1.0, 1.1), resume)
@@ -196,11 +171,16 @@ def _real_attempts(job: JobRecord) -> int:
 
 
 async def _call_with_retries(
-    rt: Runtime, job: JobRecord, request: dict[str, Any], prefetched: dict[str, FetchedMedia]
+    rt: Runtime,
+    job: JobRecord,
+    request: dict[str, Any],
+    prefetched: dict[str, FetchedMedia],
+    pending: list[Callable[[Any], None]],
 ) -> ProviderResponse:
     """Walks the job's routes (fallback order); on each target retries what is worth retrying, sleeping
     through short waits and deferring the job (freeing the worker slot) for long ones. Targets whose
-    circuit is open are skipped; if every remaining one is, the job waits for the first probe."""
+    circuit is open are skipped; if every remaining one is, the job waits for the first probe. The
+    success's settle is appended to `pending`: it goes with the job's finish, in one round trip."""
     audio = await prepare(job.kind, request, rt.storage, max_pixels=rt.settings.image_max_pixels)
     routes = await _plan(rt, job, request)
     first, first_tries = 0, 0
@@ -212,14 +192,6 @@ async def _call_with_retries(
     skipped_from: str | None = None
     for n in range(first, len(routes)):
         route = routes[n]
-        permit = await rt.breaker.allow(route.bucket)
-        if not permit.allowed:
-            job.attempts.append(
-                Attempt(target=route.target.name, latency_ms=0, error="skipped: circuit open", skipped=True)
-            )
-            probe_wait = permit.wait_s if probe_wait is None else min(probe_wait, permit.wait_s)
-            skipped_from = skipped_from or route.target.name
-            continue
         adapter = get_adapter(route.target.provider)
         if job.kind is Kind.chat:
             try:
@@ -238,13 +210,22 @@ async def _call_with_retries(
         tries = first_tries if n == first else 0
         while True:
             tries += 1
-            lease = await _admit(rt, route, tokens, {"target": route.target.name, "tries": tries - 1})
+            try:
+                lease = await _admit(rt, route, tokens, {"target": route.target.name, "tries": tries - 1})
+            except _CircuitOpen as c:
+                job.attempts.append(
+                    Attempt(
+                        target=route.target.name, latency_ms=0, error="skipped: circuit open", skipped=True
+                    )
+                )
+                probe_wait = c.wait_s if probe_wait is None else min(probe_wait, c.wait_s)
+                skipped_from = skipped_from or route.target.name
+                break  # next target
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(route.timeout_s):
                     resp = await adapter.call(rt.client, route.target, job.kind, route.request, audio)
             except (ProviderError, httpx.TransportError, TimeoutError) as exc:
-                await rt.limiter.release(route.bucket, lease)
                 err = _as_provider_error(exc, route.target)
                 err.message = _redact(err.message, route.target)
                 job.attempts.append(
@@ -255,7 +236,7 @@ async def _call_with_retries(
                         error=str(err),  # already redacted above
                     )
                 )
-                await _observe_failure(rt, route, err)
+                await _observe_failure(rt, route, err, lease)
                 if _real_attempts(job) >= rt.settings.max_total_attempts:
                     raise err from None
                 if tries < route.max_attempts and _may_retry(err, route):
@@ -276,14 +257,22 @@ async def _call_with_retries(
                 if n + 1 < len(routes) and _may_fall_back(err, route):
                     break  # next target
                 raise err from None
-            await rt.limiter.release(route.bucket, lease)
-            # every success, even when this job saw no failure: another worker's may have landed meanwhile,
-            # and only a reset keeps "consecutive" true (skipping it opened circuits at a 3% error rate)
-            await rt.breaker.record(route.bucket, ok=True)
-            if route.rate_limit and route.rate_limit.tpm and resp.usage:
-                actual = resp.usage.get("total_tokens")
-                if isinstance(actual, int):
-                    await rt.limiter.correct_tokens(route.bucket, route.rate_limit, tokens, actual)
+            # every success settles, even when this job saw no failure: another worker's may have landed
+            # meanwhile, and only a reset keeps "consecutive" true (skipping it opened circuits at 3% errors)
+            actual = (
+                (resp.usage or {}).get("total_tokens") if route.rate_limit and route.rate_limit.tpm else None
+            )
+            pending.append(
+                functools.partial(
+                    rt.gate.queue_settle,
+                    bucket=route.bucket,
+                    outcome="ok",
+                    lease=lease,
+                    limit=route.rate_limit,
+                    estimated=tokens,
+                    actual=actual if isinstance(actual, int) else None,
+                )
+            )
             job.attempts.append(
                 Attempt(
                     target=route.target.name,
@@ -298,15 +287,18 @@ async def _call_with_retries(
     raise InvalidJob("routing produced no targets", type="routing_error")
 
 
-async def _observe_failure(rt: Runtime, route: Route, err: ProviderError) -> None:
-    """What every other worker should learn from this failure: a 429 pauses the target for all of
-    them; a 5xx/timeout counts toward opening its circuit."""
+async def _observe_failure(rt: Runtime, route: Route, err: ProviderError, lease: str | None) -> None:
+    """What every other worker should learn from this failure, with the lease given back: a 429 pauses
+    the target for all of them; a 5xx/timeout counts toward opening its circuit."""
     if err.status == 429 and err.code not in NON_RETRYABLE_CODES:
-        await rt.limiter.cool_down(route.bucket, err.retry_after_s or 1.0)
+        outcome: Outcome = "429"
     elif counts_against_target(err.status, err.code):
-        state = await rt.breaker.record(route.bucket, ok=False)
-        if state == "open":
-            log.warning("circuit opened for %s after repeated failures", route.bucket)
+        outcome = "sick"
+    else:
+        outcome = "other"
+    state = await rt.gate.settle(route.bucket, outcome, lease=lease, cooldown_s=err.retry_after_s or 1.0)
+    if outcome == "sick" and state == "open":
+        log.warning("circuit open for %s after repeated failures", route.bucket)
 
 
 def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
@@ -321,39 +313,56 @@ def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
     )
 
 
-async def _finish(rt: Runtime, job: JobRecord, to: JobStatus, from_: JobStatus = JobStatus.running) -> None:
+async def _finish(
+    rt: Runtime,
+    job: JobRecord,
+    to: JobStatus,
+    from_: JobStatus = JobStatus.running,
+    *,
+    remember: bool = False,
+    pending: list[Callable[[Any], None]] | None = None,
+) -> None:
+    """The job's outcome, its batch's counters and end, `pending` writes (the last call's settle) and
+    (`remember`: after a provider answer) its cache entry with the single-flight lock released: one
+    round trip."""
     job.finished_at = time.time()
-    outcome = await rt.records.transition(job, (from_,), to, provider_calls=_real_attempts(job))
-    if outcome == "ended" and job.batch_id:
+    pipe = rt.records.redis.pipeline(transaction=False)
+    for queue_write in pending or ():
+        queue_write(pipe)  # the last call's settle
+    if remember:
+        dedup.remember(rt, job, pipe)
+    await rt.records.finish(job, (from_,), to, provider_calls=_real_attempts(job), pipe=pipe)
+    outcome = (await pipe.execute())[-1]
+    if (outcome.decode() if isinstance(outcome, bytes) else outcome) == "ended" and job.batch_id:
         await batch_tasks.batch_ended(rt, job.batch_id)
 
 
-async def _fail(rt: Runtime, job: JobRecord, error: JobError) -> None:
+async def _fail(
+    rt: Runtime, job: JobRecord, error: JobError, pending: list[Callable[[Any], None]] | None = None
+) -> None:
     job.error = error
     log.info("job %s failed: %s: %s", job.id, error.type, error.message)
-    await _finish(rt, job, JobStatus.failed)
+    await _finish(rt, job, JobStatus.failed, pending=pending)
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
+    """claim → cache look-up / single-flight → media → plan → attempts → store → finish."""
     rt: Runtime = ctx["mmq"]
-    job = await rt.records.get_job(job_id)
-    if job is None:
-        log.warning("job %s has no record; dropped", job_id)
-        return {"ok": False, "error": "no record"}
-    if job.status in TERMINAL:
-        return {"ok": True, "status": job.status.value}  # a re-run after the job already ended
-    if job.deadline is not None and time.time() >= job.deadline:
+    claim = await rt.records.claim(job_id)
+    if claim.job is None:
+        if claim.outcome == "missing":
+            log.warning("job %s has no record; dropped", job_id)
+            return {"ok": False, "error": "no record"}
+        return {"ok": True, "status": claim.outcome}  # ended already (a re-run), or cancelled meanwhile
+    job = claim.job
+    if claim.outcome == "expired":
         job.error = batch_tasks.BATCH_EXPIRED  # its window closed before it could run (again)
         if job.batch_id:
             await rt.records.mark_expired(job.batch_id)  # maybe before the expire job ran: ends `expired`
         await _finish(rt, job, JobStatus.failed, from_=job.status)
         return {"ok": False, "status": job.status.value}
-    if job.status is JobStatus.queued:
-        job.started_at = time.time()
-        moved = await rt.records.transition(job, (JobStatus.queued,), JobStatus.running)
-        if moved != "ok":
-            return {"ok": True, "status": moved}  # cancelled (or taken) meanwhile
     lookup = dedup.Lookup()
+    pending: list[Callable[[Any], None]] = []  # writes that ride with the finish (the success's settle)
     try:
         async with asyncio.timeout(max(1.0, rt.settings.job_timeout_s - 5)):
             request = await _load_request(job, rt.storage)
@@ -364,21 +373,20 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
                 return {"ok": True, "status": job.status.value, "cached": True}
             if lookup.wait_s is not None:
                 raise _Defer(lookup.wait_s, job.resume)  # an identical job is calling the provider
-            resp = await _call_with_retries(rt, job, request, lookup.prefetched)
+            resp = await _call_with_retries(rt, job, request, lookup.prefetched, pending)
             job.result = await store_result(job, request, resp, rt.storage, rt.client)
             job.resume = None
             media = (job.usage or {}).get("media")
             job.usage = {**(resp.usage or {}), "media": media} if media else resp.usage
             job.error = None
-            await dedup.remember(rt, job)
-            await _finish(rt, job, JobStatus.succeeded)
+            await _finish(rt, job, JobStatus.succeeded, remember=True, pending=pending)
             return {"ok": True, "status": job.status.value}
     except _Defer as d:
         job.resume = d.resume
         await rt.records.save(job)
         raise Retry(defer=d.seconds) from None
     except InvalidJob as e:
-        await _fail(rt, job, JobError(type=e.type, message=str(e)))
+        await _fail(rt, job, JobError(type=e.type, message=str(e)), pending)
     except ProviderError as e:
         await _fail(
             rt,
@@ -389,12 +397,14 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
                 provider_status=e.status,
                 code=e.code,
             ),
+            pending,
         )
     except TimeoutError:
-        await _fail(rt, job, JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s"))
+        timeout = JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s")
+        await _fail(rt, job, timeout, pending)
     except Exception as e:  # a bug must cost one job, never the worker
         log.exception("job %s crashed", job_id)
-        await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"))
+        await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"), pending)
     if lookup.leader:
         await dedup.give_up_lead(rt, job)  # a waiting duplicate takes over
     return {"ok": job.status is JobStatus.succeeded, "status": job.status.value}

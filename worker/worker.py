@@ -8,6 +8,7 @@ from typing import Any
 from arq import Worker, func
 from arq.connections import ArqRedis, RedisSettings
 
+from mmq.connections import MMQ_CLIENT_NAME, connect
 from mmq.queue import (
     EXPIRE_FUNCTION,
     JOB_FUNCTION,
@@ -22,7 +23,8 @@ from mmq.storage import open_storage
 from worker.batch_tasks import WEBHOOK_TRIES, expire_batch, notify_batch, release_batch
 from worker.credentials import VirtualKeys
 from worker.http import make_client
-from worker.pipeline import Runtime, run_job
+from worker.pipeline import run_job
+from worker.runtime import Runtime
 from worker.targets import default_target
 
 log = logging.getLogger("mmq.worker")
@@ -41,9 +43,12 @@ def _job_functions(settings: Settings) -> list[Any]:
 
 def make_startup(settings: Settings):
     async def on_startup(ctx: dict[str, Any]) -> None:
+        # mmq's own connections, apart from arq's pool and named in CLIENT LIST: arq's polling never queues
+        # behind a job's writes, and a benchmark can count mmq's own round trips (bench/_common.py)
+        own = connect(settings.redis_url, client_name=MMQ_CLIENT_NAME) if settings.redis_url else ctx["redis"]
         ctx["mmq"] = Runtime(
             settings=settings,
-            records=Records(ctx["redis"], settings.key_prefix),
+            records=Records(own, settings.key_prefix),
             storage=open_storage(settings.storage_url),
             client=make_client(
                 timeout_s=settings.request_timeout_s, max_connections=settings.http_max_connections
@@ -65,6 +70,8 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     runtime: Runtime | None = ctx.get("mmq")
     if runtime is not None:
         await runtime.client.aclose()
+        if runtime.records.redis is not ctx.get("redis"):
+            await runtime.records.redis.aclose()
 
 
 def worker_kwargs(settings: Settings) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""Audio container sniffing and subtitle rendering for the transcription routes."""
+"""Audio container sniffing and subtitle rendering for the transcription routes.
+
+The SRT/VTT writer here is the simulator's own on purpose: it plays OpenAI answering one cue for the
+whole recording, and the simulator imports nothing of the engine (pyproject's import contract), so that
+it stays an independent stand-in for the providers. The engine's writer is mmq/subtitles.py; both write
+the same layout, and a change to one is not silently copied into what the e2e tests compare it against.
+"""
 
 from __future__ import annotations
 

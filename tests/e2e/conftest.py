@@ -24,7 +24,7 @@ from producer.auth import hash_key
 from producer.submit import Producer
 from worker.credentials import VirtualKeys
 from worker.http import make_client
-from worker.pipeline import Runtime
+from worker.runtime import Runtime
 from worker.targets import default_target
 
 ROOT = Path(__file__).resolve().parents[2]

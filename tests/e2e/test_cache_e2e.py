@@ -304,5 +304,6 @@ async def test_a_finished_job_record_keeps_media_references_not_media(runtime, m
         "/v1/chat/completions", chat_body(data_url(png_bytes((9, 9, 9)))), tenant="t"
     )
     await run_job({"mmq": rt}, job.id)
-    raw = await rt.records.redis.hget(rt.records.job_key(job.id), "data")
+    record = await rt.records.redis.hgetall(rt.records.job_key(job.id))
+    raw = b"\n".join(v for kv in record.items() for v in kv)  # the spec and every state field
     assert b"succeeded" in raw and b"mmq-blob://" in raw and b"base64" not in raw

@@ -129,7 +129,7 @@ async def test_a_long_retry_after_defers_the_job_and_resumes_on_the_same_target(
     assert job.status is JobStatus.running and [x.status for x in job.attempts] == [429]
     assert job.resume == {"target": picked, "tries": 1}
     # the re-run (arq would start it in a minute) goes back to the same target, past its cooldown
-    await rt.limiter.redis.delete(*await rt.limiter.redis.keys("mmq:rl:*"))
+    await rt.gate.redis.delete(*await rt.gate.redis.keys("mmq:rl:*"))
     await run_job({"mmq": rt}, job_id)
     job = await rt.records.get_job(job_id)
     assert job.status is JobStatus.succeeded
@@ -267,7 +267,7 @@ async def test_loadbalance_picks_among_healthy_targets_while_a_circuit_is_open(r
     a, b = make_simulator(), make_simulator()
     config, env = two_targets(a, b, {"mode": "loadbalance"})
     rt, producer = runtime(a, env, circuit_threshold=1, circuit_open_s=30.0)
-    await rt.breaker.record("openai:sim-a:gpt-4o-mini", ok=False)  # a's circuit is open
+    await rt.gate.settle("openai:sim-a:gpt-4o-mini", "sick")  # a's circuit is open
     for _ in range(6):
         job_id = await submit(producer, config)
         await run_job({"mmq": rt}, job_id)

@@ -12,10 +12,10 @@ import pytest
 from mmq.connections import embedded_redis
 from mmq.settings import Settings
 from mmq.storage import open_storage
-from producer import openai_api
 from producer.api import create_app
 from producer.auth import hash_key
-from producer.files import PART_BYTES, FileStore
+from producer.openai_api import batches
+from producer.openai_api.file_store import PART_BYTES, FileStore
 
 KEY, OTHER = "mmq_unit_key_a", "mmq_unit_key_b"
 CHAT = "/v1/chat/completions"
@@ -253,4 +253,4 @@ async def test_files_and_batches_list_pages(client):
     assert deleted == {"id": files[0]["id"], "object": "file", "deleted": True}
     is_openai_error(await client.get(f"/v1/files/{files[0]['id']}"), 404)
     assert len((await client.get("/v1/files")).json()["data"]) == 2
-    assert openai_api.MAX_LINES == 100_000
+    assert batches.MAX_LINES == 100_000

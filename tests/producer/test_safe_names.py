@@ -30,8 +30,8 @@ from producer.safe_names import (
     safe_relpath,
 )
 from producer.submit import Producer
-from producer.templates import write_results
-from producer.workflows import write_images, write_speech, write_transcripts
+from producer.templates.run import write_results
+from producer.workflows.outputs import write_images, write_speech, write_transcripts
 from tests.conftest import png_bytes
 
 # each distinct: two of a kind come out the same once made safe (or cut, or case-folded)

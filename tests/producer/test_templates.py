@@ -17,22 +17,11 @@ from mmq.storage import open_storage, put_blob
 from producer.api import create_app
 from producer.auth import hash_key
 from producer.submit import LineError, Producer
-from producer.templates import (
-    MAX_TEMPLATE_BYTES,
-    Row,
-    RowReader,
-    Template,
-    TemplateError,
-    TemplateNotFound,
-    TemplateStore,
-    aiter_text_lines,
-    line_for,
-    parse_ref,
-    read_rows,
-    render,
-    run_template,
-    variables_of,
-)
+from producer.templates.model import Template, TemplateError, TemplateNotFound, parse_ref
+from producer.templates.rendering import render, variables_of
+from producer.templates.rows import Row, RowReader, aiter_text_lines, read_rows
+from producer.templates.run import line_for, run_template
+from producer.templates.store import MAX_TEMPLATE_BYTES, TemplateStore
 from tests.conftest import data_url, png_bytes
 
 
@@ -81,7 +70,8 @@ async def rows_of(text: str | bytes, fmt: str, size: int = 7) -> list[Row]:
 async def jobs_of(redis, batch_id: str) -> list[JobRecord]:
     records = Records(redis)
     ids = [i.decode() for i in await redis.lrange(records.batch_jobs_key(batch_id), 0, -1)]
-    return [j for j in await records.get_jobs(ids) if j is not None]
+    # with their batch's routing config, as a worker sees them
+    return [j for j in await records.get_jobs(ids, with_config=True) if j is not None]
 
 
 async def run_csv(env, template: Template, text: str, tenant: str = "acme", **kw) -> list[JobRecord]:
@@ -350,8 +340,8 @@ async def test_the_templates_own_image_is_stored_once_and_every_job_references_i
     assert [j.status for j in jobs] == [JobStatus.queued] * 3
     for job in jobs:
         assert job.request and job.request["messages"][1]["content"][1]["image_url"]["url"] == ref
-        raw = await redis.hget(f"mmq:job:{job.id}", "data")
-        assert len(raw) < 4000
+        record = await redis.hgetall(f"mmq:job:{job.id}")
+        assert record and sum(len(k) + len(v) for k, v in record.items()) < 4000
     blobs = [p for p in (tmp_path / "store" / "blobs").rglob("*") if p.is_file()]
     assert len(blobs) == 1  # stored once, at save: the runs added nothing
 

@@ -1,4 +1,6 @@
-"""Workflow builders (folder / CSV / text lines → BatchLines) and writers (batch → CSV, subtitles, files)."""
+"""Workflow builders (folder / CSV / text lines → BatchLines) and writers (batch → CSV, subtitles, files).
+The SRT/VTT writer itself is tested in tests/mmq/test_subtitles.py, the commands' flags in
+tests/producer/cli/test_options.py."""
 
 from __future__ import annotations
 
@@ -16,33 +18,25 @@ from mmq.records import Records
 from mmq.settings import Settings
 from mmq.simulator import encode_speech_wav
 from mmq.storage import open_storage
-from producer.cli import build_parser, cache_option
 from producer.safe_names import safe_relpath
 from producer.submit import Producer
-from producer.workflows import (
+from producer.workflows.caption_csv import caption_lines_from_csv, read_caption_csv
+from producer.workflows.inputs import (
     CaptionOptions,
-    Cue,
     TranscribeOptions,
     WorkflowError,
-    caption_lines_from_csv,
     caption_lines_from_folder,
     check_text_file,
     image_lines,
     line_id,
-    parse_cues,
-    read_caption_csv,
-    render_srt,
-    render_vtt,
     scan_audio,
     scan_images,
     slug,
     speech_lines,
-    transcript_files,
     transcript_format,
     transcription_lines,
-    write_captions,
-    write_transcripts,
 )
+from producer.workflows.outputs import transcript_files, write_captions, write_transcripts
 from tests.conftest import png_bytes
 
 OPTS = CaptionOptions(model="m", prompt="Caption it.", max_tokens=50, detail="low")
@@ -246,19 +240,6 @@ def test_line_files_skip_blank_lines_and_keep_line_numbers(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- subtitles
-def test_cues_round_trip_between_srt_and_vtt():
-    cues = [Cue(0, 1.5, "hello"), Cue(61.25, 3725.004, "two\nlines --> here")]
-    srt = render_srt(cues)
-    assert srt.startswith("1\n00:00:00,000 --> 00:00:01,500\nhello\n\n2\n00:01:01,250 --> 01:02:05,004\n")
-    assert "two\nlines -> here" in srt
-    vtt = render_vtt(parse_cues(srt))
-    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nhello\n\n")
-    assert [(c.start, c.end) for c in parse_cues(vtt)] == [(0, 1.5), (61.25, 3725.004)]
-    assert parse_cues("WEBVTT\n\nNOTE hi\n\n00:01.000 --> 00:02.500 align:start\nshort form\n")[0] == Cue(
-        1.0, 2.5, "short form"
-    )
-
-
 def test_transcript_files_from_each_stored_shape():
     verbose = {"text": "hi there", "segments": [{"start": 0, "end": 1.2, "text": " hi there"}]}
     text, files = transcript_files(verbose, {"txt", "srt", "vtt"})
@@ -379,31 +360,3 @@ async def test_transcript_files_mirror_the_folder_and_never_overwrite(stores, tm
     rows = [json.loads(x) for x in (out / "transcripts.jsonl").read_text().splitlines()]
     assert rows[0]["files"] == ["day1/memo.txt", "day1/memo.srt"] and rows[0]["language"] == "english"
     assert rows[3]["error"] == "invalid audio" and rows[3]["files"] == []
-
-
-# ----------------------------------------------------------------------------------------------- CLI options
-def _cache(*argv: str):
-    return cache_option(build_parser().parse_args(["caption", "photos", *argv]))
-
-
-def test_cache_flags_are_passed_only_when_given():
-    assert _cache() is None
-    assert _cache("--no-cache") is False
-    assert _cache("--cache-level", "perceptual", "--cache-threshold", "6", "--cache-ttl", "60") == {
-        "level": "perceptual",
-        "threshold": 6,
-        "ttl_s": 60,
-    }
-    assert _cache("--refresh-cache") == {"refresh": True}
-    with pytest.raises(SystemExit):
-        _cache("--no-cache", "--refresh-cache")
-    assert cache_option(build_parser().parse_args(["submit", "x.jsonl", "--cache-level", "pixels"])) == {
-        "level": "pixels"
-    }
-
-
-def test_workflow_commands_watch_by_default():
-    args = build_parser().parse_args(["transcribe", "rec", "--files", "srt"])
-    assert args.watch and args.model == "whisper-1" and args.out == "mmq-transcripts"
-    assert not build_parser().parse_args(["speak", "t.txt", "--no-watch"]).watch
-    assert build_parser().parse_args(["caption", "--resume", "batch_x"]).source is None

@@ -11,8 +11,8 @@ from mmq.settings import Settings
 from mmq.storage import open_storage
 from producer.submit import Producer
 from worker.http import make_client
-from worker.pipeline import Runtime
 from worker.providers.base import Target
+from worker.runtime import Runtime
 
 
 @pytest.fixture

@@ -147,6 +147,8 @@ async def test_a_provider_echoing_the_api_key_never_gets_it_into_the_record(make
     rt.client = make_client(transport=scripted(echo))
     job_id = await submit(producer)
     await run_job({"mmq": rt}, job_id)
-    raw = await rt.records.redis.hget(rt.records.job_key(job_id), "data")
+    raw = b" ".join(
+        v for kv in (await rt.records.redis.hgetall(rt.records.job_key(job_id))).items() for v in kv
+    )
     assert b"sk-secret-value-123" not in raw and b"Incorrect API key provided: ***" in raw
     await rt.client.aclose()

@@ -2,9 +2,10 @@
 
 Takes the OpenAI transcription request the contract stores, speaks `POST /v1/listen?<query>` with the raw
 audio bytes as the body and `Authorization: Token <key>`, and gives back OpenAI's answer in the format the
-caller asked for: json, verbose_json (segments and words), text, srt or vtt. Subtitles are built here from
-Deepgram's word and utterance timings (small pure functions below). Deepgram has no translation endpoint;
-a translation job sent here is refused. See ../shared/reference/providers.md section 7.2.
+caller asked for: json, verbose_json (segments and words), text, srt or vtt. Subtitle cues are built here
+from Deepgram's word and utterance timings (small pure functions below) and written by mmq.subtitles, the
+same writer the front uses. Deepgram has no translation endpoint; a translation job sent here is
+refused. See ../shared/reference/providers.md section 7.2.
 
 OpenAI fields with no Deepgram equivalent, ignored on purpose (both are decoding hints that never change
 the shape of the answer, so refusing them would only block fallback from OpenAI to Deepgram):
@@ -17,11 +18,12 @@ the shape of the answer, so refusing them would only block fallback from OpenAI 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from mmq import subtitles
 from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
@@ -124,36 +126,7 @@ def listen_url(base_url: str) -> str:
     return base + ("/listen" if base.endswith("/v1") else "/v1/listen")
 
 
-# --------------------------------------------------------------------------------------- subtitles
-def _timestamp(seconds: float, sep: str) -> str:
-    ms = max(0, round(seconds * 1000))
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{ms:03d}"
-
-
-def _cue_text(text: str) -> str:
-    # a blank line would end the cue early and "-->" would read as a timing line
-    lines = [line for line in text.replace("-->", "->").splitlines() if line.strip()]
-    return "\n".join(lines) or " "
-
-
-def to_srt(cues: Iterable[Cue]) -> str:
-    return "".join(
-        f"{n}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{_cue_text(text)}\n\n"
-        for n, (start, end, text) in enumerate(cues, 1)
-    )
-
-
-def to_vtt(cues: Iterable[Cue]) -> str:
-    body = "".join(
-        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_cue_text(text)}\n\n"
-        for start, end, text in cues
-    )
-    return "WEBVTT\n\n" + body
-
-
+# ----------------------------------------------------------------------------------- subtitle cues
 def _word_text(word: Mapping[str, Any]) -> str:
     return str(word.get("punctuated_word") or word.get("word") or "")
 
@@ -253,9 +226,9 @@ def from_native(body: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str
     if fmt == "text":
         return text
     if fmt == "srt":
-        return to_srt(cues(body))
+        return subtitles.render_srt(cues(body))
     if fmt == "vtt":
-        return to_vtt(cues(body))
+        return subtitles.render_vtt(cues(body))
     if fmt == "json":
         return {"text": text, "usage": usage(body)}
     confidence = alternative.get("confidence")

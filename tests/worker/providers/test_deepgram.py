@@ -13,6 +13,7 @@ from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
 from mmq.simulator import encode_speech_wav
 from mmq.simulator.faults import Fault
+from mmq.subtitles import render_srt, render_vtt
 from tests.worker.providers._sim import Sim, mock
 from worker.providers import REGISTRY
 from worker.providers import deepgram as dg
@@ -125,13 +126,13 @@ def test_srt_and_vtt_from_words_without_utterances() -> None:
     cues = dg.cues_from_words(words)
     assert cues == [(0.0, 0.9, "One two."), (1.2, 1.6, "Three")]
     assert (
-        dg.to_srt(cues)
+        render_srt(cues)
         == "1\n00:00:00,000 --> 00:00:00,900\nOne two.\n\n2\n00:00:01,200 --> 00:00:01,600\nThree\n\n"
     )
-    assert dg.to_vtt(cues) == (
+    assert render_vtt(cues) == (
         "WEBVTT\n\n00:00:00.000 --> 00:00:00.900\nOne two.\n\n00:00:01.200 --> 00:00:01.600\nThree\n\n"
     )
-    assert dg.to_srt([(3723.5, 3724.0, "a --> b\n\nc")]) == "1\n01:02:03,500 --> 01:02:04,000\na -> b\nc\n\n"
+    assert render_srt([(3723.5, 3724.0, "a --> b\n\nc")]) == "1\n01:02:03,500 --> 01:02:04,000\na -> b\nc\n\n"
     many = [{"word": "w", "start": float(i), "end": i + 0.5} for i in range(20)]
     assert [len(c[2].split()) for c in dg.cues_from_words(many)] == [7, 7, 6]  # a cue spans 7 s at most
 

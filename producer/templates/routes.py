@@ -1,4 +1,4 @@
-"""HTTP routes for prompt templates (producer/templates.py), mounted by producer.api.create_app.
+"""HTTP routes for prompt templates (this package), mounted by producer.api.create_app.
 
     POST /api/templates                       a template (JSON) → the saved version (201 new, 200 unchanged)
     GET  /api/templates                       the latest version of each
@@ -21,17 +21,10 @@ from fastapi.responses import JSONResponse
 
 from producer.auth import Tenant
 from producer.submit import LineError, Producer, allowed_hosts
-from producer.templates import (
-    Template,
-    TemplateError,
-    TemplateNotFound,
-    TemplateSpec,
-    TemplateStore,
-    aiter_text_lines,
-    read_rows,
-    row_format,
-    run_template,
-)
+from producer.templates.model import Template, TemplateError, TemplateNotFound, TemplateSpec
+from producer.templates.rows import aiter_text_lines, read_rows, row_format
+from producer.templates.run import run_template
+from producer.templates.store import TemplateStore
 from producer.views import batch_view
 
 

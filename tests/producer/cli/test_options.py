@@ -1,4 +1,5 @@
-"""`--not-before 01:00 --deadline 07:00`: clock times mean the next such local time."""
+"""The flags several commands share (producer/cli/options.py): cache flags are passed only when given;
+`--not-before 01:00 --deadline 07:00`: clock times mean the next such local time."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from producer.cli import build_parser, parse_when, schedule_options
+from producer.cli import build_parser
+from producer.cli.options import cache_option, parse_when, schedule_options
 
 
 def local(y, mo, d, h, mi=0) -> float:
@@ -52,3 +54,31 @@ def test_submit_flags_become_submit_batch_arguments():
     assert got["priority"] == "low" and got["webhook_url"] == "http://h/x"
     start, end = (dt.datetime.fromtimestamp(got[k]).astimezone() for k in ("not_before", "deadline"))
     assert (start.hour, end.hour) == (1, 7) and start < end < start + dt.timedelta(hours=8)
+
+
+# ------------------------------------------------------------------------ cache flags, workflow defaults
+def _cache(*argv: str):
+    return cache_option(build_parser().parse_args(["caption", "photos", *argv]))
+
+
+def test_cache_flags_are_passed_only_when_given():
+    assert _cache() is None
+    assert _cache("--no-cache") is False
+    assert _cache("--cache-level", "perceptual", "--cache-threshold", "6", "--cache-ttl", "60") == {
+        "level": "perceptual",
+        "threshold": 6,
+        "ttl_s": 60,
+    }
+    assert _cache("--refresh-cache") == {"refresh": True}
+    with pytest.raises(SystemExit):
+        _cache("--no-cache", "--refresh-cache")
+    assert cache_option(build_parser().parse_args(["submit", "x.jsonl", "--cache-level", "pixels"])) == {
+        "level": "pixels"
+    }
+
+
+def test_workflow_commands_watch_by_default():
+    args = build_parser().parse_args(["transcribe", "rec", "--files", "srt"])
+    assert args.watch and args.model == "whisper-1" and args.out == "mmq-transcripts"
+    assert not build_parser().parse_args(["speak", "t.txt", "--no-watch"]).watch
+    assert build_parser().parse_args(["caption", "--resume", "batch_x"]).source is None

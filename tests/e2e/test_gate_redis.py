@@ -1,4 +1,5 @@
-"""The shared limiter and circuit breaker as Lua on a real Redis: the admissions every worker sees."""
+"""The gate (rate limits, 429 pauses, concurrency, circuit breaker) as Lua on a real Redis: the admissions
+every worker sees."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import pytest
 
 from mmq.connections import connect
 from mmq.routing import RateLimit
-from worker.circuit import CircuitBreaker
-from worker.limiter import Limiter, estimate_tokens
+from worker.gate import Gate, estimate_tokens
 
 
 @pytest.fixture
@@ -20,12 +20,16 @@ async def redis(redis_url):
     await r.aclose()
 
 
-async def admit(limiter: Limiter, limit: RateLimit, tokens: int = 1, max_wait_s: float = 10.0):
-    return await limiter.acquire("b", limit, tokens=tokens, max_wait_s=max_wait_s, lease_ttl_s=30)
+async def admit(limiter: Gate, limit: RateLimit, tokens: int = 1, max_wait_s: float = 10.0):
+    return await limiter.admit("b", limit, tokens=tokens, max_wait_s=max_wait_s, lease_ttl_s=30)
+
+
+async def pass_gate(gate: Gate, bucket: str):
+    return await gate.admit(bucket, None, max_wait_s=10.0, lease_ttl_s=30)
 
 
 async def test_requests_are_booked_evenly_spaced_slots(redis):
-    limiter = Limiter(redis, "t", margin=0.0)
+    limiter = Gate(redis, "t", margin=0.0)
     waits = [(await admit(limiter, RateLimit(rps=10))).wait_s for _ in range(5)]
     # 10/s: one slot every 100 ms, whoever asks (these asks take far less than 100 ms)
     assert waits[0] == pytest.approx(0.0, abs=0.02)
@@ -33,7 +37,7 @@ async def test_requests_are_booked_evenly_spaced_slots(redis):
 
 
 async def test_a_slot_beyond_the_longest_wait_is_refused_and_not_booked(redis):
-    limiter = Limiter(redis, "t", margin=0.0)
+    limiter = Gate(redis, "t", margin=0.0)
     for _ in range(3):
         assert (await admit(limiter, RateLimit(rps=1), max_wait_s=2.5)).admitted
     refused = await admit(limiter, RateLimit(rps=1), max_wait_s=2.5)
@@ -43,7 +47,7 @@ async def test_a_slot_beyond_the_longest_wait_is_refused_and_not_booked(redis):
 
 
 async def test_tokens_per_minute_spend_a_burst_then_pace_and_learn_the_real_usage(redis):
-    limiter = Limiter(redis, "t", margin=0.0)
+    limiter = Gate(redis, "t", margin=0.0)
     limit = RateLimit(tpm=6000)  # 100 tokens/s; a burst of a tenth of the minute: 600 tokens
     first = await admit(limiter, limit, tokens=600)
     second = await admit(limiter, limit, tokens=600)
@@ -52,27 +56,27 @@ async def test_tokens_per_minute_spend_a_burst_then_pace_and_learn_the_real_usag
     assert third.wait_s == pytest.approx(6.0, abs=0.1)  # 1,200 tokens booked, 600 of them ahead of now
     # the first two calls really used 100 tokens each: 1,000 tokens come back to the clock, so the
     # booked 1,800 become 800, 200 of them beyond the burst: the next call waits 2 s, not 12 s
-    await limiter.correct_tokens("b", limit, 600, 100)
-    await limiter.correct_tokens("b", limit, 600, 100)
+    await limiter.settle("b", "other", limit=limit, estimated=600, actual=100)
+    await limiter.settle("b", "other", limit=limit, estimated=600, actual=100)
     fourth = await admit(limiter, limit, tokens=600)
     assert fourth.wait_s == pytest.approx(2.0, abs=0.1)
 
 
 async def test_max_concurrent_admits_only_that_many_until_a_lease_is_released(redis):
-    limiter = Limiter(redis, "t")
+    limiter = Gate(redis, "t")
     limit = RateLimit(max_concurrent=2)
     a, b = await admit(limiter, limit), await admit(limiter, limit)
     assert a.admitted and b.admitted and a.lease and b.lease
     third = await admit(limiter, limit)
     assert not third.admitted and third.wait_s == pytest.approx(0.05)
-    await limiter.release("b", a.lease)
+    await limiter.settle("b", "other", lease=a.lease)
     assert (await admit(limiter, limit)).admitted
 
 
 async def test_a_429_pauses_the_target_for_everyone_then_calls_resume_spaced(redis):
-    limiter = Limiter(redis, "t", margin=0.0)
-    other_worker = Limiter(redis, "t", margin=0.0)
-    await limiter.cool_down("b", 0.5)
+    limiter = Gate(redis, "t", margin=0.0)
+    other_worker = Gate(redis, "t", margin=0.0)
+    await limiter.settle("b", "429", cooldown_s=0.5)
     paused = await admit(other_worker, RateLimit(rps=10))
     assert not paused.admitted and 0.3 < paused.wait_s <= 0.5
     await asyncio.sleep(0.55)
@@ -99,26 +103,49 @@ def test_token_estimates_count_text_images_by_detail_and_the_completion_budget()
 
 
 async def test_a_healthy_target_leaves_no_circuit_state_and_one_failure_is_forgotten_on_success(redis):
-    breaker = CircuitBreaker(redis, "t", threshold=2, open_s=30)
-    await breaker.record("x", ok=False)
-    permit = await breaker.allow("x")
-    assert permit.allowed
-    await breaker.record("x", ok=True)
+    breaker = Gate(redis, "t", threshold=2, open_s=30)
+    await breaker.settle("x", "sick")
+    assert (await pass_gate(breaker, "x")).admitted
+    await breaker.settle("x", "ok")
     assert await redis.exists("t:cb:{x}") == 0  # a success leaves nothing on record
-    await breaker.record("x", ok=False)
-    assert (await breaker.allow("x")).allowed  # one failure since the success: still closed
+    await breaker.settle("x", "sick")
+    assert (await pass_gate(breaker, "x")).admitted  # one failure since the success: still closed
     assert await breaker.open_targets(["x", "y"]) == set()
-    await breaker.record("x", ok=False)
+    await breaker.settle("x", "sick")
     assert await breaker.open_targets(["x", "y"]) == {"x"}
 
 
 async def test_scattered_failures_between_other_workers_successes_never_open_the_circuit(redis):
     """Workers interleave: each one's success resets the count, even when it was allowed before
     another worker's failure landed (a 3% error rate must not read as 5 consecutive failures)."""
-    breaker = CircuitBreaker(redis, "t", threshold=3, open_s=30)
+    breaker = Gate(redis, "t", threshold=3, open_s=30)
     for _ in range(10):
-        assert (await breaker.allow("x")).allowed  # worker A starts its call
-        assert (await breaker.allow("x")).allowed  # worker B starts its call
-        await breaker.record("x", ok=False)  # B fails
-        await breaker.record("x", ok=True)  # A succeeds
+        assert (await pass_gate(breaker, "x")).admitted  # worker A starts its call
+        assert (await pass_gate(breaker, "x")).admitted  # worker B starts its call
+        await breaker.settle("x", "sick")  # B fails
+        await breaker.settle("x", "ok")  # A succeeds
     assert await breaker.open_targets(["x"]) == set()
+
+
+async def test_an_open_circuit_lets_exactly_one_probe_through_and_its_success_closes_it(redis):
+    gate = Gate(redis, "t", threshold=2, open_s=0.3)
+    await gate.settle("x", "sick")
+    assert await gate.settle("x", "sick") == "open"
+    refused = await pass_gate(gate, "x")
+    assert refused.circuit_open and 0 < refused.wait_s <= 0.3
+    await asyncio.sleep(0.35)
+    probe, other = await pass_gate(gate, "x"), await pass_gate(gate, "x")
+    assert probe.admitted and other.circuit_open  # one probe at a time
+    assert await gate.settle("x", "ok") == "closed"
+    assert (await pass_gate(gate, "x")).admitted and await gate.open_targets(["x"]) == set()
+
+
+async def test_a_probe_refused_by_the_rate_limit_does_not_use_up_the_half_open_slot(redis):
+    gate = Gate(redis, "t", threshold=1, open_s=0.2, margin=0.0)
+    limit = RateLimit(rps=1)
+    assert (await admit(gate, limit)).admitted  # books the only slot of this second
+    await gate.settle("b", "sick")  # and the call failed: open
+    await asyncio.sleep(0.25)
+    refused = await admit(gate, limit, max_wait_s=0.1)  # half-open, but the next slot is ~1 s away
+    assert not refused.admitted and not refused.circuit_open
+    assert (await admit(gate, limit)).admitted  # the probe slot was not taken by the refusal

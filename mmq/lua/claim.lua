@@ -1,0 +1,25 @@
+-- claim: a worker takes a job (queued -> running) and gets everything it needs, in one round trip.
+-- KEYS[1] job hash
+-- ARGV[1] now (epoch s), ARGV[2] key prefix
+-- Returns {outcome, job fields (flat HGETALL list), batch config JSON or false}:
+--   'ok'       the job is now running (a re-run of a running job -- after a crash or a deferral -- is ok
+--              too and changes nothing);
+--   'expired'  its deadline passed (nothing changed: the caller fails it), with the job's fields;
+--   'missing'  no such job; anything else is the job's current (terminal) status, nothing changed.
+-- The batch key is derived from the job's `batch` field (see mmq/keys.py: one Redis, never Cluster).
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing'} end
+if st ~= 'queued' and st ~= 'running' then return {st} end
+local batch_id = redis.call('HGET', KEYS[1], 'batch')
+local batch_key = batch_id and (ARGV[2] .. ':batch:' .. batch_id) or false
+local deadline = redis.call('HGET', KEYS[1], 'deadline')
+if deadline and tonumber(deadline) <= tonumber(ARGV[1]) then return {'expired', redis.call('HGETALL', KEYS[1])} end
+if st == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+  if batch_key then
+    redis.call('HINCRBY', batch_key, 'queued', -1)
+    redis.call('HINCRBY', batch_key, 'running', 1)
+  end
+end
+local config = batch_key and redis.call('HGET', batch_key, 'config') or false
+return {'ok', redis.call('HGETALL', KEYS[1]), config}

@@ -1,0 +1,27 @@
+-- finish: a job ends (succeeded | failed | cancelled) with its outcome, its batch's counters and the
+-- batch's end, in one call. A re-run can never count twice: only a job in an allowed status moves.
+-- include: batch_end
+-- KEYS[1] job hash, KEYS[2] batch hash or ''
+-- ARGV[1] allowed-from statuses (comma list), ARGV[2] to, ARGV[3] now, ARGV[4] cached (0/1),
+-- ARGV[5] provider calls to add to the batch, ARGV[6..] field/value pairs of the job's new state
+-- ('' as a value deletes the field)
+-- Returns 'ended' (this ended the batch), 'ok', 'missing', or the status that blocked the move.
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 'missing' end
+local allowed = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then allowed = true end end
+if not allowed then return cur end
+local sets, gone = {'status', ARGV[2]}, {}
+for i = 6, #ARGV, 2 do
+  if ARGV[i + 1] == '' then gone[#gone + 1] = ARGV[i] else sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1] end
+end
+redis.call('HSET', KEYS[1], unpack(sets))
+if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+if KEYS[2] ~= '' and cur ~= ARGV[2] then
+  redis.call('HINCRBY', KEYS[2], cur, -1)
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], 'cached', 1) end
+  if ARGV[5] ~= '0' then redis.call('HINCRBY', KEYS[2], 'provider_calls', ARGV[5]) end
+  if batch_end(KEYS[2], ARGV[3]) then return 'ended' end
+end
+return 'ok'

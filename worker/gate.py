@@ -1,0 +1,208 @@
+"""The gate every provider call passes, shared by every worker on every machine through Redis.
+
+One target (provider + virtual key + model) is one bucket. Before a call, `admit` (mmq/lua/admit.lua)
+checks in one round trip:
+- its circuit breaker: closed → (N consecutive failures that say the target is sick: 5xx, timeouts,
+  dropped connections) → open for `open_s` → half-open: exactly one call is let through as a probe; its
+  success closes the circuit, its failure opens it again;
+- its shared 429 pause: a 429 pauses the target for every worker until the provider's reset;
+- its concurrency leases and its rate clocks: GCRA with reservations, so an admitted call books the next
+  free slot on the request clock and the token clock and sleeps exactly until it (a limit of 100/s is one
+  call every 10 ms, never more than 100 in any sliding second). A slot further away than `max_wait_s` is
+  not booked: the caller defers the job (arq `Retry`) instead of sitting in a worker slot.
+After a call, `settle` (mmq/lua/settle.lua) gives the lease back, corrects the token clock to the real
+usage and updates the breaker and the pause, again in one round trip; a success's settle can ride in
+the pipeline that finishes the job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from mmq import scripts
+from mmq.keys import Keys
+from mmq.routing import RateLimit
+
+Outcome = Literal["ok", "sick", "429", "other"]
+
+
+@dataclass(frozen=True)
+class Admission:
+    code: int  # 1 admitted, 0 not now (nothing booked), -1 circuit open
+    wait_s: float  # admitted: sleep this long, then call; otherwise: try again after about this long
+    lease: str | None = None
+
+    @property
+    def admitted(self) -> bool:
+        return self.code == 1
+
+    @property
+    def circuit_open(self) -> bool:
+        return self.code == -1
+
+
+def counts_against_target(status: int | None, code: str | None) -> bool:
+    """Failures that say the target is sick (a 4xx is the request's fault; a 429 has its own pause)."""
+    if status is None:
+        return code in ("timeout", "connection_error")
+    return status >= 500
+
+
+def estimate_tokens(request: dict[str, Any]) -> int:
+    """What a provider will count against tokens-per-minute before it answers: prompt text (~4 chars a
+    token), images (OpenAI's 85 low / 765 typical high detail) and the completion budget it reserves."""
+    chars, images = 0, 0
+    for message in request.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "text":
+                    chars += len(part.get("text") or "")
+                elif part.get("type") == "image_url":
+                    detail = (part.get("image_url") or {}).get("detail")
+                    images += 85 if detail == "low" else 765
+                else:
+                    images += 765
+    for field in ("prompt", "input"):
+        if isinstance(request.get(field), str):
+            chars += len(request[field])
+    budget = request.get("max_completion_tokens") or request.get("max_tokens") or 0
+    return max(1, chars // 4 + images + int(budget))
+
+
+class Gate:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "mmq",
+        *,
+        margin: float = 0.02,
+        threshold: int = 5,
+        open_s: float = 30.0,
+        probe_ttl_s: float = 120.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        # spacing a little wider than the limit absorbs scheduling jitter between the slot and the wire
+        self.margin = margin
+        self.threshold = threshold
+        self.open_s = open_s
+        self.probe_ttl_s = probe_ttl_s  # a probe whose worker died frees the half-open slot after this
+        self._admit = scripts.register(redis, "admit")
+        self._settle = scripts.register(redis, "settle")
+
+    def _bucket_keys(self, bucket: str) -> list[str]:
+        return [self.keys.circuit(bucket), *self.keys.rate_limit(bucket)]
+
+    def _ms_per_request(self, limit: RateLimit) -> float:
+        rates = [r for r in (limit.rps, (limit.rpm or 0) / 60) if r]
+        return (1000 / min(rates)) * (1 + self.margin) if rates else 0.0
+
+    def _ms_per_token(self, limit: RateLimit | None) -> float:
+        return 60_000 / limit.tpm * (1 + self.margin) if limit and limit.tpm else 0.0
+
+    async def admit(
+        self,
+        bucket: str,
+        limit: RateLimit | None,
+        *,
+        tokens: int = 1,
+        max_wait_s: float,
+        lease_ttl_s: float,
+        poll_s: float = 0.05,
+    ) -> Admission:
+        limit = limit or RateLimit()
+        lease = uuid.uuid4().hex if limit.max_concurrent else None
+        code, wait = await self._admit(
+            self._bucket_keys(bucket),
+            [
+                int(self.probe_ttl_s * 1000),
+                self._ms_per_request(limit),
+                self._ms_per_token(limit),
+                tokens,
+                (limit.tpm or 0) / 10,  # a tenth of a minute's tokens: one big request never stalls the clock
+                limit.max_concurrent or 0,
+                lease or "",
+                int(lease_ttl_s * 1000),
+                max_wait_s * 1000,
+                int(poll_s * 1000),
+            ],
+        )
+        code = int(code)
+        return Admission(code, float(wait) / 1000, lease if code == 1 else None)
+
+    def _settle_args(
+        self,
+        outcome: Outcome,
+        lease: str | None,
+        limit: RateLimit | None,
+        estimated: int,
+        actual: int | None,
+        cooldown_s: float,
+    ) -> list[Any]:
+        correction = 0.0
+        if actual is not None and actual != estimated:
+            correction = (actual - estimated) * self._ms_per_token(limit)
+        return [
+            outcome,
+            lease or "",
+            repr(correction) if correction else "0",
+            max(1, int(cooldown_s * 1000)),
+            self.threshold,
+            int(self.open_s * 1000),
+        ]
+
+    async def settle(
+        self,
+        bucket: str,
+        outcome: Outcome,
+        *,
+        lease: str | None = None,
+        limit: RateLimit | None = None,
+        estimated: int = 0,
+        actual: int | None = None,
+        cooldown_s: float = 1.0,
+    ) -> str:
+        """After a call (or to record one): returns the circuit's state, 'closed' or 'open'."""
+        args = self._settle_args(outcome, lease, limit, estimated, actual, cooldown_s)
+        state = await self._settle(self._bucket_keys(bucket), args)
+        return state.decode() if isinstance(state, bytes) else str(state)
+
+    def queue_settle(
+        self,
+        pipe: Any,
+        bucket: str,
+        outcome: Outcome,
+        *,
+        lease: str | None = None,
+        limit: RateLimit | None = None,
+        estimated: int = 0,
+        actual: int | None = None,
+    ) -> None:
+        """`settle`, queued on a pipeline the caller executes (a success settles with the job's finish)."""
+        args = self._settle_args(outcome, lease, limit, estimated, actual, 1.0)
+        self._settle.queue(pipe, self._bucket_keys(bucket), args)
+
+    async def cooldown_left(self, bucket: str) -> float:
+        ms = await self.redis.pttl(self.keys.rate_limit(bucket)[2])
+        return max(0, ms) / 1000
+
+    async def open_targets(self, buckets: list[str]) -> set[str]:
+        """Buckets whose circuit is open right now (loadbalance picks among the others)."""
+        if not buckets:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for b in buckets:
+                pipe.hget(self.keys.circuit(b), "open_until")
+            pipe.time()
+            *values, (now_s, now_us) = await pipe.execute()
+        now_ms = now_s * 1000 + now_us / 1000
+        return {b for b, v in zip(buckets, values, strict=True) if v and now_ms < float(v)}

@@ -1,0 +1,47 @@
+"""What every job in a worker process shares: settings, records, storage, the HTTP client, the default
+target, virtual keys, the gate and the cache (created once, in the worker's on_startup)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from redis.asyncio import Redis
+
+from mmq.cache import Cache
+from mmq.records import Records
+from mmq.settings import Settings
+from mmq.storage import Storage
+from worker.credentials import VirtualKeys
+from worker.gate import Gate
+from worker.providers.base import Target
+
+
+@dataclass
+class Runtime:
+    """What every job in a worker process shares (created once in the worker's on_startup)."""
+
+    settings: Settings
+    records: Records
+    storage: Storage
+    client: httpx.AsyncClient
+    target: Target
+    keys: VirtualKeys = field(default_factory=VirtualKeys)
+    gate: Gate = field(init=False)
+    cache: Cache = field(init=False)
+
+    def __post_init__(self) -> None:
+        redis: Redis = self.records.redis
+        self.gate = Gate(
+            redis,
+            self.settings.key_prefix,
+            margin=self.settings.rate_limit_margin,
+            threshold=self.settings.circuit_threshold,
+            open_s=self.settings.circuit_open_s,
+        )
+        self.cache = Cache(
+            redis,
+            self.settings.key_prefix,
+            ttl_s=self.settings.cache_ttl_s,
+            bands=self.settings.cache_phash_bands,
+        )
