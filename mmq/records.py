@@ -93,10 +93,20 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
 
 @dataclass
 class Claim:
-    """What `Records.claim` found: `job` is set for 'ok' and 'expired'."""
+    """What `Records.claim` found: `job` is set for 'ok' and 'expired'; `cache` is the cache's answer
+    for a job the producer keyed (an entry's JSON, 'lead' or 'wait'), None when it was not asked."""
 
     outcome: str  # ok | expired | missing | a terminal status
     job: JobRecord | None = None
+    cache: str | None = None
+
+
+def looks_up_at_claim(job: JobRecord) -> bool:
+    """Whether `claim` asks the cache for this job: its key is known at submit, it takes cached answers
+    (not off, not a refresh) and an exact lookup finds them (a perceptual key searches an index)."""
+    opts = job.cache
+    enabled = opts is None or (opts.enabled and not opts.refresh)
+    return bool(job.cache_key) and enabled and not (job.cache_key or "").startswith("p:")
 
 
 class Records:
@@ -156,6 +166,8 @@ class Records:
         fields = {k: v for k, v in state_fields(job).items() if v}
         fields["spec"] = spec_json(job, with_config=job.batch_id is None)
         fields["status"] = job.status.value
+        if looks_up_at_claim(job):
+            fields["cache_lookup"] = "1"
         if job.batch_id:
             fields["batch"] = job.batch_id
         pipe.hset(self.job_key(job.id), mapping=fields)
@@ -190,14 +202,17 @@ class Records:
         return _s(outcome) == "ended"
 
     # ------------------------------------------------------------------ the worker's moves
-    async def claim(self, job_id: str) -> Claim:
-        """queued → running in one round trip, returning the job (with its batch's config)."""
-        out = await self._claim([self.job_key(job_id)], [repr(time.time()), self.prefix])
+    async def claim(self, job_id: str, lock_ttl_s: float = 600.0) -> Claim:
+        """queued → running in one round trip, returning the job (with its batch's config) and, for a job
+        keyed at submit, the cache's answer (taking the single-flight lock for `lock_ttl_s` on a miss)."""
+        args = [repr(time.time()), self.prefix, job_id, int(lock_ttl_s * 1000)]
+        out = await self._claim([self.job_key(job_id)], args)
         outcome = _s(out[0])
         if outcome not in ("ok", "expired"):
             return Claim(outcome)
         config = out[2] if len(out) > 2 else None
-        return Claim(outcome, job_from_fields(_pairs(out[1]), config))
+        cache = _s(out[3]) if len(out) > 3 and out[3] else None
+        return Claim(outcome, job_from_fields(_pairs(out[1]), config), cache)
 
     def finish_args(
         self,

@@ -72,12 +72,34 @@ async def _key(rt: Runtime, job: JobRecord, request: dict[str, Any], lookup: Loo
     return await job_cache_key(job, request, fingerprints)
 
 
-async def look_up(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> Lookup:
-    """Hit, lead, or wait. A job with the cache off, or whose key cannot be made, simply runs."""
+def lock_ttl_s(rt: Runtime) -> float:
+    """How long a leader holds a key's lock: past its job's timeout, so only a crashed leader loses it."""
+    return rt.settings.job_timeout_s * 2
+
+
+def _answer(lookup: Lookup, found: CacheEntry | str) -> bool:
+    """Takes in what the cache said; False when the answer is 'wait'."""
+    if isinstance(found, CacheEntry):
+        lookup.entry = found
+    elif found == "lead":
+        lookup.leader = True
+    return found != "wait"
+
+
+async def look_up(
+    rt: Runtime, job: JobRecord, request: dict[str, Any], at_claim: str | None = None
+) -> Lookup:
+    """Hit, lead, or wait. A job with the cache off, or whose key cannot be made, simply runs.
+    `at_claim`: the answer `claim` already got for a job keyed at submit (an entry's JSON, 'lead' or
+    'wait'), so the first look costs no round trip of its own."""
     lookup = Lookup()
     opts = options_of(job)
     if not opts.enabled:
         return lookup
+    if at_claim is not None:
+        found = at_claim if at_claim in ("lead", "wait") else CacheEntry.model_validate_json(at_claim)
+        if _answer(lookup, found):
+            return lookup
     if job.cache_key is None:
         job.cache_key = await _key(rt, job, request, lookup)
         if job.cache_key is None:
@@ -87,16 +109,14 @@ async def look_up(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> Looku
     if job.cache_key.startswith("p:") and (near := await rt.cache.find_near(job.cache_key, opts)):
         lookup.entry = near
         return lookup
-    lock_ttl_s = rt.settings.job_timeout_s * 2
     deadline = time.monotonic() + rt.settings.cache_wait_s
     step = _POLL_FIRST_S
+    if at_claim == "wait":
+        await asyncio.sleep(step)  # claim just found the key busy: look again after a moment
+        step = min(step * 2, _POLL_MAX_S)
     while True:
-        found = await rt.cache.lookup_or_lead(job.cache_key, job.id, lock_ttl_s)
-        if isinstance(found, CacheEntry):
-            lookup.entry = found
-            return lookup
-        if found == "lead":
-            lookup.leader = True
+        found = await rt.cache.lookup_or_lead(job.cache_key, job.id, lock_ttl_s(rt))
+        if _answer(lookup, found):
             return lookup
         if time.monotonic() + step > deadline:
             # the leader is slow (or deferred): free this slot and look again later, less often each time

@@ -348,7 +348,7 @@ async def _fail(
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     """claim → cache look-up / single-flight → media → plan → attempts → store → finish."""
     rt: Runtime = ctx["mmq"]
-    claim = await rt.records.claim(job_id)
+    claim = await rt.records.claim(job_id, dedup.lock_ttl_s(rt))
     if claim.job is None:
         if claim.outcome == "missing":
             log.warning("job %s has no record; dropped", job_id)
@@ -366,7 +366,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     try:
         async with asyncio.timeout(max(1.0, rt.settings.job_timeout_s - 5)):
             request = await _load_request(job, rt.storage)
-            lookup = await dedup.look_up(rt, job, request)
+            lookup = await dedup.look_up(rt, job, request, claim.cache)
             if lookup.entry is not None:
                 answer_from(job, lookup.entry)
                 await _finish(rt, job, JobStatus.succeeded)

@@ -127,8 +127,13 @@ def fetches_urls_itself(target: Target) -> bool:
     itself. A custom or self-hosted base URL (vLLM, Ollama, a proxy on the operator's network) fetches from
     inside that network, so a tenant's `http://127.0.0.1:6379/` would reach it: the worker fetches for it,
     through the SSRF guard."""
-    own = getattr(REGISTRY.get(target.provider), "default_base_url", None)
-    return same_endpoint(target.base_url, own) or is_public_cloud(target.provider, target.base_url)
+    return _public_endpoint(target.provider, target.base_url)
+
+
+@functools.lru_cache(maxsize=256)  # per job otherwise: a handful of targets, parsed once each
+def _public_endpoint(provider: str, base_url: str) -> bool:
+    own = getattr(REGISTRY.get(provider), "default_base_url", None)
+    return same_endpoint(base_url, own) or is_public_cloud(provider, base_url)
 
 
 def routes_for(

@@ -1,7 +1,11 @@
--- claim: a worker takes a job (queued -> running) and gets everything it needs, in one round trip.
+-- claim: a worker takes a job (queued -> running) and gets everything it needs, in one round trip: its
+-- fields, its batch's routing config and, when the producer keyed it (`cache_lookup` = 1), the cache's
+-- answer for its key.
+-- include: cache_lead
 -- KEYS[1] job hash
--- ARGV[1] now (epoch s), ARGV[2] key prefix
--- Returns {outcome, job fields (flat HGETALL list), batch config JSON or false}:
+-- ARGV[1] now (epoch s), ARGV[2] key prefix, ARGV[3] job id, ARGV[4] single-flight lock ttl ms
+-- Returns {outcome, job fields (flat HGETALL list), batch config JSON or false, cache answer or false}
+-- (the cache answer: an entry's JSON, 'lead' or 'wait', as cache_lead gives it), where outcome is:
 --   'ok'       the job is now running (a re-run of a running job -- after a crash or a deferral -- is ok
 --              too and changes nothing);
 --   'expired'  its deadline passed (nothing changed: the caller fails it), with the job's fields;
@@ -22,4 +26,9 @@ if st == 'queued' then
   end
 end
 local config = batch_key and redis.call('HGET', batch_key, 'config') or false
-return {'ok', redis.call('HGETALL', KEYS[1]), config}
+local cache = false
+if redis.call('HGET', KEYS[1], 'cache_lookup') == '1' then
+  local key = redis.call('HGET', KEYS[1], 'cache_key')
+  cache = cache_lead(ARGV[2] .. ':cache:e:' .. key, ARGV[2] .. ':cache:lock:' .. key, ARGV[3], ARGV[4])
+end
+return {'ok', redis.call('HGETALL', KEYS[1]), config, cache}
