@@ -22,7 +22,14 @@ import time
 import httpx
 from PIL import Image
 
-from bench._common import clean_redis_db, cpu_seconds, simulator, worker_processes
+from bench._common import (
+    clean_redis_db,
+    command_delta,
+    commandstats,
+    cpu_seconds,
+    simulator,
+    worker_processes,
+)
 from mmq.connections import connect
 from mmq.contract import BatchStatus
 from mmq.records import Records
@@ -74,6 +81,7 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
         await asyncio.sleep(3)  # workers are already up when a night's batch arrives
         pids = [p.pid for p in procs]
         cpu_before = cpu_seconds(pids)  # their start-up (imports) is not the jobs' cost
+        stats_before = commandstats(redis_url)
         started, started_wall = time.monotonic(), time.time()
         batch = await producer.submit_batch((_line(i) for i in range(args.jobs)), tenant="bench")
         submitted = time.monotonic() - started
@@ -84,6 +92,7 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
             await asyncio.sleep(0.05)
         wall = time.monotonic() - started
         worker_cpu = cpu_seconds(pids) - cpu_before
+        commands = command_delta(stats_before, commandstats(redis_url))
         ids = [i async for chunk in records.iter_batch_job_ids(batch.id) for i in chunk]
         jobs = [j for j in await records.get_jobs(ids) if j is not None]
         last = max(jobs, key=lambda j: j.finished_at or 0)
@@ -114,6 +123,8 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
         "last_call_s": round(seen[-1] - started_wall, 2),
         "calls_per_s": round((len(seen) - 1) / (seen[-1] - seen[0]), 1),
         "worker_cpu_ms_per_job": round(worker_cpu / args.jobs * 1000, 2),
+        "redis_cmds_per_job": round(sum(commands.values()) / args.jobs, 1),
+        "top_cmds_per_job": {k: round(n / args.jobs, 1) for k, n in _top(commands)},
         "provider_calls": stats["requests"],
         "429s": stats["rate_limited"],
         "5xx": stats["errors"],
@@ -121,6 +132,10 @@ async def run(args: argparse.Namespace, redis_url: str, sim_url: str, store: str
         "failed": rec.counts.failed,
         "completed_pct": round(100 * rec.counts.succeeded / args.jobs, 2),
     }
+
+
+def _top(commands: dict[str, int], n: int = 8) -> list[tuple[str, int]]:
+    return sorted(commands.items(), key=lambda kv: -kv[1])[:n]
 
 
 def main() -> None:

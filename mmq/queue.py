@@ -20,6 +20,14 @@ JOB_FUNCTION = "run_job"
 RELEASE_FUNCTION = "release_batch"  # a scheduled batch's window opens: enqueue its jobs
 EXPIRE_FUNCTION = "expire_batch"  # its deadline passed: expire what has not run
 NOTIFY_FUNCTION = "notify_batch"  # it ended: POST the webhook
+BATCH_TASK_TIMEOUT_S = 600  # release/expire walk a whole batch
+WEBHOOK_TIMEOUT_S = 60
+
+
+def in_progress_s(job_timeout_s: float) -> float:
+    """How long arq's in-progress key keeps a started job from starting again: the longest function
+    timeout + 10 s (arq.worker). A dead worker's job runs again after this."""
+    return max(job_timeout_s, BATCH_TASK_TIMEOUT_S, WEBHOOK_TIMEOUT_S) + 10
 
 # arq runs due jobs in score order (the enqueue time, in ms). Scoring a job as if it had been queued
 # earlier puts it ahead: every due high job before any normal one (queued in the last ~115 days), every

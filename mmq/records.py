@@ -202,10 +202,13 @@ class Records:
         return _s(outcome) == "ended"
 
     # ------------------------------------------------------------------ the worker's moves
-    async def claim(self, job_id: str, lock_ttl_s: float = 600.0) -> Claim:
+    async def claim(
+        self, job_id: str, lock_ttl_s: float = 600.0, *, queue: str = "", lease_s: float = 0.0
+    ) -> Claim:
         """queued → running in one round trip, returning the job (with its batch's config) and, for a job
-        keyed at submit, the cache's answer (taking the single-flight lock for `lock_ttl_s` on a miss)."""
-        args = [repr(time.time()), self.prefix, job_id, int(lock_ttl_s * 1000)]
+        keyed at submit, the cache's answer (taking the single-flight lock for `lock_ttl_s` on a miss).
+        `queue`: the arq queue, where the running job's score moves `lease_s` ahead (see claim.lua)."""
+        args = [repr(time.time()), self.prefix, job_id, int(lock_ttl_s * 1000), queue, int(lease_s * 1000)]
         out = await self._claim([self.job_key(job_id)], args)
         outcome = _s(out[0])
         if outcome not in ("ok", "expired"):

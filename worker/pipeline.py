@@ -24,6 +24,7 @@ from mmq.cache import answer_from
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchPolicy
+from mmq.queue import in_progress_s
 from mmq.settings import Settings
 from mmq.storage import Storage
 from worker import batch_tasks, dedup
@@ -348,7 +349,11 @@ async def _fail(
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     """claim → cache look-up / single-flight → media → plan → attempts → store → finish."""
     rt: Runtime = ctx["mmq"]
-    claim = await rt.records.claim(job_id, dedup.lock_ttl_s(rt))
+    # the running job's queue score moves as far ahead as arq's in-progress key lives: a dead worker's job
+    # comes due again just when arq would run it again anyway
+    lease_s = in_progress_s(rt.settings.job_timeout_s)
+    queue = rt.settings.queue_name
+    claim = await rt.records.claim(job_id, dedup.lock_ttl_s(rt), queue=queue, lease_s=lease_s)
     if claim.job is None:
         if claim.outcome == "missing":
             log.warning("job %s has no record; dropped", job_id)

@@ -10,10 +10,12 @@ from arq.connections import ArqRedis, RedisSettings
 
 from mmq.connections import MMQ_CLIENT_NAME, connect
 from mmq.queue import (
+    BATCH_TASK_TIMEOUT_S,
     EXPIRE_FUNCTION,
     JOB_FUNCTION,
     NOTIFY_FUNCTION,
     RELEASE_FUNCTION,
+    WEBHOOK_TIMEOUT_S,
     deserialize,
     serialize,
 )
@@ -35,9 +37,9 @@ def _job_functions(settings: Settings) -> list[Any]:
     # job record decides when a job gives up, so arq's is only a runaway guard.
     return [
         func(run_job, name=JOB_FUNCTION, max_tries=1000, timeout=settings.job_timeout_s),
-        func(release_batch, name=RELEASE_FUNCTION, max_tries=20, timeout=600),
-        func(expire_batch, name=EXPIRE_FUNCTION, max_tries=20, timeout=600),
-        func(notify_batch, name=NOTIFY_FUNCTION, max_tries=WEBHOOK_TRIES + 1, timeout=60),
+        func(release_batch, name=RELEASE_FUNCTION, max_tries=20, timeout=BATCH_TASK_TIMEOUT_S),
+        func(expire_batch, name=EXPIRE_FUNCTION, max_tries=20, timeout=BATCH_TASK_TIMEOUT_S),
+        func(notify_batch, name=NOTIFY_FUNCTION, max_tries=WEBHOOK_TRIES + 1, timeout=WEBHOOK_TIMEOUT_S),
     ]
 
 

@@ -3,7 +3,13 @@
 -- answer for its key.
 -- include: cache_lead
 -- KEYS[1] job hash
--- ARGV[1] now (epoch s), ARGV[2] key prefix, ARGV[3] job id, ARGV[4] single-flight lock ttl ms
+-- ARGV[1] now (epoch s), ARGV[2] key prefix, ARGV[3] job id, ARGV[4] single-flight lock ttl ms,
+-- ARGV[5] the arq queue (zset) or '', ARGV[6] the run's lease ms
+-- A running job stays in arq's queue until it ends, due, at the head: every worker with a free slot
+-- reads the head and checks each id there (WATCH, EXISTS, ZSCORE) before finding one it may start, so
+-- 4 workers spent ~40 round trips per job skipping each other's running jobs. Claim moves the running
+-- job's score to the end of its lease (ZADD XX): out of every poll's way, and due again only if its
+-- worker died (as arq's own in-progress key expires), when arq re-runs it; arq removes it when it ends.
 -- Returns {outcome, job fields (flat HGETALL list), batch config JSON or false, cache answer or false}
 -- (the cache answer: an entry's JSON, 'lead' or 'wait', as cache_lead gives it), where outcome is:
 --   'ok'       the job is now running (a re-run of a running job -- after a crash or a deferral -- is ok
@@ -24,6 +30,9 @@ if st == 'queued' then
     redis.call('HINCRBY', batch_key, 'queued', -1)
     redis.call('HINCRBY', batch_key, 'running', 1)
   end
+end
+if ARGV[5] ~= '' then
+  redis.call('ZADD', ARGV[5], 'XX', tonumber(ARGV[1]) * 1000 + tonumber(ARGV[6]), ARGV[3])
 end
 local config = batch_key and redis.call('HGET', batch_key, 'config') or false
 local cache = false

@@ -5,6 +5,7 @@ and the gate's settle) and a cache hit two. Counted, not timed: a count does not
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 from redis.asyncio.connection import AbstractConnection
@@ -54,3 +55,20 @@ async def test_a_job_costs_three_round_trips_and_a_cache_hit_two(runtime, make_s
     assert count[0] == 2
     hit = await rt.records.get_job(duplicate.id)
     assert hit.status is JobStatus.succeeded and hit.cached and hit.cached_from == leader.id
+
+
+async def test_a_running_job_leaves_the_queue_head_until_its_lease_ends(runtime, make_simulator):
+    """Every arq worker with a free slot checks each due id at the head of the queue (three round trips
+    each) before it finds one to start; a running job stays in the queue until it ends, so claim moves its
+    score to the end of its lease, where it is due again only if its worker died."""
+    rt, producer = runtime(make_simulator())
+    job = await producer.submit_job(
+        "/v1/chat/completions", chat_body(data_url(png_bytes((1, 2, 3)))), tenant="t"
+    )
+    redis, queue = rt.records.redis, rt.settings.queue_name
+    assert await redis.zscore(queue, job.id) <= time.time() * 1000  # due: at the head
+    claimed = await rt.records.claim(job.id, queue=queue, lease_s=300)
+    assert claimed.outcome == "ok"
+    assert await redis.zscore(queue, job.id) >= (time.time() + 290) * 1000
+    due_ids = await redis.zrangebyscore(queue, "-inf", time.time() * 1000)
+    assert job.id.encode() not in due_ids
