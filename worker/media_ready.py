@@ -30,6 +30,7 @@ from mmq.media import (
     sniff,
     to_data_url,
 )
+from worker.prepare import ImageFacts
 from worker.providers.base import MediaRules
 
 LOW_DETAIL_SIDE = 512  # what OpenAI's `detail: low` sends to the model
@@ -43,6 +44,8 @@ class MediaOptions:
     max_bytes: int | None = None
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     prefetched: dict[str, FetchedMedia] = field(default_factory=dict)  # fetched for the cache key already
+    # images prepare checked, by their data: URL: one that fits goes as it is, never decoded again
+    known: dict[str, ImageFacts] = field(default_factory=dict)
     max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS  # images declaring more are refused before any decode
 
 
@@ -84,17 +87,31 @@ def _size(data: bytes, max_pixels: int, where: str) -> tuple[int, int]:
         return img.size
 
 
+def _limits(rules: MediaRules, opts: MediaOptions, detail: str | None) -> tuple[int | None, int | None]:
+    """(longest side, bytes) an image may have for this provider and job; None where there is no limit."""
+    side_limits = [s for s in (rules.max_image_side, opts.max_side) if s]
+    if detail == "low" and not rules.honours_detail:
+        side_limits.append(LOW_DETAIL_SIDE)  # no low-detail switch at this provider: send fewer pixels
+    byte_limits = [b for b in (rules.max_image_bytes, opts.max_bytes) if b]
+    return (min(side_limits) if side_limits else None), (min(byte_limits) if byte_limits else None)
+
+
+def _fits(facts: ImageFacts, rules: MediaRules, opts: MediaOptions, detail: str | None) -> bool:
+    """Whether an image goes to this provider as it is, judged from what prepare learned of it."""
+    max_side, max_bytes = _limits(rules, opts, detail)
+    return (
+        facts.mime in rules.image_types
+        and not (max_side and max(facts.width, facts.height) > max_side)
+        and (max_bytes is None or facts.nbytes <= max_bytes)
+    )
+
+
 async def _fit_image(
     data: bytes, where: str, rules: MediaRules, opts: MediaOptions, detail: str | None, report: MediaReport
 ) -> tuple[bytes, str]:
     mime = sniff(data) or "application/octet-stream"
     width, height = _size(data, opts.max_pixels, where)
-    side_limits = [s for s in (rules.max_image_side, opts.max_side) if s]
-    if detail == "low" and not rules.honours_detail:
-        side_limits.append(LOW_DETAIL_SIDE)  # no low-detail switch at this provider: send fewer pixels
-    max_side = min(side_limits) if side_limits else None
-    byte_limits = [b for b in (rules.max_image_bytes, opts.max_bytes) if b]
-    max_bytes = min(byte_limits) if byte_limits else None
+    max_side, max_bytes = _limits(rules, opts, detail)
 
     needs_convert = mime not in rules.image_types
     needs_shrink = bool(max_side and max(width, height) > max_side)
@@ -150,6 +167,11 @@ async def ready_for(
         remote = value.startswith(("http://", "https://"))
         if remote and rules.remote_urls and provider_fetches and not (opts.max_side or opts.max_bytes):
             continue  # the provider fetches it itself
+        facts = opts.known.get(value) if slot.media == "image" else None
+        if facts is not None and _fits(facts, rules, opts, slot.holder.get("detail")):
+            report.bytes_in += facts.nbytes
+            report.bytes_out += facts.nbytes
+            continue  # checked by prepare and fit as it is: no second decode, no second base64
         if remote:
             fetched = opts.prefetched.get(value) or await fetch_media(client, value, opts.fetch)
             data = fetched.data

@@ -30,7 +30,7 @@ from mmq.storage import Storage
 from worker import batch_tasks, dedup
 from worker.gate import Outcome, counts_against_target, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
-from worker.prepare import prepare
+from worker.prepare import ImageFacts, prepare
 from worker.providers import get_adapter
 from worker.providers.base import ProviderResponse, Target
 from worker.results import store_result
@@ -135,11 +135,15 @@ async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any])
 
 
 def _media_options(
-    settings: Settings, job: JobRecord, prefetched: dict[str, FetchedMedia] | None = None
+    settings: Settings,
+    job: JobRecord,
+    prefetched: dict[str, FetchedMedia] | None = None,
+    known: dict[str, ImageFacts] | None = None,
 ) -> MediaOptions:
     prep = job.media
     return MediaOptions(
         prefetched=prefetched or {},
+        known=known or {},
         max_side=(prep.max_side if prep and prep.max_side else None) or settings.media_max_side,
         max_bytes=(prep.max_bytes if prep and prep.max_bytes else None) or settings.media_max_bytes,
         max_pixels=settings.image_max_pixels,
@@ -150,10 +154,15 @@ def _media_options(
 
 
 async def _media_ready(
-    rt: Runtime, job: JobRecord, route: Route, adapter: Any, prefetched: dict[str, FetchedMedia]
+    rt: Runtime,
+    job: JobRecord,
+    route: Route,
+    adapter: Any,
+    prefetched: dict[str, FetchedMedia],
+    known: dict[str, ImageFacts],
 ) -> Route:
     """The route's request with media this provider accepts (fetched, converted, downscaled)."""
-    opts = _media_options(rt.settings, job, prefetched)
+    opts = _media_options(rt.settings, job, prefetched, known)
     request, report = await ready_for(
         route.request,
         adapter.media,
@@ -182,7 +191,8 @@ async def _call_with_retries(
     through short waits and deferring the job (freeing the worker slot) for long ones. Targets whose
     circuit is open are skipped; if every remaining one is, the job waits for the first probe. The
     success's settle is appended to `pending`: it goes with the job's finish, in one round trip."""
-    audio = await prepare(job.kind, request, rt.storage, max_pixels=rt.settings.image_max_pixels)
+    facts: dict[str, ImageFacts] = {}
+    audio = await prepare(job.kind, request, rt.storage, max_pixels=rt.settings.image_max_pixels, facts=facts)
     routes = await _plan(rt, job, request)
     first, first_tries = 0, 0
     if job.resume:
@@ -196,7 +206,7 @@ async def _call_with_retries(
         adapter = get_adapter(route.target.provider)
         if job.kind is Kind.chat:
             try:
-                route = await _media_ready(rt, job, route, adapter, prefetched)
+                route = await _media_ready(rt, job, route, adapter, prefetched, facts)
             except InvalidJob as e:
                 # this provider cannot take this media (type, size, count); another target may
                 if n + 1 == len(routes):

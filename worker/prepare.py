@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -42,16 +43,34 @@ async def load_media(url: str, storage: Storage) -> bytes:
         raise InvalidJob(str(e), type="invalid_media") from None
 
 
-def _verify_image(data: bytes, max_pixels: int, where: str) -> None:
+@dataclass(frozen=True)
+class ImageFacts:
+    """What prepare learned of an image (sniffed once, opened by Pillow once), so the media stage decides
+    whether it fits a provider without decoding it again."""
+
+    mime: str
+    width: int
+    height: int
+    nbytes: int
+
+
+def _verify_image(data: bytes, max_pixels: int, where: str) -> tuple[int, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with open_image(data, max_pixels, where) as img:
+            size = img.size
             img.verify()
+            return size
 
 
 async def check_image(data: bytes, where: str, max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS) -> str:
     """Returns the sniffed MIME type; raises InvalidJob if the bytes are not a decodable image or declare
     more than `max_pixels` pixels."""
+    return (await image_facts(data, where, max_pixels)).mime
+
+
+async def image_facts(data: bytes, where: str, max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS) -> ImageFacts:
+    """`check_image`, with the image's size."""
     mime = sniff(data)
     if mime not in IMAGE_TYPES:
         raise InvalidJob(
@@ -59,28 +78,33 @@ async def check_image(data: bytes, where: str, max_pixels: int = DEFAULT_IMAGE_M
         )
     try:
         if len(data) > 512 * 1024:
-            await asyncio.to_thread(_verify_image, data, max_pixels, where)
+            width, height = await asyncio.to_thread(_verify_image, data, max_pixels, where)
         else:
-            _verify_image(data, max_pixels, where)
+            width, height = _verify_image(data, max_pixels, where)
     except InvalidJob:
         raise  # over the pixel limit: its own message names the limit
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InvalidJob(f"{where}: image too large to decode safely ({e})", type="invalid_media") from None
     except Exception as e:  # Pillow raises many types for corrupt files
         raise InvalidJob(f"{where}: image could not be decoded ({e})", type="invalid_media") from None
-    return mime
+    return ImageFacts(mime, width, height, len(data))
 
 
-async def _prepare_chat(request: dict[str, Any], storage: Storage, max_pixels: int) -> None:
+async def _prepare_chat(
+    request: dict[str, Any], storage: Storage, max_pixels: int, facts: dict[str, ImageFacts] | None
+) -> None:
     for slot in chat_media_slots(request):
         if slot.value.startswith(("http://", "https://")):
-            continue  # the provider fetches it (issue 6 adds worker-side fetching where needed)
+            continue  # fetched by the media stage where the target needs bytes (worker/media_ready.py)
         data = await load_media(slot.value, storage)
         if slot.media == "image":
-            mime = await check_image(data, slot.where, max_pixels)
+            found = await image_facts(data, slot.where, max_pixels)
+            url = to_data_url(data, found.mime)  # the one base64 encoding of these bytes
+            if facts is not None:
+                facts[url] = found
         else:
-            mime = document_type(data, slot.value, slot.where)
-        slot.set(to_data_url(data, mime))
+            url = to_data_url(data, document_type(data, slot.value, slot.where))
+        slot.set(url)
 
 
 async def _prepare_audio(request: dict[str, Any], storage: Storage) -> AudioInput:
@@ -96,12 +120,18 @@ async def _prepare_audio(request: dict[str, Any], storage: Storage) -> AudioInpu
 
 
 async def prepare(
-    kind: Kind, request: dict[str, Any], storage: Storage, *, max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS
+    kind: Kind,
+    request: dict[str, Any],
+    storage: Storage,
+    *,
+    max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS,
+    facts: dict[str, ImageFacts] | None = None,
 ) -> AudioInput | None:
     """Resolves media in `request` in place; returns the audio input for audio kinds. Images declaring
-    more than `max_pixels` pixels are refused before any decode."""
+    more than `max_pixels` pixels are refused before any decode. `facts` collects, per image data: URL
+    made here, what its check learned (worker/media_ready.py then fits it without decoding it again)."""
     if kind is Kind.chat:
-        await _prepare_chat(request, storage, max_pixels)
+        await _prepare_chat(request, storage, max_pixels, facts)
     elif kind in (Kind.transcription, Kind.translation):
         return await _prepare_audio(request, storage)
     return None

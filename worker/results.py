@@ -110,5 +110,7 @@ async def store_result(
         body = {"text": resp.text, "format": fmt, "url": file_ref(0)}
     else:
         body = resp.body or {}
-    body_key = await put_blob(storage, json.dumps(body, ensure_ascii=False).encode(), "application/json")
+    # an answer carries its own id: never seen before, so no existence check before writing it
+    answer = json.dumps(body, ensure_ascii=False).encode()
+    body_key = await put_blob(storage, answer, "application/json", probably_new=True)
     return JobResult(body_key=body_key, files=files)

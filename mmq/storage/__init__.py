@@ -58,10 +58,12 @@ class Storage(Protocol):
     def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]: ...
 
 
-async def put_blob(storage: Storage, data: bytes, content_type: str) -> str:
-    """Store bytes content-addressed; returns the key. Writing the same bytes twice is a no-op."""
+async def put_blob(storage: Storage, data: bytes, content_type: str, *, probably_new: bool = False) -> str:
+    """Store bytes content-addressed; returns the key. Writing the same bytes twice is a no-op.
+    `probably_new`: skip the existence check (one stat or HEAD) for bytes that are almost never seen
+    twice, such as a provider's answer with its own id: writing them again is harmless, just wasted."""
     key = blob_key(hashlib.sha256(data).hexdigest(), content_type)
-    if not await storage.exists(key):
+    if probably_new or not await storage.exists(key):
         await storage.put(key, data)
     return key
 

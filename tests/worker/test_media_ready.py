@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from mmq.contract import Kind
 from mmq.errors import InvalidJob
 from mmq.fetch import FetchPolicy
 from mmq.media import parse_data_url, sniff
@@ -166,3 +167,31 @@ async def test_a_loopback_url_is_refused_without_an_allow_list(image_server, cli
     url, _ = image_server
     with pytest.raises(InvalidJob, match=r"127\.0\.0\.1"):
         await ready_for(chat(url), MediaRules(remote_urls=False), "p", client)
+
+
+async def test_an_image_prepare_checked_is_not_decoded_or_encoded_again_when_it_fits(client, monkeypatch):
+    """Each image is sniffed once, opened by Pillow once and base64-encoded once (by prepare); the media
+    stage decides from what prepare learned, and decodes only an image it must change."""
+    from worker import media_ready
+    from worker.prepare import prepare
+
+    png = image("PNG", (600, 400))
+    request = chat(data_url(png))
+    facts: dict = {}
+    await prepare(Kind.chat, request, storage=None, facts=facts)  # type: ignore[arg-type]
+    [found] = facts.values()
+    assert (found.mime, found.width, found.height, found.nbytes) == ("image/png", 600, 400, len(png))
+
+    def no_second_look(*args, **kwargs):
+        raise AssertionError("the image was opened or decoded again")
+
+    monkeypatch.setattr(media_ready, "_size", no_second_look)
+    monkeypatch.setattr(media_ready, "parse_data_url", no_second_look)
+    out, report = await ready_for(request, MediaRules(), "p", client, MediaOptions(known=facts))
+    assert out == request and sent_images(out) == [png] and report.bytes_in == len(png)
+
+    monkeypatch.undo()  # an image that must shrink is decoded, once, by the media stage
+    out, report = await ready_for(
+        request, MediaRules(max_image_side=300), "p", client, MediaOptions(known=facts)
+    )
+    assert report.downscaled == 1 and Image.open(io.BytesIO(sent_images(out)[0])).size == (300, 200)
