@@ -24,7 +24,8 @@ from producer.auth import Tenant
 from producer.guard import RequestGuard
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
-from producer.submit import BatchLine, LineError, Producer, format_validation_error
+from producer.options import LineError, format_validation_error
+from producer.submit import BatchLine, Producer
 from producer.templates.routes import router as templates_router
 from producer.views import batch_view, iter_output, job_view, result_body
 

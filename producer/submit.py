@@ -41,7 +41,6 @@ from mmq.contract import (
     parse_request,
 )
 from mmq.errors import InvalidJob
-from mmq.fetch import FetchRefused, check_url
 from mmq.fingerprint import Fingerprints
 from mmq.media import (
     AUDIO_TYPES,
@@ -55,9 +54,18 @@ from mmq.media import (
     sniff,
 )
 from mmq.records import Records
-from mmq.routing import check_targets, parse_config
 from mmq.settings import Settings
 from mmq.storage import BlobNotFound, Storage, put_blob, safe_segment
+from producer.options import (
+    LineError,
+    allowed_hosts,
+    format_validation_error,
+    validate_cache,
+    validate_config,
+    validate_media,
+    validate_priority,
+    validate_schedule,
+)
 
 
 def _check_pixels(data: bytes, max_pixels: int, what: str) -> None:
@@ -73,40 +81,6 @@ def _check_pixels(data: bytes, max_pixels: int, what: str) -> None:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
-
-
-class LineError(ValueError):
-    """A request that cannot become a job; the message names the field and the cause."""
-
-
-def allowed_hosts(settings: Settings) -> list[str]:
-    """The base URLs a config's custom_host may name: the operator's list and the worker's own URL."""
-    return [*settings.custom_hosts, settings.openai_base_url]
-
-
-def validate_config(
-    config: dict[str, Any] | str | None, custom_hosts: Iterable[str] = ()
-) -> dict[str, Any] | None:
-    """A routing config checked now, at submit time, never at 3 a.m. in a worker. Raises LineError.
-    `custom_hosts`: the base URLs a target's custom_host may use (allowed_hosts); none by default."""
-    if config is None:
-        return None
-    try:
-        parsed = parse_config(config)
-        check_targets(parsed, custom_hosts)
-    except ValidationError as e:
-        raise LineError(f"routing config: {format_validation_error(e)}") from None
-    except ValueError as e:
-        raise LineError(f"routing config: {e}") from None
-    return parsed.model_dump(mode="json", exclude_none=True)
-
-
-def format_validation_error(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors()[:5]:
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
-        parts.append(f"{loc or 'body'}: {err['msg']}")
-    return "; ".join(parts)
 
 
 @dataclass
@@ -495,60 +469,6 @@ class Producer:
                     self.redis, queue_name, queue.EXPIRE_FUNCTION, batch.id, batch.deadline
                 )
         return await self.records.get_batch(batch.id) or batch
-
-
-def validate_media(media: MediaPrep | dict[str, Any] | str | None) -> MediaPrep | None:
-    if media is None or isinstance(media, MediaPrep):
-        return media
-    try:
-        return (
-            MediaPrep.model_validate_json(media)
-            if isinstance(media, str)
-            else MediaPrep.model_validate(media)
-        )
-    except ValueError as e:
-        raise LineError(f"media options: {e}") from None
-
-
-def validate_priority(priority: Priority | str) -> Priority:
-    try:
-        return Priority(priority)
-    except ValueError:
-        raise LineError(f"priority must be one of {[p.value for p in Priority]}, got {priority!r}") from None
-
-
-def validate_schedule(
-    priority: Priority | str,
-    not_before: float | None,
-    deadline: float | None,
-    webhook_url: str | None,
-    webhook_allow_hosts: Iterable[str] = (),
-) -> dict[str, Any]:
-    now = time.time()
-    if deadline is not None and deadline <= now:
-        raise LineError("deadline: already in the past")
-    if not_before is not None and deadline is not None and deadline <= not_before:
-        raise LineError("deadline: must be after not_before (the window would be empty)")
-    if webhook_url is not None:
-        try:
-            check_url(webhook_url, webhook_allow_hosts)
-        except FetchRefused as e:
-            raise LineError(
-                f"webhook_url: {e.reason} (internal receivers must be listed in MMQ_WEBHOOK_ALLOW_HOSTS)"
-            ) from None
-    return {
-        "priority": validate_priority(priority),
-        "not_before": not_before,
-        "deadline": deadline,
-        "webhook_url": webhook_url,
-    }
-
-
-def validate_cache(cache: CacheOptions | dict[str, Any] | bool | str | None) -> CacheOptions | None:
-    try:
-        return CacheOptions.parse(cache)
-    except ValueError as e:  # pydantic's ValidationError and json's JSONDecodeError both are
-        raise LineError(f"cache options: {e}") from None
 
 
 def _foreign_blob_ref(value: Any, trusted: frozenset[str]) -> bool:

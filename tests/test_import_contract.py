@@ -47,3 +47,16 @@ def test_a_back_arrow_breaks_it(tmp_path: Path):
     (tmp_path / "worker" / "pipeline.py").write_text("")
     broken = lint(tmp_path)
     assert broken.returncode != 0 and "mmq.records -> worker.pipeline" in broken.stdout
+
+
+def test_the_simulator_contract_names_every_module_of_the_engine():
+    """A module added to the core must be added to the simulator's forbidden list, or the simulator could
+    quietly start sharing the engine's code (and its bugs) instead of standing in for the providers."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    [simulator] = [c for c in contracts if c.get("source_modules") == ["mmq.simulator"]]
+    core = {
+        f"mmq.{p.stem if p.is_file() else p.name}"
+        for p in (ROOT / "mmq").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())
+    } - {"mmq.simulator"}
+    assert core <= set(simulator["forbidden_modules"]), sorted(core - set(simulator["forbidden_modules"]))

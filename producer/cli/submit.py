@@ -15,8 +15,9 @@ from producer.cli.options import add_cache_options, add_media_options, add_sched
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from producer.jsonl import iter_jsonl
+    from producer.options import LineError
     from producer.progress import watch
-    from producer.submit import LineError, Producer
+    from producer.submit import Producer
 
     async def go(settings, redis, records, storage):
         path = Path(args.file)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `mmq --help` stays fast
 
 
 def _template_store(settings: Settings, redis: Redis, storage: Storage) -> Any:
-    from producer.submit import allowed_hosts
+    from producer.options import allowed_hosts
     from producer.templates.store import TemplateStore
 
     return TemplateStore(redis, storage, settings.key_prefix, allowed_hosts(settings))
@@ -89,8 +89,8 @@ def cmd_template_show(args: argparse.Namespace) -> int:
 
 
 def cmd_template_run(args: argparse.Namespace) -> int:
+    from producer.options import LineError
     from producer.progress import watch
-    from producer.submit import LineError
     from producer.templates.model import TemplateError, TemplateNotFound
     from producer.templates.rows import aiter_file_lines, read_rows, row_format
     from producer.templates.run import run_template, write_results

@@ -80,7 +80,8 @@ async def _submit_workflow(
     storage: Storage,
     stop: asyncio.Event,
 ) -> str:
-    from producer.submit import LineError, Producer
+    from producer.options import LineError
+    from producer.submit import Producer
     from producer.workflows.inputs import WorkflowError
 
     lines, base_dir = built

@@ -41,14 +41,8 @@ from producer.openai_api.batch_object import batch_object
 from producer.openai_api.context import Context, Ctx, OaiBatch, Tenant, as_str, page
 from producer.openai_api.errors import OpenAIError, not_found
 from producer.openai_api.file_store import FileMeta, page_ids
-from producer.submit import (
-    BatchLine,
-    LineError,
-    allowed_hosts,
-    validate_cache,
-    validate_config,
-    validate_media,
-)
+from producer.options import LineError, allowed_hosts, validate_cache, validate_config, validate_media
+from producer.submit import BatchLine
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from producer.auth import Tenant
-from producer.submit import LineError, Producer, allowed_hosts
+from producer.options import LineError, allowed_hosts
+from producer.submit import Producer
 from producer.templates.model import Template, TemplateError, TemplateNotFound, TemplateSpec
 from producer.templates.rows import aiter_text_lines, read_rows, row_format
 from producer.templates.run import run_template

@@ -136,7 +136,7 @@ async def test_per_job_downscaling_reaches_the_provider_and_shows_in_usage(runti
 
 
 async def test_bad_media_options_are_refused_at_submit(runtime, dialects):
-    from producer.submit import LineError
+    from producer.options import LineError
 
     _, producer = runtime(dialects + "/v1")
     with pytest.raises(LineError, match="max_side"):

@@ -19,7 +19,8 @@ from mmq.connections import connect
 from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import open_storage
-from producer.submit import BatchLine, LineError, Producer
+from producer.options import LineError
+from producer.submit import BatchLine, Producer
 from producer.views import iter_output
 from tests.e2e.conftest import _spawn, _stop, run_mmq, wait_batch
 

@@ -24,15 +24,14 @@ import pytest
 from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
+from mmq.addresses import address_allowed, parse_host
 from mmq.errors import InvalidJob, ProviderError
 from mmq.fetch import (
     FetchedMedia,
     FetchFailed,
     FetchPolicy,
     FetchRefused,
-    address_allowed,
     fetch_media,
-    parse_host,
     system_resolver,
 )
 from tests.conftest import png_bytes

@@ -12,7 +12,8 @@ from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import open_storage
 from producer.jsonl import iter_jsonl
-from producer.submit import LineError, Producer
+from producer.options import LineError
+from producer.submit import Producer
 from tests.conftest import chat_body, data_url, png_bytes
 
 

@@ -16,7 +16,8 @@ from mmq.settings import Settings
 from mmq.storage import open_storage, put_blob
 from producer.api import create_app
 from producer.auth import hash_key
-from producer.submit import LineError, Producer
+from producer.options import LineError
+from producer.submit import Producer
 from producer.templates.model import Template, TemplateError, TemplateNotFound, parse_ref
 from producer.templates.rendering import render, variables_of
 from producer.templates.rows import Row, RowReader, aiter_text_lines, read_rows

@@ -10,7 +10,7 @@ import pytest
 
 from mmq.contract import JobStatus
 from mmq.endpoints import check_custom_host, is_public_cloud, same_endpoint, under
-from producer.submit import LineError
+from producer.options import LineError
 from tests.conftest import chat_body, data_url, png_bytes
 from worker.credentials import VirtualKeys
 from worker.pipeline import run_job

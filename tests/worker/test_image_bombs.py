@@ -28,7 +28,8 @@ from mmq.errors import InvalidJob
 from mmq.fingerprint import Fingerprints, pixel_fingerprint
 from mmq.settings import Settings
 from mmq.storage import open_storage
-from producer.submit import BatchLine, LineError, Producer
+from producer.options import LineError
+from producer.submit import BatchLine, Producer
 from tests.conftest import chat_body, data_url, png_bytes
 from worker.media_ready import MediaOptions, ready_for
 from worker.pipeline import run_job

@@ -8,7 +8,7 @@ import pytest
 from mmq.contract import JobStatus
 from mmq.simulator import SimulatorConfig
 from mmq.simulator import create_app as create_simulator
-from producer.submit import LineError
+from producer.options import LineError
 from tests.conftest import chat_body, data_url, png_bytes
 from worker.credentials import VirtualKeys
 from worker.pipeline import run_job

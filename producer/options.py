@@ -1,0 +1,107 @@
+"""The options a submission takes (routing config, media downscaling, cache, priority, window, webhook),
+each checked once, at submit, with a message naming the option: a bad one refuses the whole batch before
+any job exists, never at 3 a.m. in a worker. `LineError` is the error every producer check raises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+
+from mmq.contract import CacheOptions, MediaPrep, Priority
+from mmq.fetch import FetchRefused, check_url
+from mmq.routing import check_targets, parse_config
+from mmq.settings import Settings
+
+
+class LineError(ValueError):
+    """A request that cannot become a job; the message names the field and the cause."""
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The base URLs a config's custom_host may name: the operator's list and the worker's own URL."""
+    return [*settings.custom_hosts, settings.openai_base_url]
+
+
+def validate_config(
+    config: dict[str, Any] | str | None, custom_hosts: Iterable[str] = ()
+) -> dict[str, Any] | None:
+    """A routing config checked now, at submit time, never at 3 a.m. in a worker. Raises LineError.
+    `custom_hosts`: the base URLs a target's custom_host may use (allowed_hosts); none by default."""
+    if config is None:
+        return None
+    try:
+        parsed = parse_config(config)
+        check_targets(parsed, custom_hosts)
+    except ValidationError as e:
+        raise LineError(f"routing config: {format_validation_error(e)}") from None
+    except ValueError as e:
+        raise LineError(f"routing config: {e}") from None
+    return parsed.model_dump(mode="json", exclude_none=True)
+
+
+def format_validation_error(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+        parts.append(f"{loc or 'body'}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def validate_media(media: MediaPrep | dict[str, Any] | str | None) -> MediaPrep | None:
+    if media is None or isinstance(media, MediaPrep):
+        return media
+    try:
+        return (
+            MediaPrep.model_validate_json(media)
+            if isinstance(media, str)
+            else MediaPrep.model_validate(media)
+        )
+    except ValueError as e:
+        raise LineError(f"media options: {e}") from None
+
+
+def validate_priority(priority: Priority | str) -> Priority:
+    try:
+        return Priority(priority)
+    except ValueError:
+        raise LineError(f"priority must be one of {[p.value for p in Priority]}, got {priority!r}") from None
+
+
+def validate_schedule(
+    priority: Priority | str,
+    not_before: float | None,
+    deadline: float | None,
+    webhook_url: str | None,
+    webhook_allow_hosts: Iterable[str] = (),
+) -> dict[str, Any]:
+    now = time.time()
+    if deadline is not None and deadline <= now:
+        raise LineError("deadline: already in the past")
+    if not_before is not None and deadline is not None and deadline <= not_before:
+        raise LineError("deadline: must be after not_before (the window would be empty)")
+    if webhook_url is not None:
+        try:
+            check_url(webhook_url, webhook_allow_hosts)
+        except FetchRefused as e:
+            raise LineError(
+                f"webhook_url: {e.reason} (internal receivers must be listed in MMQ_WEBHOOK_ALLOW_HOSTS)"
+            ) from None
+    return {
+        "priority": validate_priority(priority),
+        "not_before": not_before,
+        "deadline": deadline,
+        "webhook_url": webhook_url,
+    }
+
+
+def validate_cache(cache: CacheOptions | dict[str, Any] | bool | str | None) -> CacheOptions | None:
+    try:
+        return CacheOptions.parse(cache)
+    except ValueError as e:  # pydantic's ValidationError and json's JSONDecodeError both are
+        raise LineError(f"cache options: {e}") from None
+
+
