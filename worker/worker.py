@@ -22,6 +22,7 @@ from mmq.queue import (
 from mmq.records import Records
 from mmq.settings import Settings, get_settings
 from mmq.storage import open_storage
+from worker.arq_worker import OneTripWorker
 from worker.batch_tasks import WEBHOOK_TRIES, expire_batch, notify_batch, release_batch
 from worker.credentials import VirtualKeys
 from worker.http import make_client
@@ -103,7 +104,7 @@ def build_worker(
 ) -> Worker:
     settings = settings or get_settings()
     redis_settings = RedisSettings.from_dsn(settings.redis_url) if settings.redis_url else None
-    return Worker(
+    return OneTripWorker(
         **worker_kwargs(settings),
         redis_settings=redis_settings,
         redis_pool=redis_pool,
