@@ -12,9 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
+from mmq.batch_options import BatchOptions
 from mmq.connections import connect
 from mmq.contract import BatchRecord, JobRecord
 from mmq.records import Records
@@ -24,7 +25,7 @@ from producer.auth import Tenant
 from producer.guard import RequestGuard
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
-from producer.options import LineError, format_validation_error
+from producer.options import LineError, format_validation_error, parse_options
 from producer.submit import BatchLine, Producer
 from producer.templates.routes import router as templates_router
 from producer.views import batch_view, iter_output, job_view, result_body
@@ -43,17 +44,11 @@ class JobSubmission(BaseModel):
 
 
 class BatchSubmission(BaseModel):
+    """A JSON batch: its lines, and beside them the batch's options (mmq.batch_options.BatchOptions),
+    parsed by the same `parse_options` as every other entry point's, with the same messages."""
+
+    model_config = ConfigDict(extra="allow")
     requests: list[dict[str, Any]] = Field(description="lines in the OpenAI Batch input shape")
-    metadata: dict[str, str] = Field(default_factory=dict)
-    config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
-    media: dict[str, Any] | None = Field(default=None, description='downscaling: {"max_side", "max_bytes"}')
-    cache: dict[str, Any] | bool | None = Field(
-        default=None, description='false, or {"level": "exact"|"pixels"|"perceptual", "ttl_s", "refresh"}'
-    )
-    priority: str = Field(default="normal", description="high | normal | low")
-    not_before: float | None = Field(default=None, description="epoch seconds: no job starts before")
-    deadline: float | None = Field(default=None, description="epoch seconds: what has not run expires")
-    webhook_url: str | None = Field(default=None, description="POSTed the batch when it ends")
 
 
 def create_app(
@@ -124,39 +119,15 @@ def create_app(
                 except ValidationError as e:
                     raise HTTPException(422, format_validation_error(e)) from None
                 lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
-                batch = await producer.submit_batch(
-                    lines,
-                    tenant=who,
-                    metadata=sub.metadata,
-                    config=sub.config,
-                    media=sub.media,
-                    cache=sub.cache,
-                    priority=sub.priority,
-                    not_before=sub.not_before,
-                    deadline=sub.deadline,
-                    webhook_url=sub.webhook_url,
-                )
+                options = parse_options(sub.model_extra)
+                batch = await producer.submit_batch(lines, tenant=who, options=options)
             else:
-                # JSONL body: query parameters are metadata, `config` (JSON text) the routing config
-                metadata = dict(request.query_params)
-                config = metadata.pop("config", None)
-                media = metadata.pop("media", None)  # JSON text, like config
-                cache = metadata.pop("cache", None)  # JSON text: false or {"level": …}
-                schedule = {k: metadata.pop(k) for k in ("priority", "webhook_url") if k in metadata}
-                for k in ("not_before", "deadline"):
-                    if k in metadata:
-                        try:
-                            schedule[k] = float(metadata.pop(k))
-                        except ValueError:
-                            raise HTTPException(422, f"{k}: epoch seconds expected") from None
+                # a JSONL body: the options are query parameters (JSON text for config, media and cache),
+                # every other parameter is metadata
                 batch = await producer.submit_batch(
                     aiter_jsonl_chunks(request.stream(), producer.settings.max_line_bytes),
                     tenant=who,
-                    metadata=metadata,
-                    config=config,
-                    media=media,
-                    cache=cache,
-                    **schedule,
+                    options=parse_options(BatchOptions.from_query(request.query_params)),
                 )
         except LineError as e:  # a bad routing config refuses the whole batch, before any job exists
             raise HTTPException(422, str(e)) from None

@@ -6,11 +6,12 @@ any job exists, never at 3 a.m. in a worker. `LineError` is the error every prod
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from mmq.batch_options import BatchOptions
 from mmq.contract import CacheOptions, MediaPrep, Priority
 from mmq.fetch import FetchRefused, check_url
 from mmq.routing import check_targets, parse_config
@@ -105,3 +106,38 @@ def validate_cache(cache: CacheOptions | dict[str, Any] | bool | str | None) -> 
         raise LineError(f"cache options: {e}") from None
 
 
+
+
+_LABELS = {"config": "routing config", "media": "media options", "cache": "cache options"}
+
+
+def parse_options(fields: BatchOptions | Mapping[str, Any] | None = None, **more: Any) -> BatchOptions:
+    """A batch's options from an entry point's fields (a BatchOptions, a mapping such as
+    BatchOptions.from_query's, and/or keywords), parsed once; None means the default. Raises LineError
+    naming the option."""
+    if isinstance(fields, BatchOptions):
+        if not more:
+            return fields
+        fields = fields.model_dump(exclude_unset=True)
+    data = {k: v for k, v in {**(fields or {}), **more}.items() if v is not None}
+    try:
+        return BatchOptions.model_validate(data)
+    except ValidationError as e:
+        loc = e.errors()[0]["loc"]
+        field = str(loc[0]) if loc else ""
+        if field == "priority":
+            allowed = [p.value for p in Priority]
+            raise LineError(f"priority must be one of {allowed}, got {data.get('priority')!r}") from None
+        if field in ("not_before", "deadline"):
+            raise LineError(f"{field}: epoch seconds expected") from None
+        raise LineError(f"{_LABELS.get(field, field or 'options')}: {format_validation_error(e)}") from None
+
+
+def check_options(options: BatchOptions, settings: Settings) -> BatchOptions:
+    """The checks that need the operator's settings and the clock, made once per batch: the routing
+    config (its schema, providers and custom hosts), the window and the webhook. Returns the options
+    with the config in its checked form."""
+    config = validate_config(options.config, allowed_hosts(settings))
+    window = (options.priority, options.not_before, options.deadline)
+    validate_schedule(*window, options.webhook_url, settings.webhook_allow_hosts)
+    return options.model_copy(update={"config": config})

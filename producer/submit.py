@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from mmq import queue
+from mmq.batch_options import BatchOptions
 from mmq.cache import Cache, answer_from, job_cache_key
 from mmq.contract import (
     BLOB_SCHEME,
@@ -59,12 +60,13 @@ from mmq.storage import BlobNotFound, Storage, put_blob, safe_segment
 from producer.options import (
     LineError,
     allowed_hosts,
+    check_options,
     format_validation_error,
+    parse_options,
     validate_cache,
     validate_config,
     validate_media,
     validate_priority,
-    validate_schedule,
 )
 
 
@@ -429,31 +431,31 @@ class Producer:
         lines: Iterable[BatchLine] | AsyncIterable[BatchLine],
         *,
         tenant: str,
-        metadata: dict[str, str] | None = None,
-        config: dict[str, Any] | str | None = None,
-        media: MediaPrep | dict[str, Any] | str | None = None,
-        cache: CacheOptions | dict[str, Any] | bool | str | None = None,
-        priority: Priority | str = Priority.normal,
-        not_before: float | None = None,
-        deadline: float | None = None,
-        webhook_url: str | None = None,
+        options: BatchOptions | None = None,
+        **fields: Any,
     ) -> BatchRecord:
-        """`config`: a routing config (Portkey schema) for every job; refused here if invalid.
+        """A batch of `lines` with its options (mmq.batch_options.BatchOptions), given as `options` or as
+        keyword fields of the same names, parsed and checked once, here; a bad one refuses the batch
+        (LineError) before any job exists:
+        `config`: a routing config (Portkey schema) for every job.
         `media`: proactive downscaling for every job ({"max_side": px, "max_bytes": n}).
         `cache`: None for the default (exact-level cache), False to bypass it, or
         {"level": "exact"|"pixels"|"perceptual", "ttl_s": n, "refresh": bool, "threshold": bits};
         a line's own `cache` key overrides it for that line.
         `priority`: high | normal | low. `not_before` / `deadline` (epoch seconds): no job starts before the
         window opens, and what has not run by the deadline fails with `batch_expired` (the batch ends
-        `expired`). `webhook_url`: POSTed the batch when it ends (signed with MMQ_WEBHOOK_SECRET)."""
-        checked = validate_config(config, allowed_hosts(self.settings))
-        prep = validate_media(media)
-        options = validate_cache(cache)
-        schedule = validate_schedule(
-            priority, not_before, deadline, webhook_url, self.settings.webhook_allow_hosts
+        `expired`). `webhook_url`: POSTed the batch when it ends (signed with MMQ_WEBHOOK_SECRET).
+        `metadata`: the batch's own, and the jobs' for conditional routing."""
+        opts = check_options(parse_options(options, **fields), self.settings)
+        batch = await self.create_batch(
+            tenant=tenant,
+            metadata=opts.metadata,
+            priority=opts.priority,
+            not_before=opts.not_before,
+            deadline=opts.deadline,
+            webhook_url=opts.webhook_url,
         )
-        batch = await self.create_batch(tenant=tenant, metadata=metadata, **schedule)
-        _, invalid = await self.add_lines(batch, lines, checked, prep, options)
+        _, invalid = await self.add_lines(batch, lines, opts.config, opts.media, opts.cache)
         ended = await self.records.seal_batch(batch.id, invalid)
         queue_name = self.settings.queue_name
         if ended:

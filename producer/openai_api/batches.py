@@ -41,7 +41,7 @@ from producer.openai_api.batch_object import batch_object
 from producer.openai_api.context import Context, Ctx, OaiBatch, Tenant, as_str, page
 from producer.openai_api.errors import OpenAIError, not_found
 from producer.openai_api.file_store import FileMeta, page_ids
-from producer.options import LineError, allowed_hosts, validate_cache, validate_config, validate_media
+from producer.options import LineError, check_options, parse_options
 from producer.submit import BatchLine
 
 log = logging.getLogger(__name__)
@@ -223,17 +223,16 @@ async def create_batch(body: CreateBatch, who: Tenant, ctx: Context) -> dict[str
             param="input_file_id",
             code="too_many_requests",
         )
-    try:
-        config = validate_config(body.config, allowed_hosts(ctx.producer.settings))
-        media = validate_media(body.media)
-        cache = validate_cache(body.cache)
+    hours = int(_WINDOW.match(body.completion_window).group(1))  # type: ignore[union-attr]
+    try:  # mmq's options from extra_body, parsed and checked as every entry point's are
+        fields = {"config": body.config, "media": body.media, "cache": body.cache, "metadata": body.metadata}
+        options = check_options(parse_options(fields), ctx.producer.settings)
     except LineError as e:
         head = str(e).split(":", 1)[0]  # "routing config: …", "media options: …", "cache options: …"
         param = "media" if "media" in head else "cache" if "cache" in head else "config"
         raise OpenAIError(400, str(e), param=param) from None
-    hours = int(_WINDOW.match(body.completion_window).group(1))  # type: ignore[union-attr]
     batch = await ctx.producer.create_batch(
-        tenant=who, metadata=body.metadata or {}, deadline=time.time() + hours * 3600
+        tenant=who, metadata=options.metadata, deadline=time.time() + hours * 3600
     )
     now = int(batch.created_at)
     oai = OaiBatch(
@@ -246,7 +245,7 @@ async def create_batch(body: CreateBatch, who: Tenant, ctx: Context) -> dict[str
     )
     await ctx.add_batch(batch, oai)
     st = _Lines(kind=KIND_BY_URL[body.endpoint], endpoint=body.endpoint)
-    ctx.spawn(_submit(ctx, batch, st, meta, (config, media, cache)))
+    ctx.spawn(_submit(ctx, batch, st, meta, (options.config, options.media, options.cache)))
     view = await batch_object(ctx, batch.id, who)
     assert view is not None
     return view

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from mmq.batch_options import BatchOptions
 from producer.auth import Tenant
 from producer.options import LineError, allowed_hosts
 from producer.submit import Producer
@@ -97,16 +98,10 @@ async def template_versions(name: str, who: Tenant, store: Store) -> dict[str, A
 @router.post("/{name}/batches", status_code=201)
 async def run_batch(name: str, request: Request, who: Tenant, store: Store) -> dict[str, Any]:
     """CSV with a header (text/csv) or JSONL objects (application/jsonl): one job per row."""
-    metadata = dict(request.query_params)  # what is not an option is metadata, as in /api/batches
-    template = await _get(store, who, name, metadata.pop("version", None))
-    options: dict[str, Any] = {key: metadata.pop(key, None) for key in ("config", "cache", "media")}  # JSON
-    options |= {key: metadata.pop(key) for key in ("priority", "webhook_url") if key in metadata}
-    for key in ("not_before", "deadline"):  # epoch seconds
-        if key in metadata:
-            try:
-                options[key] = float(metadata.pop(key))
-            except ValueError:
-                raise HTTPException(422, f"{key}: epoch seconds expected") from None
+    # the options are query parameters and the rest metadata, as for /api/batches; `version` is the route's
+    fields = BatchOptions.from_query(request.query_params, reserved=("version",))
+    metadata = fields.pop("metadata")
+    template = await _get(store, who, name, request.query_params.get("version"))
     try:
         fmt = row_format(request.headers.get("content-type", ""))
     except TemplateError:
@@ -121,7 +116,7 @@ async def run_batch(name: str, request: Request, who: Tenant, store: Store) -> d
             rows,
             tenant=who,
             metadata=metadata,
-            **options,
+            **fields,
         )
     except (TemplateError, LineError) as e:  # a bad header or option refuses the run before any job exists
         raise HTTPException(422, str(e)) from None

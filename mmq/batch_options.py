@@ -1,0 +1,61 @@
+"""The options of a batch, one model for every entry point (Python, CLI, `/api/batches`, `/v1/batches`,
+templates): the routing config, media downscaling, the cache, the priority, the window, the webhook and
+the metadata. Each entry point only maps its own spelling onto it (JSON fields, query parameters, CLI
+flags); the model parses every spelling the same way, once: JSON text or objects for the config, media
+and cache options, `true`/`false` for the cache, epoch seconds for the window. The checks that need the
+operator's settings (custom hosts, webhook receivers) and the clock are the producer's
+(producer/options.py), made once when the batch is submitted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mmq.contract import CacheOptions, MediaPrep, Priority
+
+OPTION_NAMES = ("config", "media", "cache", "priority", "not_before", "deadline", "webhook_url")
+
+
+class BatchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] | None = Field(default=None, description="routing config (Portkey schema)")
+    media: MediaPrep | None = Field(default=None, description='downscaling: {"max_side", "max_bytes"}')
+    cache: CacheOptions | None = Field(
+        default=None, description='false, or {"level": "exact"|"pixels"|"perceptual", "ttl_s", "refresh"}'
+    )
+    priority: Priority = Field(default=Priority.normal, description="high | normal | low")
+    not_before: float | None = Field(default=None, description="epoch seconds: no job starts before")
+    deadline: float | None = Field(default=None, description="epoch seconds: what has not run expires")
+    webhook_url: str | None = Field(default=None, description="POSTed the batch when it ends")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("config", "media", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache(cls, value: Any) -> Any:
+        return CacheOptions.parse(value)
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str], reserved: Iterable[str] = ()) -> dict[str, Any]:
+        """The fields of a batch given as query parameters (a streamed JSONL or CSV body): the option names
+        are options, `reserved` names belong to the route, every other parameter is metadata. Returns
+        the unvalidated fields (validate them with the producer's `parse_options`)."""
+        skip = set(reserved)
+        fields: dict[str, Any] = {"metadata": {}}
+        for key, value in params.items():
+            if key in skip:
+                continue
+            if key in OPTION_NAMES:
+                fields[key] = value
+            else:
+                fields["metadata"][key] = value
+        return fields
