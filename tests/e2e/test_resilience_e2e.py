@@ -212,7 +212,10 @@ async def test_two_worker_processes_share_one_rate_limit(redis_url, make_simulat
         wall = time.monotonic() - started
         stats = httpx.get(sim_root(a) + "/sim/stats").json()  # noqa: ASYNC210
         assert done.counts.succeeded == 40
-        assert stats["rate_limited"] == 0
+        # shared, the limit holds: unshared, two workers would send ~20/s and draw ~20 429s. A loaded
+        # machine can delay one call past its slot and let the next follow it closely (the sliding window
+        # then counts 11), so a stray 429 or two is jitter, not a broken limit
+        assert stats["rate_limited"] <= 2
         assert wall >= 3.5  # 40 calls at 10/s cannot finish sooner, whichever worker sends them
     finally:
         await redis.aclose()

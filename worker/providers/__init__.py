@@ -1,4 +1,6 @@
-"""Provider adapters, one module each; adding a provider is a module plus a line in REGISTRY."""
+"""Provider adapters: a module per provider, a folder for large ones (bedrock/, gemini/: a file per
+capability, auth and errors apart). Adding a provider is a module, a line in REGISTRY and a line in the
+catalog (mmq/catalog.py), which a test holds against REGISTRY."""
 
 from __future__ import annotations
 

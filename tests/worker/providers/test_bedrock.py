@@ -28,9 +28,11 @@ from tests.worker.providers import _sim
 from tests.worker.providers._sim import PDF, Sim, b64, decoded, file_part, image, mock, text, user
 from worker.http import make_client
 from worker.providers import REGISTRY
-from worker.providers import bedrock as br
 from worker.providers.base import Target
 from worker.providers.bedrock import BedrockAdapter, NativeRequest, from_native, to_native
+from worker.providers.bedrock import auth as br_auth
+from worker.providers.bedrock import chat as br_chat
+from worker.providers.bedrock import errors as br_errors
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 SIM_KEY = "AKIDSIM:simsecret"
@@ -187,7 +189,7 @@ def test_percent_encoded_data_url_is_base64_encoded() -> None:
     ],
 )
 def test_document_names_are_sanitised(filename: str | None, name: str) -> None:
-    assert br.document_name(filename, 1) == name
+    assert br_chat.document_name(filename, 1) == name
     assert re.fullmatch(r"(?!.*\s\s)[A-Za-z0-9\s\-()\[\]]{1,200}", name)
 
 
@@ -457,7 +459,7 @@ def bedrock_error(status: int, name: str | None, body: Any) -> httpx.Response:
     ],
 )
 def test_error_mapping(resp: httpx.Response, code: str | None, retryable: bool) -> None:
-    err = br.error_from_response(resp, "bedrock")
+    err = br_errors.error_from_response(resp, "bedrock")
     assert (err.status, err.code, err.retryable) == (resp.status_code, code, retryable)
     assert err.message and err.provider == "bedrock"
 
@@ -508,7 +510,7 @@ async def test_sigv4_on_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
     target = Target(
         "b",
         "bedrock",
-        br.DEFAULT_BASE_URL,
+        br_auth.DEFAULT_BASE_URL,
         api_key="AKIDEXAMPLE:secret/key+1:session-token",
         headers={"x-mmq-aws-region": "eu-west-3", "X-Amzn-Bedrock-Trace": "ENABLED"},
     )
@@ -645,7 +647,7 @@ async def test_bad_credentials_are_403_in_bedrock_shape(sim: Sim, api_key: str, 
 
 def signed(url: str, body: bytes, key: str = SIM_KEY, region: str = "us-east-1") -> dict[str, str]:
     headers = {"content-type": "application/json", "host": httpx.URL(url).netloc.decode()}
-    return {**headers, **br.sigv4_headers(url, headers, body, br.parse_credentials(key), region)}
+    return {**headers, **br_auth.sigv4_headers(url, headers, body, br_auth.parse_credentials(key), region)}
 
 
 async def test_signature_covers_body_time_and_encoded_path(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:

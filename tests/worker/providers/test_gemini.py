@@ -17,14 +17,9 @@ from tests.conftest import data_url
 from tests.worker.providers._sim import PDF, Sim, b64, decoded, image, image_part, text, user
 from worker.providers import REGISTRY
 from worker.providers.base import Target
-from worker.providers.gemini import (
-    GeminiAdapter,
-    aspect_ratio,
-    error_from_response,
-    from_native,
-    retry_delay_s,
-    to_native,
-)
+from worker.providers.gemini import GeminiAdapter, from_native, to_native
+from worker.providers.gemini.errors import error_from_response, retry_delay_s
+from worker.providers.gemini.images import aspect_ratio
 
 MODEL = "gemini-2.5-flash"
 IMAGEN = "imagen-4.0-generate-001"

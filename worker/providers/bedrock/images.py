@@ -1,0 +1,153 @@
+"""AWS Bedrock image generation: OpenAI image requests <-> InvokeModel (`POST {base}/model/{modelId}/invoke`).
+
+The native body depends on the model family, chosen by model-id prefix (IMAGE_FAMILIES): Amazon Titan /
+Nova Canvas (`numberOfImages` = n), Stability SD3 / Stable Image (one image per call, n calls made in
+turn), Stability SDXL. Answers become the OpenAI images response {created, data: [{b64_json}]}; mmq
+stores the bytes itself (worker/results.py), so `response_format` needs no translation. The Stability
+families share the size rules of Stability's own API (worker.providers.stability).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mmq.errors import InvalidJob, ProviderError
+from worker.providers.bedrock.errors import unparseable_body
+from worker.providers.stability import aspect_ratio, v1_dimensions
+
+# cross-region inference profiles prefix the model id with a geography
+_PROFILE_PREFIX = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
+# model-id prefix (after any inference-profile geography) -> body family; longest prefix wins.
+IMAGE_FAMILIES: dict[str, str] = {
+    "amazon.titan-image-generator": "titan",
+    "amazon.nova-canvas": "titan",  # same TEXT_IMAGE body
+    "stability.sd3": "stability3",
+    "stability.stable-image": "stability3",
+    "stability.stable-diffusion-xl": "sdxl",
+}
+TITAN_MAX_IMAGES = 5
+TITAN_DEFAULT_SIZE = (1024, 1024)
+TITAN_QUALITY: dict[str, str] = {
+    "hd": "premium",
+    "high": "premium",
+    "standard": "standard",
+    "low": "standard",
+}
+STABILITY3_OUTPUT_FORMATS = frozenset({"png", "jpeg"})
+SDXL_DEFAULT_SIZE = (1024, 1024)
+
+
+def image_family(model_id: str) -> str | None:
+    bare = model_id.rsplit("/", 1)[-1]  # an ARN ends in .../{model id}
+    bare = _PROFILE_PREFIX.sub("", bare)
+    matches = [p for p in IMAGE_FAMILIES if bare.startswith(p)]
+    return IMAGE_FAMILIES[max(matches, key=len)] if matches else None
+
+
+def _size(size: Any, default: tuple[int, int]) -> tuple[int, int]:
+    if not size or size == "auto":
+        return default
+    w, _, h = str(size).partition("x")
+    if not (w.isdigit() and h.isdigit()):
+        raise InvalidJob(f"size {size!r} must look like 1024x1024")
+    return int(w), int(h)
+
+
+def _titan_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    n = int(request.get("n") or 1)
+    if n > TITAN_MAX_IMAGES:
+        raise InvalidJob(
+            f"Titan / Nova Canvas return at most {TITAN_MAX_IMAGES} images per request; got n={n}"
+        )
+    params: dict[str, Any] = {"text": request["prompt"]}
+    if request.get("negative_prompt"):
+        params["negativeText"] = request["negative_prompt"]
+    width, height = _size(request.get("size"), TITAN_DEFAULT_SIZE)
+    config: dict[str, Any] = {"numberOfImages": n, "width": width, "height": height}
+    quality = TITAN_QUALITY.get(str(request.get("quality")))
+    if quality:
+        config["quality"] = quality
+    for name, field in (("cfg_scale", "cfgScale"), ("seed", "seed")):
+        if request.get(name) is not None:
+            config[field] = request[name]
+    return [{"taskType": "TEXT_IMAGE", "textToImageParams": params, "imageGenerationConfig": config}]
+
+
+def _stability3_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    fmt = request.get("output_format") or "png"
+    if fmt not in STABILITY3_OUTPUT_FORMATS:
+        raise InvalidJob(
+            f"output_format {fmt!r}: Stability on Bedrock writes {sorted(STABILITY3_OUTPUT_FORMATS)}"
+        )
+    body: dict[str, Any] = {"prompt": request["prompt"], "mode": "text-to-image"}
+    ratio = aspect_ratio(request.get("size"))
+    if ratio:
+        body["aspect_ratio"] = ratio
+    body["output_format"] = fmt  # lower case as on Stability's own API; the case Bedrock wants is unverified
+    if request.get("negative_prompt"):
+        body["negative_prompt"] = request["negative_prompt"]
+    bodies = []
+    for i in range(int(request.get("n") or 1)):  # one image per call
+        one = dict(body)
+        if request.get("seed") is not None:
+            seed = int(request["seed"])
+            one["seed"] = seed if seed == 0 else (seed + i - 1) % 4294967294 + 1
+        bodies.append(one)
+    return bodies
+
+
+def _sdxl_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    prompts: list[dict[str, Any]] = [{"text": request["prompt"], "weight": 1}]
+    if request.get("negative_prompt"):
+        prompts.append({"text": request["negative_prompt"], "weight": -1})
+    width, height = v1_dimensions("stable-diffusion-xl-1024", request.get("size")) or SDXL_DEFAULT_SIZE
+    body: dict[str, Any] = {"text_prompts": prompts, "width": width, "height": height}
+    for name in ("cfg_scale", "steps", "seed", "style_preset", "sampler"):
+        if request.get(name) is not None:
+            body[name] = request[name]
+    return [body for _ in range(int(request.get("n") or 1))]  # SDXL on Bedrock: one image per call
+
+
+IMAGE_BODIES: dict[str, Callable[[Mapping[str, Any]], list[dict[str, Any]]]] = {
+    "titan": _titan_bodies,
+    "stability3": _stability3_bodies,
+    "sdxl": _sdxl_bodies,
+}
+
+
+# ====================================================================================== responses
+def _filtered(why: str) -> ProviderError:
+    return ProviderError(why, status=200, code="content_filter", retryable=False, provider="bedrock")
+
+
+def _images(family: str, body: Mapping[str, Any]) -> list[str]:
+    if family == "sdxl":
+        artifacts = body.get("artifacts")
+        if not isinstance(artifacts, list) or not artifacts:
+            raise unparseable_body(body)
+        if any(isinstance(a, Mapping) and a.get("finishReason") == "CONTENT_FILTERED" for a in artifacts):
+            raise _filtered("Bedrock filtered the generated image (finishReason CONTENT_FILTERED)")
+        images = [a.get("base64") for a in artifacts if isinstance(a, Mapping)]
+    else:
+        if family == "titan" and body.get("error"):
+            raise ProviderError(
+                f"Titan error: {body['error']}", status=200, retryable=False, provider="bedrock"
+            )
+        reasons = [r for r in body.get("finish_reasons") or [] if r]  # SD3 family: null means fine
+        if reasons:
+            raise _filtered(f"Bedrock filtered the generated image: {'; '.join(map(str, reasons))}")
+        images = body.get("images")
+    if not isinstance(images, list) or not images or not all(isinstance(i, str) and i for i in images):
+        raise unparseable_body(body)
+    return images  # type: ignore[return-value]
+
+
+def images_response(family: str, bodies: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """200 InvokeModel answers (one per call) -> the OpenAI images response."""
+    return {
+        "created": int(time.time()),
+        "data": [{"b64_json": i} for b in bodies for i in _images(family, b)],
+    }
