@@ -376,7 +376,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             await rt.records.mark_expired(job.batch_id)  # maybe before the expire job ran: ends `expired`
         await _finish(rt, job, JobStatus.failed, from_=job.status)
         return {"ok": False, "status": job.status.value}
-    lookup = dedup.Lookup()
+    # a lock claim took is this job's to release if it fails, even before its own look-up runs
+    lookup = dedup.Lookup(leader=claim.cache == "lead")
     pending: list[Callable[[Any], None]] = []  # writes that ride with the finish (the success's settle)
     try:
         async with asyncio.timeout(max(1.0, rt.settings.job_timeout_s - 5)):
