@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mmq.batch_options import BatchOptions
-from mmq.contract import CacheOptions, MediaPrep, Priority
+from mmq.contract import CacheOptions, Priority
 from mmq.fetch import FetchRefused, check_url
 from mmq.routing import check_targets, parse_config
 from mmq.settings import Settings
@@ -52,33 +52,13 @@ def format_validation_error(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_media(media: MediaPrep | dict[str, Any] | str | None) -> MediaPrep | None:
-    if media is None or isinstance(media, MediaPrep):
-        return media
-    try:
-        return (
-            MediaPrep.model_validate_json(media)
-            if isinstance(media, str)
-            else MediaPrep.model_validate(media)
-        )
-    except ValueError as e:
-        raise LineError(f"media options: {e}") from None
-
-
-def validate_priority(priority: Priority | str) -> Priority:
-    try:
-        return Priority(priority)
-    except ValueError:
-        raise LineError(f"priority must be one of {[p.value for p in Priority]}, got {priority!r}") from None
-
-
-def validate_schedule(
-    priority: Priority | str,
+def check_window(
     not_before: float | None,
     deadline: float | None,
     webhook_url: str | None,
     webhook_allow_hosts: Iterable[str] = (),
-) -> dict[str, Any]:
+) -> None:
+    """A batch's window and webhook, against the clock and the operator's receivers."""
     now = time.time()
     if deadline is not None and deadline <= now:
         raise LineError("deadline: already in the past")
@@ -91,12 +71,6 @@ def validate_schedule(
             raise LineError(
                 f"webhook_url: {e.reason} (internal receivers must be listed in MMQ_WEBHOOK_ALLOW_HOSTS)"
             ) from None
-    return {
-        "priority": validate_priority(priority),
-        "not_before": not_before,
-        "deadline": deadline,
-        "webhook_url": webhook_url,
-    }
 
 
 def validate_cache(cache: CacheOptions | dict[str, Any] | bool | str | None) -> CacheOptions | None:
@@ -138,6 +112,5 @@ def check_options(options: BatchOptions, settings: Settings) -> BatchOptions:
     config (its schema, providers and custom hosts), the window and the webhook. Returns the options
     with the config in its checked form."""
     config = validate_config(options.config, allowed_hosts(settings))
-    window = (options.priority, options.not_before, options.deadline)
-    validate_schedule(*window, options.webhook_url, settings.webhook_allow_hosts)
+    check_window(options.not_before, options.deadline, options.webhook_url, settings.webhook_allow_hosts)
     return options.model_copy(update={"config": config})

@@ -59,14 +59,10 @@ from mmq.settings import Settings
 from mmq.storage import BlobNotFound, Storage, put_blob, safe_segment
 from producer.options import (
     LineError,
-    allowed_hosts,
     check_options,
     format_validation_error,
     parse_options,
     validate_cache,
-    validate_config,
-    validate_media,
-    validate_priority,
 )
 
 
@@ -323,19 +319,23 @@ class Producer:
         priority: Priority | str = Priority.normal,
     ) -> JobRecord:
         """One job outside any batch. Raises LineError if it cannot run (nothing is stored then).
-        `media`: proactive downscaling ({"max_side": px, "max_bytes": n}); `cache`: see submit_batch."""
+        `media`: proactive downscaling ({"max_side": px, "max_bytes": n}); `cache`: see submit_batch.
+        The options are parsed and checked as a batch's are (`metadata` stays the job's own: conditional
+        routing may read any JSON value in it)."""
+        fields = {"config": config, "media": media, "cache": cache, "priority": priority}
+        opts = check_options(parse_options(fields), self.settings)
         job, runnable = await self._build_job(
             BatchLine(body=body, url=url, custom_id=custom_id),
             tenant,
             None,
-            validate_config(config, allowed_hosts(self.settings)),
+            opts.config,
             metadata,
-            validate_media(media),
-            validate_cache(cache),
+            opts.media,
+            opts.cache,
         )
         if not runnable:
             raise LineError(job.error.message if job.error else "invalid request")
-        job.priority = validate_priority(priority)
+        job.priority = opts.priority
         [(job, runnable)] = await self._answer_cached([(job, runnable)])
         pipe = self.redis.pipeline(transaction=False)
         self._write(pipe, job, runnable)

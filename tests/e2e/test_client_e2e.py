@@ -33,6 +33,9 @@ def test_a_script_submits_waits_and_reads_results(api: str, tmp_path: Path):
         got = list(client.results(batch.id))
         assert [g["custom_id"] for g in got] == ["list-0", "list-1", "list-2"]
         assert all(g["response"]["status_code"] == 200 for g in got)
+        # a finished batch: cancel and retry-failed change nothing, and say so
+        assert client.cancel(batch.id).status is mmq.BatchStatus.completed
+        assert client.retry_failed(batch.id).counts.succeeded == 3
 
         path = tmp_path / "in.jsonl"
         path.write_text("\n".join(json.dumps(line) for line in lines(2, "file")) + "\n")
