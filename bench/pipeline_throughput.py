@@ -1,6 +1,6 @@
 """mmq's whole pipeline vs raw arq no-op jobs, on the same real Redis, same worker settings.
 
-    python bench/pipeline_throughput.py [--jobs 2000] [--max-jobs 128]
+    python -m bench.pipeline_throughput [--jobs 2000] [--max-jobs 128] [--profile out.prof]
 
 mmq jobs are text-only chat requests sent to a zero-latency simulator in another process, so the figure
 is mmq's own overhead (records, Lua status moves, adapter, HTTP, result storage) on top of arq's.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
 import tempfile
 import time
@@ -66,7 +67,7 @@ async def raw_arq(
 
 
 async def mmq_pipeline(
-    url: str, base_url: str, jobs: int, max_jobs: int, poll: float, store: str
+    url: str, base_url: str, jobs: int, max_jobs: int, poll: float, store: str, profile: str | None = None
 ) -> tuple[float, float, dict[str, int], Counter]:
     settings = Settings(
         redis_url=url,
@@ -90,12 +91,20 @@ async def mmq_pipeline(
     batch = await producer.submit_batch(lines, tenant="bench")
     worker = build_worker(settings, burst=True, handle_signals=False)
     stats = commandstats(url)
+    profiler = cProfile.Profile() if profile else None
     with RoundTrips() as trips:
         started, cpu = time.perf_counter(), time.process_time()
+        if profiler:
+            profiler.enable()
         await worker.main()
+        if profiler:
+            profiler.disable()
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     commands = command_delta(stats, commandstats(url))
     await worker.close()
+    if profiler:
+        profiler.dump_stats(profile)
+        print(f"profile of the mmq run written to {profile} (python -m pstats {profile})")
     final = await Records(redis, settings.key_prefix).get_batch(batch.id)
     assert final and final.status is BatchStatus.completed and final.counts.succeeded == jobs, final
     await redis.aclose()
@@ -107,7 +116,7 @@ def _top(commands: dict[str, int], jobs: int) -> str:
     return ", ".join(f"{name} {n / jobs:.1f}" for name, n in top)
 
 
-async def main(jobs: int, max_jobs: int, poll: float) -> None:
+async def main(jobs: int, max_jobs: int, poll: float, profile: str | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     with (
         simulator() as base_url,
@@ -115,7 +124,9 @@ async def main(jobs: int, max_jobs: int, poll: float) -> None:
         tempfile.TemporaryDirectory(dir=ROOT, prefix=".bench-store-") as store,
     ):
         raw, raw_cpu, raw_cmds, raw_trips = await raw_arq(url, jobs, max_jobs, poll)
-        mmq, mmq_cpu, mmq_cmds, trips = await mmq_pipeline(url, base_url, jobs, max_jobs, poll, store)
+        mmq, mmq_cpu, mmq_cmds, trips = await mmq_pipeline(
+            url, base_url, jobs, max_jobs, poll, store, profile
+        )
     print(
         f"raw arq no-op jobs : {jobs / raw:7.0f} jobs/s ({raw:.2f} s for {jobs}; "
         f"worker CPU {raw_cpu / jobs * 1000:.2f} ms/job)"
@@ -142,5 +153,6 @@ if __name__ == "__main__":
     p.add_argument("--jobs", type=int, default=2000)
     p.add_argument("--max-jobs", type=int, default=128)
     p.add_argument("--poll-delay", type=float, default=0.05)
+    p.add_argument("--profile", metavar="PATH", help="write a cProfile of the mmq run here (slows it)")
     a = p.parse_args()
-    asyncio.run(main(a.jobs, a.max_jobs, a.poll_delay))
+    asyncio.run(main(a.jobs, a.max_jobs, a.poll_delay, a.profile))

@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import hiredis
+import redis.asyncio
 from arq.connections import ArqRedis
+from redis.exceptions import DataError
 
 MMQ_CLIENT_NAME = "mmq-worker"  # the worker's own connections (CLIENT LIST; bench round-trip counts)
 
 
+class PackedConnection(redis.asyncio.Connection):
+    """redis-py's asyncio connection with commands packed by hiredis in C.
+
+    redis-py 5 packs asyncio commands in Python (its sync client already uses hiredis): about 30 µs for a
+    script call with a dozen arguments, a tenth of a job's CPU in the worker. The bytes sent are the same.
+    """
+
+    def pack_command(self, *args):  # type: ignore[no-untyped-def]
+        if isinstance(args[0], str):
+            args = tuple(args[0].encode().split()) + args[1:]
+        elif b" " in args[0]:
+            args = tuple(args[0].split()) + args[1:]
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as e:  # redis-py raises DataError for a value it cannot send (None, a dict…)
+            raise DataError(str(e)) from None
+
+
 def connect(url: str, *, client_name: str | None = None) -> ArqRedis:
-    # ArqRedis is a redis.asyncio.Redis: producers, the API and arq's worker can all share it
-    return ArqRedis.from_url(url, client_name=client_name)
+    # ArqRedis is a redis.asyncio.Redis: producers, the API and arq's worker can all share it.
+    # rediss:// and unix:// URLs choose their own connection class (packed in Python; same protocol).
+    return ArqRedis.from_url(url, client_name=client_name, connection_class=PackedConnection)
 
 
 def embedded_redis(server: object | None = None) -> ArqRedis:
     """An in-memory Redis (fakeredis, with Lua via lupa) for the all-in-one `mmq run`."""
     import fakeredis
-    import redis.asyncio
 
     server = server or fakeredis.FakeServer()
     pool = redis.asyncio.ConnectionPool(
