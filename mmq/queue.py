@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from arq.constants import job_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 
 JOB_FUNCTION = "run_job"
@@ -22,6 +22,20 @@ EXPIRE_FUNCTION = "expire_batch"  # its deadline passed: expire what has not run
 NOTIFY_FUNCTION = "notify_batch"  # it ended: POST the webhook
 BATCH_TASK_TIMEOUT_S = 600  # release/expire walk a whole batch
 WEBHOOK_TIMEOUT_S = 60
+
+
+# In an arq job's ctx: the Claim mmq's worker made while starting the job (worker/arq_worker.py); the job
+# function then skips its own claim, and its finish clears arq's keys too (`finish_arq_job`).
+CLAIM_CTX = "mmq_claim"
+
+
+def finish_arq_job(pipe: Any, job_id: str, queue_name: str) -> None:
+    """Queue on `pipe` what arq's `finish_job` writes for a job that ended and keeps no arq result: its
+    in-progress, try and payload keys go, and it leaves the queue. Sent with the job's own finish, it
+    saves arq's separate MULTI/EXEC round trip."""
+    pipe.delete(in_progress_key_prefix + job_id, retry_key_prefix + job_id, job_key_prefix + job_id)
+    pipe.zrem(abort_jobs_ss, job_id)
+    pipe.zrem(queue_name, job_id)
 
 
 def in_progress_s(job_timeout_s: float) -> float:

@@ -101,6 +101,16 @@ class Claim:
     cache: str | None = None
 
 
+def claim_from(out: list[Any]) -> Claim:
+    """A Claim from claim_job's answer (mmq/lua/claim_job.lua), given by the claim and start scripts."""
+    outcome = _s(out[0])
+    if outcome not in ("ok", "expired"):
+        return Claim(outcome)
+    config = out[2] if len(out) > 2 else None
+    cache = _s(out[3]) if len(out) > 3 and out[3] else None
+    return Claim(outcome, job_from_fields(_pairs(out[1]), config), cache)
+
+
 def looks_up_at_claim(job: JobRecord) -> bool:
     """Whether `claim` asks the cache for this job: its key is known at submit, it takes cached answers
     (not off, not a refresh) and an exact lookup finds them (a perceptual key searches an index)."""
@@ -209,13 +219,7 @@ class Records:
         keyed at submit, the cache's answer (taking the single-flight lock for `lock_ttl_s` on a miss).
         `queue`: the arq queue, where the running job's score moves `lease_s` ahead (see claim.lua)."""
         args = [repr(time.time()), self.prefix, job_id, int(lock_ttl_s * 1000), queue, int(lease_s * 1000)]
-        out = await self._claim([self.job_key(job_id)], args)
-        outcome = _s(out[0])
-        if outcome not in ("ok", "expired"):
-            return Claim(outcome)
-        config = out[2] if len(out) > 2 else None
-        cache = _s(out[3]) if len(out) > 3 and out[3] else None
-        return Claim(outcome, job_from_fields(_pairs(out[1]), config), cache)
+        return claim_from(await self._claim([self.job_key(job_id)], args))
 
     def finish_args(
         self,

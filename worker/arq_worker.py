@@ -1,21 +1,32 @@
-"""arq's Worker, starting each job in one round trip instead of four.
+"""arq's Worker, starting and claiming each mmq job in one round trip and finishing it in the job's own.
 
 arq 0.28 (pinned: maintenance mode) starts a due job with WATCH on its in-progress key, EXISTS, ZSCORE
-and a MULTI/PSETEX/EXEC transaction: four round trips for every id it looks at, which was two thirds of
-a job's Redis traffic. `start_jobs` here does the same check-and-set in one Lua script
-(mmq/lua/arq_start.lua), atomically, so two workers still never start the same job; everything else is
-arq's own code, and the job, its retries, results and in-progress key keep arq's formats.
+and a MULTI/PSETEX/EXEC transaction (four round trips for every id it looks at), reads the payload and
+counts the try in a fifth, and clears its keys in a sixth when the job ends; mmq's claim and finish are
+two more. Here one script (mmq/lua/start.lua) does arq's check-and-set, its payload read and try count,
+and mmq's claim, atomically (two workers still never start the same job), and the job's finish clears
+arq's keys in its own round trip (mmq.queue.finish_arq_job). Batch tasks (release, expire, notify) and
+anything else take arq's own path. Jobs, tries and keys keep arq's formats: a stock arq worker can run
+the same queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from typing import Any
 
-from arq import Worker
-from arq.constants import in_progress_key_prefix
-from arq.utils import timestamp_ms
+from arq import Retry, Worker
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.jobs import deserialize_job_raw
+from arq.utils import ms_to_datetime, timestamp_ms
 
 from mmq import scripts
+from mmq.contract import JobError, JobStatus
+from mmq.queue import CLAIM_CTX, JOB_FUNCTION
+from mmq.records import Claim, claim_from
+from worker import dedup
 
 log = logging.getLogger("arq.worker")
 
@@ -25,7 +36,7 @@ class OneTripWorker(Worker):
         """For each id: take it (unless running elsewhere, finished or deferred) and run it in a task."""
         start = getattr(self, "_mmq_start", None)
         if start is None:
-            start = self._mmq_start = scripts.register(self.pool, "arq_start")
+            start = self._mmq_start = scripts.register(self.pool, "start")
         for job_id_b in job_ids:
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
@@ -33,15 +44,109 @@ class OneTripWorker(Worker):
                 return None
             self.job_counter = self.job_counter + 1
             job_id = job_id_b.decode()
-            score = await start(
-                [in_progress_key_prefix + job_id, self.queue_name],
-                [job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
-            )
-            if score is None:
+            out = await start(self._start_keys(job_id), self._start_args(job_id))
+            if not out:
                 self.job_counter = self.job_counter - 1
                 self.sem.release()
                 log.debug("job %s already running elsewhere", job_id)
                 continue
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            score = int(float(out[0]))
+            if len(out) > 1:  # an mmq job, claimed
+                run = self._run_claimed(job_id, score, out[1], int(out[2]), claim_from(out[3:]))
+            else:
+                run = self.run_job(job_id, score)
+            task = self.loop.create_task(run)
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    def _start_keys(self, job_id: str) -> list[str]:
+        runtime = self.ctx.get("mmq")
+        job_key = runtime.records.job_key(job_id) if runtime is not None else ""
+        return [
+            in_progress_key_prefix + job_id,
+            self.queue_name,
+            job_key_prefix + job_id,
+            retry_key_prefix + job_id,
+            job_key,  # '' (no runtime: a bare arq worker in a test) exists nowhere: arq's own path
+        ]
+
+    def _start_args(self, job_id: str) -> list[Any]:
+        runtime = self.ctx.get("mmq")
+        prefix, lock_ms = "", 0
+        if runtime is not None:
+            prefix, lock_ms = runtime.records.prefix, int(dedup.lock_ttl_s(runtime) * 1000)
+        in_progress_ms = int(self.in_progress_timeout_s * 1000)
+        # the claimed job's queue score moves as far ahead as its in-progress key lives: a dead worker's
+        # job comes due again just when that key expires and it may start again
+        return [job_id, timestamp_ms(), in_progress_ms, repr(time.time()), prefix, lock_ms, in_progress_ms]
+
+    async def _run_claimed(self, job_id: str, score: int, payload: bytes, job_try: int, claim: Claim) -> None:
+        """What arq's `run_job` does for an mmq job, with the payload, try and claim already in hand. The
+        job function never raises except arq's Retry (a deferral): every outcome is in the job record."""
+        finished = False
+        try:
+            function_name, args, kwargs, _, enqueue_ms = deserialize_job_raw(
+                payload, deserializer=self.job_deserializer
+            )
+            function = self.functions[function_name]
+            if function_name != JOB_FUNCTION:
+                raise ValueError(f"an mmq job record names arq function {function_name!r}")
+            max_tries = self.max_tries if function.max_tries is None else function.max_tries
+            if job_try > max_tries:
+                raise RuntimeError(f"started {job_try} times (max {max_tries})")
+        except Exception as e:  # a corrupt payload or a runaway job: it fails, the worker carries on
+            log.exception("job %s cannot run", job_id)
+            await asyncio.shield(self._fail_claimed(job_id, claim, f"{type(e).__name__}: {e}"))
+            return
+        ctx = {
+            **self.ctx,
+            "job_id": job_id,
+            "job_try": job_try,
+            "enqueue_time": ms_to_datetime(enqueue_ms),
+            "score": score,
+            CLAIM_CTX: claim,
+        }
+        timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        self.job_tasks[job_id] = task = self.loop.create_task(function.coroutine(ctx, *args, **kwargs))
+        log.debug("→ %s:%s try=%d", job_id, function_name, job_try)
+        try:
+            result = await asyncio.wait_for(task, timeout_s)
+        except Retry as e:
+            self.jobs_retried += 1
+            await asyncio.shield(self._run_again(job_id, (e.defer_score or 0) / 1000))
+            return
+        except asyncio.CancelledError:
+            # the worker is stopping: the job runs again (elsewhere) straight away, as with arq
+            self.jobs_retried += 1
+            await asyncio.shield(self._run_again(job_id, 0.0))
+            raise
+        except Exception as e:  # arq's timeout, or a bug past the job function's own guard
+            log.exception("job %s failed outside its own handling", job_id)
+            self.job_tasks.pop(job_id, None)
+            await asyncio.shield(self._fail_claimed(job_id, claim, f"{type(e).__name__}: {e}"))
+            return
+        else:
+            self.jobs_complete += 1
+            finished = isinstance(result, dict) and bool(result.get("arq_finished"))
+        finally:
+            self.job_tasks.pop(job_id, None)
+        if not finished:
+            await asyncio.shield(self.finish_job(job_id, True, None, None, False, None, None))
+
+    async def _run_again(self, job_id: str, delay_s: float) -> None:
+        """Re-queue a started job to run `delay_s` from now. Its claim moved its score to its lease's end,
+        so the new score is set outright (arq's ZINCRBY would add the delay to the lease)."""
+        async with self.pool.pipeline(transaction=True) as tr:
+            tr.delete(in_progress_key_prefix + job_id)
+            tr.zadd(self.queue_name, {job_id: timestamp_ms() + int(delay_s * 1000)}, xx=True)
+            await tr.execute()
+
+    async def _fail_claimed(self, job_id: str, claim: Claim, message: str) -> None:
+        runtime = self.ctx.get("mmq")
+        job = claim.job
+        if runtime is not None and job is not None:
+            job.error = JobError(type="internal", message=message)
+            job.finished_at = time.time()
+            await runtime.records.finish(job, (JobStatus.queued, JobStatus.running), JobStatus.failed)
+        self.jobs_failed += 1
+        await self.finish_job(job_id, True, None, None, False, None, None)

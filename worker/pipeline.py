@@ -24,7 +24,8 @@ from mmq.cache import answer_from
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchPolicy
-from mmq.queue import in_progress_s
+from mmq.queue import CLAIM_CTX, finish_arq_job
+from mmq.records import Claim
 from mmq.settings import Settings
 from mmq.storage import Storage
 from worker import batch_tasks, dedup
@@ -333,13 +334,13 @@ async def _finish(
     remember: bool = False,
     pending: list[Callable[[Any], None]] | None = None,
 ) -> None:
-    """The job's outcome, its batch's counters and end, `pending` writes (the last call's settle) and
-    (`remember`: after a provider answer) its cache entry with the single-flight lock released: one
-    round trip."""
+    """The job's outcome, its batch's counters and end, `pending` writes (the last call's settle and,
+    when mmq's worker started the job, arq's own clean-up) and (`remember`: after a provider answer) its
+    cache entry with the single-flight lock released: one round trip."""
     job.finished_at = time.time()
     pipe = rt.records.redis.pipeline(transaction=False)
     for queue_write in pending or ():
-        queue_write(pipe)  # the last call's settle
+        queue_write(pipe)  # the last call's settle, arq's clean-up
     if remember:
         dedup.remember(rt, job, pipe)
     await rt.records.finish(job, (from_,), to, provider_calls=_real_attempts(job), pipe=pipe)
@@ -359,11 +360,16 @@ async def _fail(
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     """claim → cache look-up / single-flight → media → plan → attempts → store → finish."""
     rt: Runtime = ctx["mmq"]
-    # the running job's queue score moves as far ahead as arq's in-progress key lives: a dead worker's job
-    # comes due again just when arq would run it again anyway
-    lease_s = in_progress_s(rt.settings.job_timeout_s)
     queue = rt.settings.queue_name
-    claim = await rt.records.claim(job_id, dedup.lock_ttl_s(rt), queue=queue, lease_s=lease_s)
+    claim: Claim | None = ctx.get(CLAIM_CTX)  # claimed by mmq's worker as it started the job
+    pending: list[Callable[[Any], None]] = []  # writes that ride with the finish
+    if claim is None:
+        # started by arq's own Worker (the stock `arq` command): the job keeps its queue score, which arq
+        # moves by a deferral's delay (ZINCRBY) when the job asks to run again later
+        claim = await rt.records.claim(job_id, dedup.lock_ttl_s(rt))
+    else:
+        pending.append(functools.partial(finish_arq_job, job_id=job_id, queue_name=queue))
+    done = {"arq_finished": bool(pending)}  # the finish cleared arq's keys: arq need not
     if claim.job is None:
         if claim.outcome == "missing":
             log.warning("job %s has no record; dropped", job_id)
@@ -374,19 +380,18 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         job.error = batch_tasks.BATCH_EXPIRED  # its window closed before it could run (again)
         if job.batch_id:
             await rt.records.mark_expired(job.batch_id)  # maybe before the expire job ran: ends `expired`
-        await _finish(rt, job, JobStatus.failed, from_=job.status)
-        return {"ok": False, "status": job.status.value}
+        await _finish(rt, job, JobStatus.failed, from_=job.status, pending=pending)
+        return {"ok": False, "status": job.status.value, **done}
     # a lock claim took is this job's to release if it fails, even before its own look-up runs
     lookup = dedup.Lookup(leader=claim.cache == "lead")
-    pending: list[Callable[[Any], None]] = []  # writes that ride with the finish (the success's settle)
     try:
         async with asyncio.timeout(max(1.0, rt.settings.job_timeout_s - 5)):
             request = await _load_request(job, rt.storage)
             lookup = await dedup.look_up(rt, job, request, claim.cache)
             if lookup.entry is not None:
                 answer_from(job, lookup.entry)
-                await _finish(rt, job, JobStatus.succeeded)
-                return {"ok": True, "status": job.status.value, "cached": True}
+                await _finish(rt, job, JobStatus.succeeded, pending=pending)
+                return {"ok": True, "status": job.status.value, "cached": True, **done}
             if lookup.wait_s is not None:
                 raise _Defer(lookup.wait_s, job.resume)  # an identical job is calling the provider
             resp = await _call_with_retries(rt, job, request, lookup.prefetched, pending)
@@ -396,11 +401,11 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             job.usage = {**(resp.usage or {}), "media": media} if media else resp.usage
             job.error = None
             await _finish(rt, job, JobStatus.succeeded, remember=True, pending=pending)
-            return {"ok": True, "status": job.status.value}
+            return {"ok": True, "status": job.status.value, **done}
     except _Defer as d:
         job.resume = d.resume
         await rt.records.save(job)
-        raise Retry(defer=d.seconds) from None
+        raise Retry(defer=d.seconds) from None  # the job stays arq's: it runs again
     except InvalidJob as e:
         await _fail(rt, job, JobError(type=e.type, message=str(e)), pending)
     except ProviderError as e:
@@ -423,4 +428,4 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"), pending)
     if lookup.leader:
         await dedup.give_up_lead(rt, job)  # a waiting duplicate takes over
-    return {"ok": job.status is JobStatus.succeeded, "status": job.status.value}
+    return {"ok": job.status is JobStatus.succeeded, "status": job.status.value, **done}

@@ -278,3 +278,27 @@ async def test_loadbalance_picks_among_healthy_targets_while_a_circuit_is_open(r
         # picked b outright: no skipped attempt at a, no wait for a's probe
         assert [(x.target, x.skipped, x.status) for x in job.attempts] == [("b", False, 200)]
     assert (chat_calls(a), chat_calls(b)) == (0, 6)
+
+
+async def test_a_deferred_job_runs_again_after_its_delay_through_the_worker(runtime, make_simulator):
+    """Through mmq's own arq worker: the deferral's delay counts from now. A started job's queue score
+    sits at its lease's end (out of the polls' way), so adding the delay to it, as arq does, parked a
+    deferred job for ten minutes."""
+    from worker.worker import build_worker
+
+    a = make_simulator()
+    rt, producer = runtime(a, retry_sleep_max_s=0.5, poll_delay_s=0.05)
+    job_id = await submit(producer)
+    fault(a, status=429, count=1, retry_after_s=2)
+    worker = build_worker(rt.settings, burst=True, handle_signals=False)
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(worker.main(), timeout=120)
+    finally:
+        await worker.close()
+    job = await rt.records.get_job(job_id)
+    assert job.status is JobStatus.succeeded
+    assert [x.status for x in job.attempts] == [429, 200]
+    seen = arrivals(a)
+    assert seen[1] - seen[0] >= 2.0  # it waited for the Retry-After
+    assert time.monotonic() - started < 60  # and not for the lease (in_progress_s: over 600 s)

@@ -1,6 +1,7 @@
-"""The hot path's Redis budget, on a real Redis: a successful job costs mmq three round trips (claim with
-the cache's answer, the gate's admit, and finish carrying the result, the cache entry, the lock release
-and the gate's settle) and a cache hit two. Counted, not timed: a count does not depend on the machine."""
+"""The hot path's Redis budget, on a real Redis: a successful job costs three round trips in all, arq's
+included (start with mmq's claim and the cache's answer, the gate's admit, and finish carrying the result,
+the cache entry, the lock release, the gate's settle and arq's clean-up) and a cache hit two. Counted, not
+timed: a count does not depend on the machine."""
 
 from __future__ import annotations
 
@@ -10,24 +11,27 @@ from collections.abc import Iterator
 
 from redis.asyncio.connection import AbstractConnection
 
-from mmq.contract import JobStatus
+from mmq.contract import BatchStatus, JobStatus
+from producer.submit import BatchLine
 from tests.conftest import chat_body, data_url, png_bytes
 from worker.pipeline import run_job
+from worker.worker import build_worker
 
 
 @contextlib.contextmanager
-def round_trips() -> Iterator[list[int]]:
-    """Every send to Redis in this process while inside: a command, a script or a whole pipeline."""
-    count = [0]
+def sends() -> Iterator[list[bytes]]:
+    """The first command's name of every send to Redis in this process while inside."""
+    sent: list[bytes] = []
     original = AbstractConnection.send_packed_command
 
     async def counted(conn, command, check_health=True):  # type: ignore[no-untyped-def]
-        count[0] += 1
+        data = command if isinstance(command, bytes | bytearray) else b"".join(command)
+        sent.append(data.split(b"\r\n", 3)[2].upper())
         return await original(conn, command, check_health)
 
     AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
     try:
-        yield count
+        yield sent
     finally:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
@@ -44,17 +48,54 @@ async def test_a_job_costs_three_round_trips_and_a_cache_hit_two(runtime, make_s
         )
         for i in range(3)
     ]
-    with round_trips() as count:
+    with sends() as sent:
         for job in jobs:
             await run_job({"mmq": rt}, job.id)
-    assert count[0] == 3 * 3
+    assert len(sent) == 3 * 3
     assert [j.status for j in await rt.records.get_jobs([j.id for j in jobs])] == [JobStatus.succeeded] * 3
 
-    with round_trips() as count:
+    with sends() as sent:
         await run_job({"mmq": rt}, duplicate.id)
-    assert count[0] == 2
+    assert len(sent) == 2
     hit = await rt.records.get_job(duplicate.id)
     assert hit.status is JobStatus.succeeded and hit.cached and hit.cached_from == leader.id
+
+
+async def _run_burst(settings) -> None:
+    worker = build_worker(settings, burst=True, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def test_a_job_through_the_worker_costs_three_round_trips_in_all(runtime, make_simulator):
+    """Through mmq's arq worker (in this process), every send counted: arq's polls, starts and finishes
+    too. arq alone spends six per job (start, payload read, finish) before mmq's own three."""
+    rt, producer = runtime(make_simulator("--latency-ms", "1"), max_jobs=4)
+    warm = await producer.submit_job(
+        "/v1/chat/completions", chat_body(data_url(png_bytes((1, 1, 1)))), tenant="t"
+    )
+    await _run_burst(rt.settings)  # loads the scripts once (a restart's one-off EVAL is not counted)
+    assert (await rt.records.get_job(warm.id)).status is JobStatus.succeeded
+    n = 40
+    lines = (
+        BatchLine(
+            body=chat_body(data_url(png_bytes((i, 7, 7)))), url="/v1/chat/completions", custom_id=str(i)
+        )
+        for i in range(n)
+    )
+    batch = await producer.submit_batch(lines, tenant="t")
+    with sends() as sent:
+        await _run_burst(rt.settings)
+    final = await rt.records.get_batch(batch.id)
+    assert final.status is BatchStatus.completed and final.counts.succeeded == n
+    polls = sum(1 for c in sent if c in (b"ZRANGEBYSCORE", b"ZCARD"))
+    setup = sum(1 for c in sent if c in (b"CLIENT", b"SELECT", b"PING", b"INFO", b"HELLO"))
+    # 3 per job; besides, the burst worker's polls and its connections' set-up (arq's health-check
+    # record and the batch's read at its end); the old path cost 6 per job
+    assert len(sent) - polls - setup - 4 <= 3 * n, sent
+    assert polls <= 2 * n / 3, polls  # several jobs per poll
 
 
 async def test_a_running_job_leaves_the_queue_head_until_its_lease_ends(runtime, make_simulator):
