@@ -1,6 +1,10 @@
 """Provider adapters: a module per provider, a folder for large ones (bedrock/, gemini/: a file per
 capability, auth and errors apart). Adding a provider is a module, a line in REGISTRY and a line in the
-catalog (mmq/catalog.py), which a test holds against REGISTRY."""
+catalog (mmq/catalog.py), which a test holds against REGISTRY.
+
+Every adapter is a worker.providers.protocol.WireAdapter: it translates, parses and classifies errors;
+the HTTP exchange is the one shared send path (send.py) and field renames the one parameter-map engine
+(params.py). The pipeline only calls `get_adapter(provider).call(...)`."""
 
 from __future__ import annotations
 

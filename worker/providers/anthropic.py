@@ -2,7 +2,9 @@
 
 Takes the OpenAI chat request the contract stores, speaks `POST /v1/messages`, and gives back an OpenAI
 `chat.completion`. The translation is split into small pure functions; `to_native` / `from_native` are
-the whole request and response mapping (golden-tested), `call` only adds the wire and the errors.
+the whole request and response mapping (golden-tested). Sampling, limits and the fields Anthropic cannot
+honour are the PARAMS table (worker.providers.params); messages and media are code. The adapter's
+`translate` adds URL and headers, `parse` and `error` read the answers; the shared send path sends.
 See ../shared/reference/providers.md section 3.
 """
 
@@ -11,17 +13,19 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import httpx
 
 from mmq.contract import Kind
-from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
+from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
 from mmq.media import MediaError, base64_payload, sniff_base64
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
-from worker.providers.chat_shape import SYSTEM_ROLES, content_blocks
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
+from worker.providers.chat_shape import SYSTEM_ROLES, content_blocks, stop_sequences
+from worker.providers.params import ParamTable, map_params, refuse_if, rename, unsupported, validate
+from worker.providers.protocol import WireAdapter
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 # 2023-06-01 is the documented version; what the SDK 2.x value (2026-10-21) changes is unverified.
@@ -176,44 +180,49 @@ def _conversation(messages: list[Mapping[str, Any]]) -> tuple[str | None, list[d
     return ("\n\n".join(system) or None), turns
 
 
-def _max_tokens(request: Mapping[str, Any]) -> int:
-    for name in ("max_completion_tokens", "max_tokens"):
-        if request.get(name) is not None:
-            return int(request[name])
+def _default_max_tokens(request: Mapping[str, Any]) -> int:
     model = str(request.get("model") or "")
     prefix = max((p for p in DEFAULT_MAX_TOKENS if model.startswith(p)), key=len)
     return DEFAULT_MAX_TOKENS[prefix]
 
 
-def _check_params(request: Mapping[str, Any]) -> None:
-    for name, why in UNSUPPORTED_PARAMS.items():
-        if request.get(name):
-            raise InvalidJob(f"{name}: {why}")
-    if (request.get("n") or 1) > 1:
-        raise InvalidJob("n: anthropic returns one choice per request; send n=1")
-    fmt = request.get("response_format")
+def _sampling(name: str) -> Callable[[Any], float | None]:
+    def convert(value: Any) -> float | None:
+        # OpenAI allows temperature up to 2, Anthropic up to 1: clamp rather than fail the job
+        return min(float(value), SAMPLING_PARAMS[name]) if FORWARD_SAMPLING else None
+
+    return convert
+
+
+def _text_format_only(fmt: Any) -> None:
     if isinstance(fmt, Mapping) and fmt.get("type") not in (None, "text"):
         raise InvalidJob(f"response_format {fmt.get('type')!r} is not supported by the anthropic adapter")
 
 
+# OpenAI chat fields -> Messages fields (worker.providers.params). Fields not listed (seed, penalties,
+# logprobs, ...) are not read; messages are translated by _conversation.
+PARAMS: ParamTable = {
+    **{name: unsupported(why) for name, why in UNSUPPORTED_PARAMS.items()},
+    "n": refuse_if(lambda n: (n or 1) > 1, "anthropic returns one choice per request; send n=1"),
+    "response_format": validate(_text_format_only),
+    "model": rename("model", default=None),
+    "max_completion_tokens": rename("max_tokens", int),
+    "max_tokens": rename("max_tokens", int, default=_default_max_tokens),  # required by Anthropic
+    "stop": rename("stop_sequences", lambda stop: stop_sequences(stop) if stop else None),
+    **{name: rename(name, _sampling(name)) for name in SAMPLING_PARAMS},
+    "user": rename("metadata.user_id", lambda user: str(user) if user else None),
+}
+
+
 def to_native(request: dict[str, Any]) -> dict[str, Any]:
     """OpenAI chat request -> Anthropic Messages request body."""
-    _check_params(request)
+    params = map_params(PARAMS, request)
     system, turns = _conversation(request.get("messages") or [])
-    body: dict[str, Any] = {"model": request.get("model"), "max_tokens": _max_tokens(request)}
+    body: dict[str, Any] = {"model": params.pop("model"), "max_tokens": params.pop("max_tokens")}
     if system:
         body["system"] = system
     body["messages"] = turns
-    stop = request.get("stop")
-    if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if FORWARD_SAMPLING:
-        for name, ceiling in SAMPLING_PARAMS.items():
-            if request.get(name) is not None:
-                # OpenAI allows temperature up to 2, Anthropic up to 1: clamp rather than fail the job
-                body[name] = min(float(request[name]), ceiling)
-    if request.get("user"):
-        body["metadata"] = {"user_id": str(request["user"])}
+    body.update(params)
     return body
 
 
@@ -303,7 +312,7 @@ def messages_url(base_url: str) -> str:
     return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(WireAdapter):
     name = "anthropic"
     kinds = frozenset({Kind.chat})
     default_base_url = DEFAULT_BASE_URL
@@ -319,35 +328,26 @@ class AnthropicAdapter:
         remote_urls=True,  # url sources for images and PDFs
     )
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> WireRequest:
         if kind is not Kind.chat:
             raise InvalidJob(f"the anthropic adapter does chat only, not {kind}", type="routing_error")
-        native = to_native(request)
         headers = {"anthropic-version": ANTHROPIC_VERSION, **target.headers}
         if target.api_key:
             headers["x-api-key"] = target.api_key
-        resp = await client.post(messages_url(target.base_url), headers=headers, json=native)
-        if resp.status_code >= 400:
-            raise error_from_response(resp, self.name)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
+        return WireRequest(messages_url(target.base_url), headers, json=to_native(request))
+
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
+
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
         if not isinstance(body, dict) or not isinstance(body.get("content"), list):
-            raise ProviderError(
-                f"HTTP {resp.status_code} with an unusable body: {resp.text[:200]!r}",
-                status=resp.status_code,
-                code="unparseable_response",
-                retryable=True,
-                provider=self.name,
-            )
+            raise unparseable(self.name, response.text, response.status_code)
         result = from_native(body, request)
-        request_id = resp.headers.get("request-id") or resp.headers.get("x-request-id")
-        return ProviderResponse(resp.status_code, body=result, request_id=request_id, usage=result["usage"])
+        request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
+        return ProviderResponse(
+            response.status_code, body=result, request_id=request_id, usage=result["usage"]
+        )

@@ -1,8 +1,9 @@
 """Azure OpenAI: the OpenAI wire format at a customer's own resource, addressed by deployment.
 
 Bodies, multipart uploads and answers are OpenAI's (plus Azure extras such as `prompt_filter_results`,
-which pass through untouched), so this adapter reuses worker.providers.openai and only changes where a
-request goes, how it authenticates and how a few errors read. Reference: ../shared/reference/providers.md §2.
+which pass through untouched), so this adapter reuses worker.providers.openai (its `translate`, and the
+shared send path) and only changes where a request goes, how it authenticates, how a few errors read
+(`error`) and where the request id is (`parse`). Reference: ../shared/reference/providers.md §2.
 
 Targets (provider "azure-openai"; there is no public default endpoint, so the route needs a custom_host
 or a virtual key with a base_url):
@@ -156,11 +157,13 @@ class AzureOpenAIAdapter(OpenAIAdapter):
                 headers["api-key"] = target.api_key
         return headers
 
-    def _error(self, resp: httpx.Response) -> ProviderError:
-        return error_from_response(resp, self.name)
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
 
-    def _parse(self, kind: Kind, request: dict[str, Any], resp: httpx.Response) -> ProviderResponse:
-        out = super()._parse(kind, request, resp)
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        out = super().parse(kind, request, response, body)
         # Azure's API Management front end always stamps apim-request-id; x-request-id may be absent
-        out.request_id = out.request_id or resp.headers.get("apim-request-id")
+        out.request_id = out.request_id or response.headers.get("apim-request-id")
         return out

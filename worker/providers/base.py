@@ -1,9 +1,17 @@
-"""What every provider adapter takes and gives back."""
+"""What every provider adapter takes and gives back: the values that cross the adapter boundary.
+
+The pipeline hands an adapter a `Target`, the OpenAI-shaped request and maybe an `AudioInput`, and gets a
+`ProviderResponse` back (`Adapter.call`, the only thing it calls). Inside, an adapter's `translate`
+gives the shared send path (worker/providers/send.py) a `WireRequest`: the plain description of one
+HTTP exchange, with nothing provider-specific left to decide. `MediaRules` tell the worker's media stage
+what a provider accepts. The adapter protocol itself lives in worker/providers/protocol.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -41,6 +49,37 @@ class ProviderResponse:
     usage: dict[str, Any] | None = None
 
 
+Expect = Literal["json", "bytes", "text"]
+
+
+@dataclass(frozen=True)
+class WireRequest:
+    """One HTTP exchange, as an adapter's `translate` describes it and the shared `send` performs it.
+
+    At most one body: `json`, or form fields (`form`, multipart once `files` are given), or raw
+    `content`. `expect` is what a 2xx answer must be: "json" (decoded by `send`; a body that does not
+    decode is a retryable unparseable failure), "bytes" (non-empty) or "text"."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None  # the query string
+    json: Any = None
+    form: Mapping[str, Any] | None = None
+    files: Any = None  # multipart parts, in any form httpx takes
+    content: bytes | None = None
+    expect: Expect = "json"
+
+    def __post_init__(self) -> None:
+        bodies = (
+            self.json is not None,
+            self.form is not None or self.files is not None,
+            self.content is not None,
+        )
+        if sum(bodies) > 1:
+            raise ValueError("a WireRequest carries one body: json, form/files or content")
+
+
 @dataclass(frozen=True)
 class MediaRules:
     """What a provider accepts in chat content. The worker's media stage (not the adapter) converts,
@@ -56,6 +95,9 @@ class MediaRules:
 
 
 class Adapter(Protocol):
+    """What the pipeline calls. Every adapter implements it through worker.providers.protocol.WireAdapter,
+    whose `call` is the shared send path."""
+
     name: str
     kinds: frozenset[Kind]
     media: MediaRules

@@ -1,11 +1,14 @@
-"""What every non-OpenAI chat adapter reads the same way from an OpenAI-shaped request."""
+"""What every non-OpenAI chat adapter reads the same way from an OpenAI-shaped request: the system
+roles, the OpenAI-only parameters they refuse (as parameter-map rows, worker.providers.params), stop
+sequences, and message content walked into a provider's blocks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from mmq.errors import InvalidJob
+from worker.providers.params import Param, unsupported
 
 SYSTEM_ROLES = frozenset({"system", "developer"})  # lifted out of the turns by providers with a system slot
 # OpenAI parameters with no faithful equivalent in the non-OpenAI chat dialects: failing beats
@@ -23,10 +26,9 @@ OPENAI_ONLY_PARAMS = (
 )
 
 
-def refuse_openai_only(request: Mapping[str, Any], provider: str) -> None:
-    for name in OPENAI_ONLY_PARAMS:
-        if request.get(name) not in (None, False, [], {}):
-            raise InvalidJob(f"{name} is not supported by the {provider} adapter")
+def openai_only(provider: str) -> dict[str, Param]:
+    """Parameter-map rows refusing OPENAI_ONLY_PARAMS: "{name}: not supported by the {provider} adapter"."""
+    return {name: unsupported(f"not supported by the {provider} adapter") for name in OPENAI_ONLY_PARAMS}
 
 
 def stop_sequences(value: Any) -> list[str]:

@@ -5,7 +5,9 @@ audio bytes as the body and `Authorization: Token <key>`, and gives back OpenAI'
 caller asked for: json, verbose_json (segments and words), text, srt or vtt. Subtitle cues are built here
 from Deepgram's word and utterance timings (small pure functions below) and written by mmq.subtitles, the
 same writer the front uses. Deepgram has no translation endpoint; a translation job sent here is
-refused. See ../shared/reference/providers.md section 7.2.
+refused. The audio goes up as the raw body through the shared send path; a 200 without a usable
+transcript (or with words/utterances mmq cannot time) is an unparseable failure.
+See ../shared/reference/providers.md section 7.2.
 
 OpenAI fields with no Deepgram equivalent, ignored on purpose (both are decoding hints that never change
 the shape of the answer, so refusing them would only block fallback from OpenAI to Deepgram):
@@ -25,8 +27,9 @@ import httpx
 
 from mmq import subtitles
 from mmq.contract import Kind
-from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
+from worker.providers.protocol import WireAdapter
 
 DEFAULT_BASE_URL = "https://api.deepgram.com"
 
@@ -288,20 +291,15 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
 
 
 # ------------------------------------------------------------------------------------------ adapter
-class DeepgramAdapter:
+class DeepgramAdapter(WireAdapter):
     name = "deepgram"
     kinds = frozenset({Kind.transcription})
     media = MediaRules()  # audio arrives as AudioInput; chat media rules do not apply
     default_base_url = DEFAULT_BASE_URL
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> WireRequest:
         if kind is Kind.translation:
             raise InvalidJob(
                 "deepgram has no translation endpoint; route /v1/audio/translations jobs to a provider "
@@ -314,37 +312,26 @@ class DeepgramAdapter:
             )
         if audio is None:
             raise InvalidJob("transcription job without audio input", type="invalid_media")
-        query = to_query(request)
         headers = {"content-type": audio.content_type or "application/octet-stream", **target.headers}
         if target.api_key:
             headers["authorization"] = f"Token {target.api_key}"
-        resp = await client.post(
-            listen_url(target.base_url), params=query, headers=headers, content=audio.data
-        )
-        if resp.status_code >= 400:
-            raise error_from_response(resp, self.name)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        try:
-            answer = from_native(body, request) if _usable(body) else None
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
-            answer = None  # words/utterances without usable timings
-        if answer is None:
-            raise ProviderError(
-                f"HTTP {resp.status_code} with an unusable body: {resp.text[:200]!r}",
-                status=resp.status_code,
-                code="unparseable_response",
-                retryable=True,
-                provider=self.name,
-            )
+        return WireRequest(listen_url(target.base_url), headers, params=to_query(request), content=audio.data)
+
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
+
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        if not _usable(body):
+            raise unparseable(self.name, response.text, response.status_code)
+        answer = from_native(body, request)  # words/utterances without usable timings: a shape error
         request_id = (
-            resp.headers.get("dg-request-id")
+            response.headers.get("dg-request-id")
             or (body.get("metadata") or {}).get("request_id")
-            or resp.headers.get("x-request-id")
+            or response.headers.get("x-request-id")
         )
         spent = usage(body)
         if isinstance(answer, str):
-            return ProviderResponse(resp.status_code, text=answer, request_id=request_id, usage=spent)
-        return ProviderResponse(resp.status_code, body=answer, request_id=request_id, usage=spent)
+            return ProviderResponse(response.status_code, text=answer, request_id=request_id, usage=spent)
+        return ProviderResponse(response.status_code, body=answer, request_id=request_id, usage=spent)

@@ -3,7 +3,9 @@
 Takes the OpenAI speech request the contract stores (model, input, voice, response_format, speed,
 instructions), speaks `POST /v1/text-to-speech/{voice_id}?output_format=...` with `xi-api-key`, and gives
 back the audio bytes. Names that differ between the two APIs (voices, models, formats) are data tables
-below, never code. See ../shared/reference/providers.md section 7.1.
+below, never code, and the field mapping is BODY_PARAMS / QUERY_PARAMS (worker.providers.params). The
+shared send path sends; a 200 that is empty or JSON/text instead of audio is an unparseable failure.
+See ../shared/reference/providers.md section 7.1.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import httpx
 
 from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
+from worker.providers.params import ParamTable, given, map_params, refuse_if, rename, unsupported
+from worker.providers.protocol import WireAdapter
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 
@@ -141,29 +145,42 @@ def output_format(response_format: Any) -> str:
         ) from None
 
 
-def to_native(request: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """OpenAI speech request -> (voice id, query params, JSON body)."""
-    for name, why in UNSUPPORTED_PARAMS.items():
-        if request.get(name) and not (name == "stream_format" and request[name] == "audio"):
-            raise InvalidJob(f"{name}: {why}")
-    text = request.get("input")
+def _text(text: Any) -> str:
     if not isinstance(text, str) or not text:
         raise InvalidJob("input: required")
-    query = {"output_format": output_format(request.get("response_format"))}
-    for name in NATIVE_QUERY_FIELDS:
-        if request.get(name) is not None:
-            value = request[name]
-            query[name] = str(value).lower() if isinstance(value, bool) else str(value)
-    body: dict[str, Any] = {"text": text, "model_id": model_id(request.get("model"))}
-    settings = dict(request["voice_settings"]) if isinstance(request.get("voice_settings"), Mapping) else {}
-    if request.get("speed") is not None:
-        # range left to ElevenLabs (its documented bounds differ between sources); a 4xx fails the job
-        settings["speed"] = float(request["speed"])
-    if settings:
-        body["voice_settings"] = settings
-    for name in NATIVE_BODY_FIELDS:
-        if request.get(name) is not None:
-            body[name] = request[name]
+    return text
+
+
+def _query_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# OpenAI speech fields -> ElevenLabs JSON body fields (worker.providers.params); `voice` goes in the path.
+BODY_PARAMS: ParamTable = {
+    "instructions": unsupported(UNSUPPORTED_PARAMS["instructions"]),
+    # "audio" is the whole file, which is what a batch job gets anyway
+    "stream_format": refuse_if(
+        lambda fmt: given(fmt) and fmt != "audio", UNSUPPORTED_PARAMS["stream_format"]
+    ),
+    "input": rename("text", _text, required=True),
+    "model": rename("model_id", model_id, required=True),
+    # speed wins over a voice_settings.speed; its range is left to ElevenLabs (its documented bounds
+    # differ between sources), whose 4xx fails the job
+    "speed": rename("voice_settings.speed", float),
+    "voice_settings": rename("voice_settings", lambda s: s if isinstance(s, Mapping) and s else None),
+    **{name: rename(name) for name in NATIVE_BODY_FIELDS},
+}
+# ... and -> query parameters.
+QUERY_PARAMS: ParamTable = {
+    "response_format": rename("output_format", output_format, default=lambda _: output_format(None)),
+    **{name: rename(name, _query_value) for name in NATIVE_QUERY_FIELDS},
+}
+
+
+def to_native(request: Mapping[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """OpenAI speech request -> (voice id, query params, JSON body)."""
+    body = map_params(BODY_PARAMS, request)
+    query = map_params(QUERY_PARAMS, request)
     return voice_id(request.get("voice")), query, body
 
 
@@ -214,49 +231,46 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
     )
 
 
-def _unparseable(resp: httpx.Response, provider: str, message: str) -> ProviderError:
-    return unparseable(provider, None, resp.status_code, message)
-
-
 # ------------------------------------------------------------------------------------------ adapter
-class ElevenLabsAdapter:
+class ElevenLabsAdapter(WireAdapter):
     name = "elevenlabs"
     kinds = frozenset({Kind.speech})
     media = MediaRules()  # speech takes no media
     default_base_url = DEFAULT_BASE_URL
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> WireRequest:
         if kind is not Kind.speech:
             raise InvalidJob(f"the elevenlabs adapter does speech only, not {kind}", type="routing_error")
         voice, query, body = to_native(request)
         headers = {"accept": "audio/*", **target.headers}
         if target.api_key:
             headers["xi-api-key"] = target.api_key
-        resp = await client.post(speech_url(target.base_url, voice), params=query, headers=headers, json=body)
-        if resp.status_code >= 400:
-            raise error_from_response(resp, self.name)
-        content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not resp.content:
-            raise _unparseable(resp, self.name, f"HTTP {resp.status_code} with an empty audio body")
+        return WireRequest(
+            speech_url(target.base_url, voice), headers, params=query, json=body, expect="bytes"
+        )
+
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
+
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         # a JSON/HTML/text 200 is a proxy page or an API change, not audio
         if content_type.startswith(("application/json", "text/")):
-            raise _unparseable(
-                resp,
+            raise unparseable(
                 self.name,
-                f"HTTP {resp.status_code} with {content_type} instead of audio: {resp.text[:200]!r}",
+                None,
+                response.status_code,
+                f"HTTP {response.status_code} with {content_type} instead of audio: {response.text[:200]!r}",
             )
         if not content_type or content_type == "application/octet-stream":
             content_type = CONTENT_TYPES[request.get("response_format") or DEFAULT_RESPONSE_FORMAT]
         return ProviderResponse(
-            resp.status_code,
-            content=resp.content,
+            response.status_code,
+            content=body,
             content_type=content_type,
-            request_id=resp.headers.get("request-id") or resp.headers.get("x-request-id"),
+            request_id=response.headers.get("request-id") or response.headers.get("x-request-id"),
         )

@@ -1,7 +1,8 @@
 """Groq: OpenAI-compatible vision chat and Whisper transcription/translation.
 
 Groq serves the OpenAI paths under https://api.groq.com/openai/v1 with `Authorization: Bearer`, so this
-adapter is worker.providers.openai with Groq's base URL, Groq's audio rules and Groq's rate-limit headers.
+adapter is worker.providers.openai with Groq's base URL, Groq's audio rules (in `translate`), Groq's
+498 (in `error`) and Groq's request id in the body (in `parse`).
 Reference: ../shared/reference/providers.md §7.3 (audio) and §1 (the OpenAI shapes).
 
 - Chat (vision models, e.g. meta-llama/llama-4-scout-17b-16e-instruct) is forwarded as is: Groq refuses
@@ -26,7 +27,7 @@ import httpx
 from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
 from mmq.errors import parse_go_duration as parse_duration  # noqa: F401  (its tests import it here)
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.openai import PATHS, OpenAIAdapter
 from worker.providers.openai import error_from_response as openai_error
 
@@ -105,21 +106,16 @@ class GroqAdapter(OpenAIAdapter):
     def __init__(self, name: str = "groq") -> None:
         super().__init__(name)
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> WireRequest:
         if kind not in self.kinds:
             raise InvalidJob(
                 f"the groq adapter does chat, transcription and translation, not {kind}", type="routing_error"
             )
         if kind in AUDIO_KINDS:
             request = audio_request(kind, request)
-        return await super().call(client, target, kind, request, audio)
+        return super().translate(target, kind, request, audio)
 
     def _url(self, target: Target, kind: Kind, request: dict[str, Any]) -> str:
         base = (target.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -127,11 +123,13 @@ class GroqAdapter(OpenAIAdapter):
             base += _API_PATH
         return base + PATHS[kind]
 
-    def _error(self, resp: httpx.Response) -> ProviderError:
-        return error_from_response(resp, self.name)
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
 
-    def _parse(self, kind: Kind, request: dict[str, Any], resp: httpx.Response) -> ProviderResponse:
-        out = super()._parse(kind, request, resp)
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        out = super().parse(kind, request, response, body)
         if out.request_id is None and out.body is not None:
             x_groq = out.body.get("x_groq")  # Groq repeats its request id in the body
             if isinstance(x_groq, dict) and isinstance(x_groq.get("id"), str):

@@ -1,5 +1,11 @@
 """OpenAI (and any OpenAI-compatible server): the request shapes are already native, so this adapter
-is mostly about the wire: JSON vs multipart vs binary answers, and reading errors correctly."""
+is mostly about the wire: JSON vs multipart vs binary answers, and reading errors correctly.
+
+`translate` picks the path and the body form (JSON; multipart for audio uploads, lists as repeated
+`name[]` fields as the OpenAI SDK sends them) and what the answer is (audio bytes for speech, plain
+text for the text/srt/vtt transcription formats, JSON otherwise); the shared send path does the rest.
+A JSON answer without the field a result needs (`choices`, `data`, `text`) is an unparseable failure.
+Azure and Groq subclass this adapter and change only the URL, the auth and a few error readings."""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from typing import Any
 import httpx
 
 from mmq.contract import Kind
-from mmq.errors import ProviderError, is_retryable, parse_retry_after, ratelimit_reset_s
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from mmq.errors import ProviderError, is_retryable, parse_retry_after, ratelimit_reset_s, unparseable
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
+from worker.providers.protocol import WireAdapter
 
 PATHS: dict[Kind, str] = {
     Kind.chat: "/chat/completions",
@@ -27,6 +34,12 @@ REQUIRED_FIELD: dict[Kind, str] = {
     Kind.translation: "text",
 }
 _LOCAL_FIELDS = ("filename",)  # ours, never sent
+AUDIO_KINDS = (Kind.transcription, Kind.translation)
+TEXT_FORMATS = ("text", "srt", "vtt")  # transcription formats answered as plain text
+
+
+def _text_answer(kind: Kind, request: dict[str, Any]) -> bool:
+    return kind in AUDIO_KINDS and request.get("response_format") in TEXT_FORMATS
 
 
 def _form_fields(request: dict[str, Any]) -> dict[str, str | list[str]]:
@@ -72,45 +85,52 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
     )
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(WireAdapter):
     kinds = frozenset(PATHS)
     media = MediaRules(max_image_bytes=20 * 1024 * 1024, max_images=500, honours_detail=True)
 
     def __init__(self, name: str = "openai") -> None:
         self.name = name
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> WireRequest:
         url = self._url(target, kind, request)
         headers = self._headers(target)
-        if kind in (Kind.transcription, Kind.translation):
+        if kind in AUDIO_KINDS:
             if audio is None:
                 raise ValueError("audio job without audio input")
-            built = client.build_request(
-                "POST",
+            return WireRequest(
                 url,
-                headers=headers,
-                data=_form_fields(request),
+                headers,
+                form=_form_fields(request),
                 files={"file": (audio.filename, audio.data, audio.content_type)},
+                expect="text" if _text_answer(kind, request) else "json",
             )
-            # The aiohttp transport iterates a streamed body synchronously; the audio is in memory
-            # anyway, so render the multipart body to bytes first.
-            await built.aread()
-            resp = await client.send(built)
-        else:
-            resp = await client.post(url, headers=headers, json=request)
-        if resp.status_code >= 400:
-            raise self._error(resp)
-        return self._parse(kind, request, resp)
+        return WireRequest(url, headers, json=request, expect="bytes" if kind is Kind.speech else "json")
 
-    # Hooks for OpenAI dialects (Azure, Groq): where the request goes, how it authenticates, and how
-    # errors read. Bodies, multipart and answers stay the same.
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
+
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        request_id = response.headers.get("x-request-id")
+        if kind is Kind.speech:
+            content_type = response.headers.get("content-type", "").split(";")[0].strip()
+            return ProviderResponse(
+                response.status_code, content=body, content_type=content_type or None, request_id=request_id
+            )
+        if _text_answer(kind, request):
+            return ProviderResponse(response.status_code, text=body, request_id=request_id)
+        if not isinstance(body, dict) or REQUIRED_FIELD[kind] not in body:
+            raise unparseable(self.name, response.text, response.status_code)
+        return ProviderResponse(
+            response.status_code, body=body, request_id=request_id, usage=body.get("usage")
+        )
+
+    # Hooks for OpenAI dialects (Azure, Groq): where the request goes and how it authenticates. Bodies,
+    # multipart and answers stay the same; errors and parsing are overridden through the protocol.
     def _url(self, target: Target, kind: Kind, request: dict[str, Any]) -> str:
         return target.base_url.rstrip("/") + PATHS[kind]
 
@@ -119,40 +139,3 @@ class OpenAIAdapter:
         if target.api_key:
             headers["authorization"] = f"Bearer {target.api_key}"
         return headers
-
-    def _error(self, resp: httpx.Response) -> ProviderError:
-        return error_from_response(resp, self.name)
-
-    def _parse(self, kind: Kind, request: dict[str, Any], resp: httpx.Response) -> ProviderResponse:
-        request_id = resp.headers.get("x-request-id")
-        content_type = resp.headers.get("content-type", "").split(";")[0].strip()
-        if kind is Kind.speech:
-            if not resp.content:
-                raise ProviderError(
-                    "empty audio body", status=resp.status_code, retryable=True, provider=self.name
-                )
-            return ProviderResponse(
-                resp.status_code,
-                content=resp.content,
-                content_type=content_type or None,
-                request_id=request_id,
-            )
-        if kind in (Kind.transcription, Kind.translation) and request.get("response_format") in (
-            "text",
-            "srt",
-            "vtt",
-        ):
-            return ProviderResponse(resp.status_code, text=resp.text, request_id=request_id)
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or REQUIRED_FIELD[kind] not in body:
-            raise ProviderError(
-                f"HTTP 200 with an unusable body: {resp.text[:200]!r}",
-                status=resp.status_code,
-                code="unparseable_response",
-                retryable=True,
-                provider=self.name,
-            )
-        return ProviderResponse(resp.status_code, body=body, request_id=request_id, usage=body.get("usage"))

@@ -5,11 +5,14 @@ Takes the OpenAI images request the contract stores and gives back an OpenAI ima
 
 Which API a model goes to is data (MODELS, V1_ENGINE_PREFIX), not code:
 - v2beta `POST /v2beta/stable-image/generate/{ultra|core|sd3}`: multipart/form-data even without a file,
-  one image per call (OpenAI `n` > 1 becomes n calls, made one after the other so a job never bursts
-  past the provider's 150 requests / 10 s), `Accept: application/json` for {"image", "finish_reason",
-  "seed"}. OpenAI `size` becomes the nearest Stability `aspect_ratio`.
+  one image per call (OpenAI `n` > 1 translates to n wire requests, which the shared send path makes
+  one after the other so a job never bursts past the provider's 150 requests / 10 s), `Accept:
+  application/json` for {"image", "finish_reason", "seed"}. OpenAI `size` becomes the nearest Stability
+  `aspect_ratio`.
 - v1 `POST /v1/generation/{engine_id}/text-to-image`: JSON, `samples` = n, width/height from `size`
   (SDXL-1024 accepts nine sizes only; the nearest one by aspect ratio is sent).
+The field mapping of each is a parameter-map table per endpoint (`v2_params`, `v1_params`,
+worker.providers.params); per-image seeds and v1's weighted text_prompts stay code.
 
 Stability-only parameters travel as extra top-level request fields (the contract keeps unknown fields):
 `negative_prompt`, `seed`, `style_preset` (v2beta core, v1), `cfg_scale`, `steps`, `sampler`,
@@ -29,13 +32,16 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import httpx
 
 from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
+from worker.providers.params import Param, ParamTable, map_params, refuse_if, rename, validate
+from worker.providers.protocol import WireAdapter
 
 DEFAULT_BASE_URL = "https://api.stability.ai"
 DEFAULT_MODEL = "stable-image-core"
@@ -168,23 +174,59 @@ def _seed(value: Any, index: int) -> int:
     return value if value == 0 else (value + index - 1) % MAX_SEED + 1
 
 
-def _v2_forms(target: StabilityModel, request: Mapping[str, Any]) -> list[dict[str, Any]]:
-    fmt = request.get("output_format") or "png"
+def _v2_format(fmt: Any) -> str:
+    fmt = fmt or "png"
     if fmt not in V2_OUTPUT_FORMATS:
         raise InvalidJob(f"output_format {fmt!r}: Stability writes {sorted(V2_OUTPUT_FORMATS)}")
-    form: dict[str, Any] = {"prompt": request["prompt"]}
-    ratio = aspect_ratio(request.get("size"))
-    if ratio:
-        form["aspect_ratio"] = ratio
-    form["output_format"] = fmt
-    if target.model:
-        form["model"] = target.model
-    for name, endpoints in V2_EXTRA.items():
-        if request.get(name) is None:
-            continue
-        if endpoints is not None and target.endpoint not in endpoints:
-            raise InvalidJob(f"{name} is only accepted by Stability {sorted(endpoints)}")
-        form[name] = request[name]
+    return fmt
+
+
+def _v1_format(fmt: Any) -> None:
+    if fmt not in (None, "png"):
+        raise InvalidJob(f"output_format {fmt!r}: Stability v1 engines write PNG only")
+
+
+def _v1_samples(n: Any) -> int:
+    n = int(n or 1)
+    if n > V1_MAX_SAMPLES:
+        raise InvalidJob(f"Stability v1 returns at most {V1_MAX_SAMPLES} images per request; got n={n}")
+    return n
+
+
+@lru_cache
+def v2_params(target: StabilityModel) -> ParamTable:
+    """OpenAI images fields -> v2beta form fields for one endpoint (worker.providers.params)."""
+    extras: dict[str, Param] = {
+        name: rename(name)
+        if endpoints is None or target.endpoint in endpoints
+        else refuse_if(lambda _: True, f"only accepted by Stability {sorted(endpoints)}")
+        for name, endpoints in V2_EXTRA.items()
+    }
+    return {
+        "prompt": rename("prompt"),
+        "size": rename("aspect_ratio", aspect_ratio),
+        "output_format": rename("output_format", _v2_format, default="png"),
+        "model": rename("model", lambda _: target.model),  # the sd3 form field; the others take none
+        **extras,
+    }
+
+
+@lru_cache
+def v1_params(target: StabilityModel) -> ParamTable:
+    """OpenAI images fields -> v1 JSON body fields for one engine (worker.providers.params)."""
+    return {
+        "output_format": validate(_v1_format),
+        "size": [
+            rename("width", lambda size: (v1_dimensions(target.endpoint, size) or (None, None))[0]),
+            rename("height", lambda size: (v1_dimensions(target.endpoint, size) or (None, None))[1]),
+        ],
+        "n": rename("samples", _v1_samples, default=1),
+        **{name: rename(name) for name in V1_EXTRA},
+    }
+
+
+def _v2_forms(target: StabilityModel, request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    form = map_params(v2_params(target), request)
     forms = []
     for i in range(int(request.get("n") or 1)):
         one = dict(form)
@@ -195,24 +237,10 @@ def _v2_forms(target: StabilityModel, request: Mapping[str, Any]) -> list[dict[s
 
 
 def _v1_body(target: StabilityModel, request: Mapping[str, Any]) -> dict[str, Any]:
-    fmt = request.get("output_format")
-    if fmt not in (None, "png"):
-        raise InvalidJob(f"output_format {fmt!r}: Stability v1 engines write PNG only")
-    n = int(request.get("n") or 1)
-    if n > V1_MAX_SAMPLES:
-        raise InvalidJob(f"Stability v1 returns at most {V1_MAX_SAMPLES} images per request; got n={n}")
     prompts: list[dict[str, Any]] = [{"text": request["prompt"], "weight": 1}]
     if request.get("negative_prompt"):
         prompts.append({"text": request["negative_prompt"], "weight": -1})  # v1's negative prompt
-    body: dict[str, Any] = {"text_prompts": prompts}
-    dims = v1_dimensions(target.endpoint, request.get("size"))
-    if dims:
-        body["width"], body["height"] = dims
-    body["samples"] = n
-    for name in V1_EXTRA:
-        if request.get(name) is not None:
-            body[name] = request[name]
-    return body
+    return map_params(v1_params(target), request, into={"text_prompts": prompts})
 
 
 def to_native(request: dict[str, Any]) -> NativeRequest:
@@ -310,20 +338,15 @@ def error_from_response(resp: httpx.Response, provider: str) -> ProviderError:
 
 
 # ------------------------------------------------------------------------------------------- adapter
-class StabilityAdapter:
+class StabilityAdapter(WireAdapter):
     name = "stability"
     kinds = frozenset({Kind.image})
     media = MediaRules()  # no chat, so no media rules apply
     default_base_url = DEFAULT_BASE_URL
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> list[WireRequest]:
         if kind is not Kind.image:
             raise InvalidJob(f"the stability adapter generates images only, not {kind}", type="routing_error")
         native = to_native(request)
@@ -331,28 +354,20 @@ class StabilityAdapter:
         headers = {**target.headers, "accept": "application/json"}
         if target.api_key:
             headers["authorization"] = f"Bearer {target.api_key}"
-        answers: list[Any] = []
-        request_id = None
-        for body in native.bodies:  # one after the other: see the module docstring
-            if native.multipart:
-                # (None, value) parts are plain form fields; Stability insists on multipart even without a
-                # file, and the aiohttp transport needs the body rendered in memory first.
-                files = [(k, (None, str(v))) for k, v in body.items()]
-                built = client.build_request("POST", url, headers=headers, files=files)
-                await built.aread()
-                resp = await client.send(built)
-            else:
-                resp = await client.post(url, headers=headers, json=body)
-            if resp.status_code >= 400:
-                raise error_from_response(resp, self.name)
-            try:
-                answers.append(resp.json())
-            except ValueError:
-                answers.append(resp.text)
-            request_id = resp.headers.get("x-request-id") or request_id
-        try:
-            out = from_native(answers)
-        except ProviderError as err:
-            err.provider = self.name
-            raise
-        return ProviderResponse(200, body=out, request_id=request_id)
+        if native.multipart:
+            # (None, value) parts are plain form fields: Stability insists on multipart even without a file
+            return [
+                WireRequest(url, headers, files=[(k, (None, str(v))) for k, v in body.items()])
+                for body in native.bodies
+            ]
+        return [WireRequest(url, headers, json=body) for body in native.bodies]
+
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
+
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        return ProviderResponse(
+            response.status_code, body=from_native([body]), request_id=response.headers.get("x-request-id")
+        )

@@ -5,11 +5,15 @@ Reference: ../shared/reference/providers.md §5 and the cheat-sheet in §9.
 
 A folder per provider, a file per capability (as Portkey's gateway lays out its providers), so a change to
 one capability or to the auth reads and reviews on its own:
-- this module: the adapter (kinds, media rules, default base URL) and the pure `to_native` /
-  `from_native` that dispatch a job by kind;
+- this module: the adapter (kinds, media rules, default base URL), the pure `to_native` /
+  `from_native` that dispatch a job by kind, and the protocol methods around them: `translate` gives
+  one wire request per body (the one-image-per-call families take n), `sign` signs each just before
+  the shared send path sends it, `parse` and `error` read the answers;
 - auth.py: endpoint and region of a target, SigV4 signing and bearer API keys;
-- chat.py: Converse request / response translation (and the media limits the adapter declares);
-- images.py: InvokeModel image bodies per model family (Titan / Nova Canvas, Stability SD3, SDXL);
+- chat.py: Converse request / response translation (and the media limits the adapter declares); its
+  parameters are a parameter-map table (worker.providers.params);
+- images.py: InvokeModel image bodies per model family (Titan / Nova Canvas, Stability SD3, SDXL), a
+  parameter-map table each;
 - errors.py: Bedrock error answers -> ProviderError and what is worth a retry.
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +29,7 @@ import httpx
 
 from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.bedrock import auth
 from worker.providers.bedrock.chat import (
     DOCUMENT_FORMATS,
@@ -38,6 +42,7 @@ from worker.providers.bedrock.chat import (
 )
 from worker.providers.bedrock.errors import error_from_response, unparseable_body
 from worker.providers.bedrock.images import IMAGE_BODIES, IMAGE_FAMILIES, image_family, images_response
+from worker.providers.protocol import WireAdapter
 
 
 # ======================================================================================= request
@@ -95,7 +100,7 @@ def from_native(
 
 
 # ======================================================================================== adapter
-class BedrockAdapter:
+class BedrockAdapter(WireAdapter):
     name = "bedrock"
     kinds = frozenset({Kind.chat, Kind.image})
     media = MediaRules(
@@ -119,37 +124,30 @@ class BedrockAdapter:
         # the model id is percent-encoded once in the URL (":" -> %3A, "/" -> %2F); SigV4 encodes it again
         return f"{self.base_url_for(target)}/model/{quote(model_id, safe='')}/{operation}"
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> list[WireRequest]:
         native = to_native(kind, request)
         url = self.endpoint(target, native.model_id, native.operation)
-        answers: list[Any] = []
-        request_id: str | None = None
-        for payload in native.bodies:  # one after the other: one job never bursts several calls at once
-            body = _dumps(payload)
-            headers = auth.request_headers(target, url, body, self.name)
-            resp = await client.post(url, headers=headers, content=body)
-            if resp.status_code >= 400:
-                raise error_from_response(resp, self.name)
-            try:
-                answers.append(resp.json())
-            except ValueError:
-                answers.append(resp.text)
-            request_id = (
-                resp.headers.get("x-amzn-requestid") or resp.headers.get("x-request-id") or request_id
-            )
-        try:
-            out = from_native(kind, answers, request, native.family, request_id)
-        except ProviderError as err:
-            err.provider = self.name
-            raise
-        return ProviderResponse(200, body=out, request_id=request_id, usage=out.get("usage"))
+        # one call per body, one after the other: one job never bursts several calls at once
+        return [WireRequest(url, content=_dumps(payload)) for payload in native.bodies]
+
+    def sign(self, target: Target, wire: WireRequest) -> WireRequest:
+        # SigV4 covers the exact bytes and the moment they go out, so each call is signed just before it
+        if wire.content is None:
+            raise ValueError("a Bedrock wire request carries its JSON as bytes (content)")
+        return replace(wire, headers=auth.request_headers(target, wire.url, wire.content, self.name))
+
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
+
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        request_id = response.headers.get("x-amzn-requestid") or response.headers.get("x-request-id")
+        family = image_family(_model_id(request.get("model"))) if kind is Kind.image else None
+        out = from_native(kind, [body], request, family, request_id)
+        return ProviderResponse(response.status_code, body=out, request_id=request_id, usage=out.get("usage"))
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:

@@ -8,8 +8,9 @@ alternate and must start with a user turn; images become `image{format, source{b
 taken from the bytes; file parts become `document{format, name, source{bytes}}`, the name derived from
 the filename and sanitised to Bedrock's alphabet. Bedrock reads bytes only (S3 aside), so MediaRules says
 remote_urls=False: an http(s) URL that still reaches the adapter is refused (InvalidJob), the worker's
-media stage should have inlined it. OpenAI sampling parameters map through INFERENCE_CONFIG; OpenAI-only
-ones (seed, penalties, user) are dropped, tools and n > 1 are refused.
+media stage should have inlined it. OpenAI parameters map through the PARAMS table
+(worker.providers.params): sampling into inferenceConfig, OpenAI-only ones (seed, penalties, user)
+dropped, tools and n > 1 refused.
 
 The media limits here (IMAGE_FORMATS, DOCUMENT_FORMATS, MAX_IMAGE_*) are also the adapter's MediaRules.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from mmq.errors import InvalidJob
@@ -29,9 +30,10 @@ from worker.providers.chat_shape import (
     SYSTEM_ROLES,
     content_blocks,
     not_inlined,
-    refuse_openai_only,
+    openai_only,
     stop_sequences,
 )
+from worker.providers.params import ParamTable, drop, map_params, refuse_if, rename, validate
 
 # -------------------------------------------------------------------------------------------- media
 IMAGE_FORMATS: dict[str, str] = {
@@ -63,15 +65,29 @@ def _temperature(value: Any) -> float:
     return min(float(value), 1.0)  # OpenAI allows up to 2, Converse up to 1: clamp, not fail
 
 
-# OpenAI chat parameter -> (inferenceConfig field, converter). Earlier rows win for the same field
-# (max_completion_tokens over the legacy max_tokens).
-INFERENCE_CONFIG: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
-    ("max_completion_tokens", "maxTokens", int),
-    ("max_tokens", "maxTokens", int),
-    ("temperature", "temperature", _temperature),
-    ("top_p", "topP", float),
-    ("stop", "stopSequences", stop_sequences),
-)
+def _text_format_only(fmt: Any) -> None:
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else fmt
+    if kind not in (None, "text"):
+        raise InvalidJob(f"response_format {kind!r} is not supported by the bedrock adapter")
+
+
+# OpenAI chat fields -> Converse fields (worker.providers.params): sampling goes into inferenceConfig; the
+# earlier row wins for the same field (max_completion_tokens over the legacy max_tokens). Messages are
+# translated by _conversation.
+PARAMS: ParamTable = {
+    **openai_only("bedrock"),
+    "n": refuse_if(lambda n: (n or 1) > 1, "Bedrock Converse returns one choice per request; send n=1"),
+    "response_format": validate(_text_format_only),
+    "max_completion_tokens": rename("inferenceConfig.maxTokens", int),
+    "max_tokens": rename("inferenceConfig.maxTokens", int),
+    "temperature": rename("inferenceConfig.temperature", _temperature),
+    "top_p": rename("inferenceConfig.topP", float),
+    "stop": rename("inferenceConfig.stopSequences", stop_sequences),
+    "seed": drop("no Converse equivalent"),
+    "presence_penalty": drop("no Converse equivalent"),
+    "frequency_penalty": drop("no Converse equivalent"),
+    "user": drop("no Converse equivalent"),
+}
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -208,23 +224,12 @@ def _conversation(messages: list[Mapping[str, Any]]) -> tuple[list[dict[str, Any
 
 
 def chat_body(request: dict[str, Any]) -> dict[str, Any]:
-    refuse_openai_only(request, "bedrock")
-    if (request.get("n") or 1) > 1:
-        raise InvalidJob("n: Bedrock Converse returns one choice per request; send n=1")
-    fmt = request.get("response_format")
-    kind = fmt.get("type") if isinstance(fmt, Mapping) else fmt
-    if kind not in (None, "text"):
-        raise InvalidJob(f"response_format {kind!r} is not supported by the bedrock adapter")
+    params = map_params(PARAMS, request)
     system, turns = _conversation(request.get("messages") or [])
     body: dict[str, Any] = {"messages": turns}
     if system:
         body["system"] = system
-    config: dict[str, Any] = {}
-    for param, field, convert in INFERENCE_CONFIG:
-        if request.get(param) is not None and field not in config:
-            config[field] = convert(request[param])
-    if config:
-        body["inferenceConfig"] = config
+    body.update(params)
     return body
 
 

@@ -2,8 +2,10 @@
 
 The native body depends on the model family, chosen by model-id prefix (IMAGE_FAMILIES): Amazon Titan /
 Nova Canvas (`numberOfImages` = n), Stability SD3 / Stable Image (one image per call, n calls made in
-turn), Stability SDXL. Answers become the OpenAI images response {created, data: [{b64_json}]}; mmq
-stores the bytes itself (worker/results.py), so `response_format` needs no translation. The Stability
+turn), Stability SDXL. Each family's field mapping is a parameter-map table (worker.providers.params);
+per-call seeds and SDXL's weighted text_prompts stay code. Answers become the OpenAI images response
+{created, data: [{b64_json}]}; mmq stores the bytes itself (worker/results.py), so `response_format`
+needs no translation. The Stability
 families share the size rules of Stability's own API (worker.providers.stability).
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 
 from mmq.errors import InvalidJob, ProviderError
 from worker.providers.bedrock.errors import unparseable_body
+from worker.providers.params import ParamTable, map_params, rename
 from worker.providers.stability import aspect_ratio, v1_dimensions
 
 # cross-region inference profiles prefix the model id with a geography
@@ -56,39 +59,74 @@ def _size(size: Any, default: tuple[int, int]) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _titan_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
-    n = int(request.get("n") or 1)
+def _titan_count(n: Any) -> int:
+    n = int(n or 1)
     if n > TITAN_MAX_IMAGES:
         raise InvalidJob(
             f"Titan / Nova Canvas return at most {TITAN_MAX_IMAGES} images per request; got n={n}"
         )
-    params: dict[str, Any] = {"text": request["prompt"]}
-    if request.get("negative_prompt"):
-        params["negativeText"] = request["negative_prompt"]
-    width, height = _size(request.get("size"), TITAN_DEFAULT_SIZE)
-    config: dict[str, Any] = {"numberOfImages": n, "width": width, "height": height}
-    quality = TITAN_QUALITY.get(str(request.get("quality")))
-    if quality:
-        config["quality"] = quality
-    for name, field in (("cfg_scale", "cfgScale"), ("seed", "seed")):
-        if request.get(name) is not None:
-            config[field] = request[name]
-    return [{"taskType": "TEXT_IMAGE", "textToImageParams": params, "imageGenerationConfig": config}]
+    return n
 
 
-def _stability3_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
-    fmt = request.get("output_format") or "png"
+def _stability3_format(fmt: Any) -> str:
+    fmt = fmt or "png"
     if fmt not in STABILITY3_OUTPUT_FORMATS:
         raise InvalidJob(
             f"output_format {fmt!r}: Stability on Bedrock writes {sorted(STABILITY3_OUTPUT_FORMATS)}"
         )
-    body: dict[str, Any] = {"prompt": request["prompt"], "mode": "text-to-image"}
-    ratio = aspect_ratio(request.get("size"))
-    if ratio:
-        body["aspect_ratio"] = ratio
-    body["output_format"] = fmt  # lower case as on Stability's own API; the case Bedrock wants is unverified
-    if request.get("negative_prompt"):
-        body["negative_prompt"] = request["negative_prompt"]
+    return fmt  # lower case as on Stability's own API; the case Bedrock wants is unverified
+
+
+def _sdxl_size(size: Any) -> tuple[int, int]:
+    return v1_dimensions("stable-diffusion-xl-1024", size) or SDXL_DEFAULT_SIZE
+
+
+def _if_given(value: Any) -> Any:
+    return value or None
+
+
+# OpenAI images fields (and the Stability-style extras the contract keeps) -> InvokeModel body fields,
+# per family (worker.providers.params).
+TITAN_PARAMS: ParamTable = {
+    "prompt": rename("textToImageParams.text"),
+    "negative_prompt": rename("textToImageParams.negativeText", _if_given),
+    "n": rename("imageGenerationConfig.numberOfImages", _titan_count, default=1),
+    "size": [
+        rename(
+            "imageGenerationConfig.width",
+            lambda s: _size(s, TITAN_DEFAULT_SIZE)[0],
+            default=TITAN_DEFAULT_SIZE[0],
+        ),
+        rename(
+            "imageGenerationConfig.height",
+            lambda s: _size(s, TITAN_DEFAULT_SIZE)[1],
+            default=TITAN_DEFAULT_SIZE[1],
+        ),
+    ],
+    "quality": rename("imageGenerationConfig.quality", lambda quality: TITAN_QUALITY.get(str(quality))),
+    "cfg_scale": rename("imageGenerationConfig.cfgScale"),
+    "seed": rename("imageGenerationConfig.seed"),
+}
+STABILITY3_PARAMS: ParamTable = {
+    "size": rename("aspect_ratio", aspect_ratio),
+    "output_format": rename("output_format", _stability3_format, default="png"),
+    "negative_prompt": rename("negative_prompt", _if_given),
+}
+SDXL_PARAMS: ParamTable = {
+    "size": [
+        rename("width", lambda s: _sdxl_size(s)[0], default=SDXL_DEFAULT_SIZE[0]),
+        rename("height", lambda s: _sdxl_size(s)[1], default=SDXL_DEFAULT_SIZE[1]),
+    ],
+    **{name: rename(name) for name in ("cfg_scale", "steps", "seed", "style_preset", "sampler")},
+}
+
+
+def _titan_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [map_params(TITAN_PARAMS, request, into={"taskType": "TEXT_IMAGE"})]
+
+
+def _stability3_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    body = map_params(STABILITY3_PARAMS, request, into={"prompt": request["prompt"], "mode": "text-to-image"})
     bodies = []
     for i in range(int(request.get("n") or 1)):  # one image per call
         one = dict(body)
@@ -103,11 +141,7 @@ def _sdxl_bodies(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     prompts: list[dict[str, Any]] = [{"text": request["prompt"], "weight": 1}]
     if request.get("negative_prompt"):
         prompts.append({"text": request["negative_prompt"], "weight": -1})
-    width, height = v1_dimensions("stable-diffusion-xl-1024", request.get("size")) or SDXL_DEFAULT_SIZE
-    body: dict[str, Any] = {"text_prompts": prompts, "width": width, "height": height}
-    for name in ("cfg_scale", "steps", "seed", "style_preset", "sampler"):
-        if request.get(name) is not None:
-            body[name] = request[name]
+    body = map_params(SDXL_PARAMS, request, into={"text_prompts": prompts})
     return [body for _ in range(int(request.get("n") or 1))]  # SDXL on Bedrock: one image per call
 
 

@@ -5,10 +5,12 @@ REST docs' snake_case forms are accepted by Google too). Reference: ../shared/re
 
 A folder per provider, a file per capability (as Portkey's gateway lays out its providers):
 - this module: the adapter (provider "gemini" for AI Studio, "vertex" for Vertex AI), its kinds and
-  media rules, and the pure `to_native` / `from_native` that dispatch a job by kind;
+  media rules, the pure `to_native` / `from_native` that dispatch a job by kind, and the protocol
+  methods (`translate` / `parse` / `error`) around them; the shared send path sends, one call a job;
 - auth.py: AI Studio (x-goog-api-key) vs Vertex (OAuth2 bearer, project / location in the URL);
 - chat.py: generateContent request / response translation (and the media limits the adapter declares);
-- images.py: Imagen `predict` bodies and answers;
+  its parameters are a parameter-map table (worker.providers.params);
+- images.py: Imagen `predict` bodies and answers (a parameter-map table too);
 - errors.py: Google error answers -> ProviderError, retry delays and daily quotas.
 
 `to_native` / `from_native` are pure (no I/O) so golden tests can pin the exact wire bodies.
@@ -23,7 +25,7 @@ import httpx
 
 from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
-from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target
+from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.gemini import auth
 from worker.providers.gemini.chat import (
     DOCUMENT_TYPES,
@@ -40,6 +42,7 @@ from worker.providers.gemini.images import (
     image_body,
     image_response,
 )
+from worker.providers.protocol import WireAdapter
 
 # a model may be given as a bare id or as the resource name the REST docs show
 _MODEL_PREFIXES = ("publishers/google/models/", "models/")
@@ -84,7 +87,7 @@ def from_native(kind: Kind, body: Any, request: dict[str, Any]) -> dict[str, Any
 
 
 # ========================================================================================= adapter
-class GeminiAdapter:
+class GeminiAdapter(WireAdapter):
     kinds = frozenset({Kind.chat, Kind.image})
     media = MediaRules(
         image_types=IMAGE_TYPES,
@@ -104,31 +107,23 @@ class GeminiAdapter:
         """URL and headers for "{model}:{method}"; the Vertex routing headers are consumed here."""
         return auth.endpoint(target, suffix, self.vertex, self.name)
 
-    async def call(
-        self,
-        client: httpx.AsyncClient,
-        target: Target,
-        kind: Kind,
-        request: dict[str, Any],
-        audio: AudioInput | None = None,
-    ) -> ProviderResponse:
+    def translate(
+        self, target: Target, kind: Kind, request: dict[str, Any], audio: AudioInput | None = None
+    ) -> WireRequest:
         suffix, body = to_native(kind, request)
         url, headers = self.endpoint(target, suffix)
-        resp = await client.post(url, headers=headers, json=body)
-        if resp.status_code >= 400:
-            raise error_from_response(resp, self.name)
-        try:
-            native = resp.json()
-        except ValueError:
-            native = resp.text
-        try:
-            out = from_native(kind, native, request)
-        except ProviderError as err:
-            err.provider, err.status = self.name, resp.status_code
-            raise
+        return WireRequest(url, headers, json=body)
+
+    def error(self, response: httpx.Response) -> ProviderError:
+        return error_from_response(response, self.name)
+
+    def parse(
+        self, kind: Kind, request: dict[str, Any], response: httpx.Response, body: Any
+    ) -> ProviderResponse:
+        out = from_native(kind, body, request)
         return ProviderResponse(
-            resp.status_code,
+            response.status_code,
             body=out,
-            request_id=resp.headers.get("x-request-id") or native.get("responseId"),
+            request_id=response.headers.get("x-request-id") or body.get("responseId"),
             usage=out.get("usage"),
         )

@@ -1,8 +1,9 @@
 """Gemini chat: OpenAI chat completions <-> generateContent (`{model}:generateContent`).
 
 The request side turns OpenAI messages into Gemini `contents` (roles user/model, same-role runs merged)
-plus a `systemInstruction` and a `generationConfig`; the response side turns candidates back into OpenAI
-choices. Both are pure, so golden tests can pin the exact bodies.
+plus a `systemInstruction` and a `generationConfig` (the PARAMS table, worker.providers.params); the
+response side turns candidates back into OpenAI choices. Both are pure, so golden tests can pin the
+exact bodies.
 
 Media: Gemini needs bytes (`inlineData`) or a `fileData.fileUri` it can read itself, so MediaRules
 says remote_urls=False and the worker inlines http(s) media as data: URLs. `gs://` URIs are passed as
@@ -15,7 +16,6 @@ from __future__ import annotations
 import mimetypes
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from mmq.errors import InvalidJob, ProviderError
@@ -24,10 +24,11 @@ from worker.providers.chat_shape import (
     SYSTEM_ROLES,
     content_blocks,
     not_inlined,
-    refuse_openai_only,
+    openai_only,
     stop_sequences,
 )
 from worker.providers.gemini.errors import unparseable_body
+from worker.providers.params import ParamTable, map_params, rename
 
 # -------------------------------------------------------------------------------------------- media
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
@@ -56,24 +57,22 @@ def _response_mime(value: Any) -> str | None:
     raise InvalidJob(f"response_format {kind!r} is not supported by the gemini adapter (use json_object)")
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
-# OpenAI chat parameter -> (generationConfig field, converter). Earlier rows win when two map to the
-# same field (max_completion_tokens over the legacy max_tokens); a converter returning None drops it.
-GENERATION_CONFIG: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
-    ("temperature", "temperature", _same),
-    ("top_p", "topP", _same),
-    ("max_completion_tokens", "maxOutputTokens", _same),
-    ("max_tokens", "maxOutputTokens", _same),
-    ("stop", "stopSequences", stop_sequences),
-    ("n", "candidateCount", _same),
-    ("seed", "seed", _same),
-    ("presence_penalty", "presencePenalty", _same),
-    ("frequency_penalty", "frequencyPenalty", _same),
-    ("response_format", "responseMimeType", _response_mime),
-)
+# OpenAI chat fields -> generateContent fields (worker.providers.params): sampling goes into
+# generationConfig; the earlier row wins for the same field (max_completion_tokens over the legacy
+# max_tokens). Messages are translated by chat_body.
+PARAMS: ParamTable = {
+    **openai_only("gemini"),
+    "temperature": rename("generationConfig.temperature"),
+    "top_p": rename("generationConfig.topP"),
+    "max_completion_tokens": rename("generationConfig.maxOutputTokens"),
+    "max_tokens": rename("generationConfig.maxOutputTokens"),
+    "stop": rename("generationConfig.stopSequences", stop_sequences),
+    "n": rename("generationConfig.candidateCount"),
+    "seed": rename("generationConfig.seed"),
+    "presence_penalty": rename("generationConfig.presencePenalty"),
+    "frequency_penalty": rename("generationConfig.frequencyPenalty"),
+    "response_format": rename("generationConfig.responseMimeType", _response_mime),
+}
 
 FINISH_REASONS: dict[str, str] = {
     "STOP": "stop",
@@ -179,7 +178,7 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
 
 
 def chat_body(request: dict[str, Any]) -> dict[str, Any]:
-    refuse_openai_only(request, "gemini")
+    params = map_params(PARAMS, request)
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     for i, message in enumerate(request.get("messages") or []):
@@ -207,16 +206,7 @@ def chat_body(request: dict[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system}
-    config: dict[str, Any] = {}
-    for param, field, convert in GENERATION_CONFIG:
-        value = request.get(param)
-        if value is None or field in config:
-            continue
-        converted = convert(value)
-        if converted is not None:
-            config[field] = converted
-    if config:
-        body["generationConfig"] = config
+    body.update(params)
     return body
 
 

@@ -1,7 +1,8 @@
 """Gemini / Vertex image generation with Imagen: OpenAI image requests <-> `{model}:predict`.
 
 An OpenAI WxH size maps to the nearest Imagen aspect ratio, n to sampleCount, output_format to an output
-MIME type; the answer's predictions become the OpenAI images response {created, data: [{b64_json}]}.
+MIME type (the PARAMS table, worker.providers.params); the answer's predictions become the OpenAI images
+response {created, data: [{b64_json}]}.
 Imagen answers 200 with no images when every image was filtered, which is reported as a blocked prompt.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from mmq.errors import InvalidJob, ProviderError
 from worker.providers.gemini.errors import unparseable_body
+from worker.providers.params import ParamTable, drop, map_params, rename
 
 IMAGEN_MODEL_PREFIX = "imagen-"
 DEFAULT_IMAGE_MODEL = "imagen-4.0-generate-001"  # model IDs are UNVERIFIED in the reference
@@ -31,20 +33,34 @@ def aspect_ratio(size: str | None) -> str | None:
     return min(ASPECT_RATIOS, key=lambda name: abs(math.log(ASPECT_RATIOS[name]) - ratio))
 
 
-def image_body(request: dict[str, Any]) -> dict[str, Any]:
-    n = request.get("n") or 1
+def _sample_count(n: Any) -> int:
+    n = n or 1
     if n > IMAGEN_MAX_SAMPLES:
         raise InvalidJob(f"Imagen returns at most {IMAGEN_MAX_SAMPLES} images per request; got n={n}")
-    params: dict[str, Any] = {"sampleCount": n, "includeRaiReason": True}  # say why an image was dropped
-    ratio = aspect_ratio(request.get("size"))
-    if ratio:
-        params["aspectRatio"] = ratio
-    fmt = request.get("output_format")
-    if fmt is not None:
-        if fmt not in IMAGEN_MIME_TYPES:
-            raise InvalidJob(f"output_format {fmt!r}: Imagen writes {sorted(IMAGEN_MIME_TYPES)}")
-        params["outputOptions"] = {"mimeType": IMAGEN_MIME_TYPES[fmt]}
-    # response_format is moot (Imagen always answers with bytes); quality/style have no equivalent
+    return n
+
+
+def _mime_type(fmt: Any) -> str:
+    if fmt not in IMAGEN_MIME_TYPES:
+        raise InvalidJob(f"output_format {fmt!r}: Imagen writes {sorted(IMAGEN_MIME_TYPES)}")
+    return IMAGEN_MIME_TYPES[fmt]
+
+
+# OpenAI images fields -> Imagen `parameters` (worker.providers.params). response_format is moot (Imagen
+# always answers with bytes); quality and style have no equivalent.
+PARAMS: ParamTable = {
+    "n": rename("sampleCount", _sample_count, default=1),
+    "size": rename("aspectRatio", aspect_ratio),
+    "output_format": rename("outputOptions.mimeType", _mime_type),
+    "response_format": drop("Imagen always answers with bytes, which mmq stores itself"),
+    "quality": drop("no Imagen equivalent"),
+    "style": drop("no Imagen equivalent"),
+}
+
+
+def image_body(request: dict[str, Any]) -> dict[str, Any]:
+    params = map_params(PARAMS, request)
+    params["includeRaiReason"] = True  # say why an image was dropped
     return {"instances": [{"prompt": request["prompt"]}], "parameters": params}
 
 
