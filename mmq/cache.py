@@ -300,7 +300,7 @@ class Cache:
         round trip."""
         pipe = self.redis.pipeline(transaction=False)
         self.queue_put(pipe, key, entry, ttl_s, job_id=job_id)
-        await pipe.execute()
+        await scripts.execute(pipe)
 
     def queue_put(
         self, pipe: Any, key: str, entry: CacheEntry, ttl_s: int | None = None, *, job_id: str = ""

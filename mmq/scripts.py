@@ -12,6 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
 _DIR = Path(__file__).with_name("lua")
 _INCLUDE = re.compile(r"^-- include: (\w+)\s*$", re.M)
 
@@ -24,23 +27,48 @@ def source(name: str) -> str:
     return "\n".join([*included, text])
 
 
-class Lua:
-    """One script of mmq/lua. Called alone it runs as EVALSHA (EVAL once after a Redis restart); queued on
-    a pipeline it goes as EVAL with its text, because redis-py checks a pipeline's scripts with an extra
-    SCRIPT EXISTS round trip before each execute, and the point of a pipeline is one round trip. Redis
-    caches compiled scripts by their text's SHA, so an EVAL of a known script is not compiled again."""
+# sha → text of every script loaded here: a pipeline's EVALSHA that Redis did not know is re-sent as EVAL
+_TEXTS: dict[str, str] = {}
 
-    def __init__(self, redis: Any, name: str) -> None:
+
+class Lua:
+    """One script of mmq/lua. Called alone it runs as EVALSHA (EVAL once after a Redis restart, by
+    redis-py). Queued on a pipeline it goes as EVALSHA too; `execute` runs such a pipeline and re-sends,
+    as EVAL, only a script Redis did not know (NOSCRIPT: after a restart or SCRIPT FLUSH; nothing ran).
+    redis-py's own pipeline scripts cost a SCRIPT EXISTS round trip before every execute, and an EVAL of
+    the text costs its bytes and a hash of them in Redis every time."""
+
+    def __init__(self, redis: Any, name: str, text: str | None = None) -> None:
         self.name = name
-        self.text = source(name)
+        self.text = text if text is not None else source(name)
         self._script = redis.register_script(self.text)
+        self.sha: str = self._script.sha
+        _TEXTS[self.sha] = self.text
 
     async def __call__(self, keys: list[str], args: list[Any] | None = None) -> Any:
         return await self._script(keys=keys, args=args or [])
 
     def queue(self, pipe: Any, keys: list[str], args: list[Any] | None = None) -> None:
-        pipe.eval(self.text, len(keys), *keys, *(args or []))
+        pipe.evalsha(self.sha, len(keys), *keys, *(args or []))
 
 
 def register(redis: Any, name: str) -> Lua:
     return Lua(redis, name)
+
+
+async def execute(pipe: Any) -> list[Any]:
+    """`pipe.execute()` for a pipeline that may hold queued scripts: each EVALSHA that found no script is
+    sent again as EVAL (it did not run; every other command ran once), after the pipeline, so it runs
+    after the commands queued behind it: a pipeline whose order matters across scripts must not rely
+    on it. Raises the first other error."""
+    sent = [args for args, _options in pipe.command_stack]
+    results = await pipe.execute(raise_on_error=False)
+    for i, result in enumerate(results):
+        if isinstance(result, NoScriptError) and sent[i][0] == "EVALSHA" and sent[i][1] in _TEXTS:
+            results[i] = await Redis(connection_pool=pipe.connection_pool).execute_command(
+                "EVAL", _TEXTS[sent[i][1]], *sent[i][2:]
+            )
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results

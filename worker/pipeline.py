@@ -14,12 +14,13 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 from arq import Retry
 
+from mmq import scripts
 from mmq.cache import answer_from
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
@@ -325,6 +326,15 @@ def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
     )
 
 
+@dataclass
+class _Writes:
+    """Writes that ride with a job's finish in its one round trip: `before` it, the last call's settle;
+    `after` it, arq's clean-up (the job leaves arq only once its record has ended)."""
+
+    before: list[Callable[[Any], None]] = field(default_factory=list)
+    after: list[Callable[[Any], None]] = field(default_factory=list)
+
+
 async def _finish(
     rt: Runtime,
     job: JobRecord,
@@ -332,29 +342,30 @@ async def _finish(
     from_: JobStatus = JobStatus.running,
     *,
     remember: bool = False,
-    pending: list[Callable[[Any], None]] | None = None,
+    writes: _Writes | None = None,
 ) -> None:
-    """The job's outcome, its batch's counters and end, `pending` writes (the last call's settle and,
-    when mmq's worker started the job, arq's own clean-up) and (`remember`: after a provider answer) its
-    cache entry with the single-flight lock released: one round trip."""
+    """The job's outcome, its batch's counters and end, the `writes` that ride along and (`remember`:
+    after a provider answer) its cache entry with the single-flight lock released: one round trip."""
     job.finished_at = time.time()
+    writes = writes or _Writes()
     pipe = rt.records.redis.pipeline(transaction=False)
-    for queue_write in pending or ():
-        queue_write(pipe)  # the last call's settle, arq's clean-up
+    for queue_write in writes.before:
+        queue_write(pipe)
     if remember:
         dedup.remember(rt, job, pipe)
     await rt.records.finish(job, (from_,), to, provider_calls=_real_attempts(job), pipe=pipe)
-    outcome = (await pipe.execute())[-1]
+    at = len(pipe.command_stack) - 1
+    for queue_write in writes.after:
+        queue_write(pipe)
+    outcome = (await scripts.execute(pipe))[at]
     if (outcome.decode() if isinstance(outcome, bytes) else outcome) == "ended" and job.batch_id:
         await batch_tasks.batch_ended(rt, job.batch_id)
 
 
-async def _fail(
-    rt: Runtime, job: JobRecord, error: JobError, pending: list[Callable[[Any], None]] | None = None
-) -> None:
+async def _fail(rt: Runtime, job: JobRecord, error: JobError, writes: _Writes | None = None) -> None:
     job.error = error
     log.info("job %s failed: %s: %s", job.id, error.type, error.message)
-    await _finish(rt, job, JobStatus.failed, pending=pending)
+    await _finish(rt, job, JobStatus.failed, writes=writes)
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
@@ -362,14 +373,14 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     rt: Runtime = ctx["mmq"]
     queue = rt.settings.queue_name
     claim: Claim | None = ctx.get(CLAIM_CTX)  # claimed by mmq's worker as it started the job
-    pending: list[Callable[[Any], None]] = []  # writes that ride with the finish
+    writes = _Writes()
     if claim is None:
         # started by arq's own Worker (the stock `arq` command): the job keeps its queue score, which arq
         # moves by a deferral's delay (ZINCRBY) when the job asks to run again later
         claim = await rt.records.claim(job_id, dedup.lock_ttl_s(rt))
     else:
-        pending.append(functools.partial(finish_arq_job, job_id=job_id, queue_name=queue))
-    done = {"arq_finished": bool(pending)}  # the finish cleared arq's keys: arq need not
+        writes.after.append(functools.partial(finish_arq_job, job_id=job_id, queue_name=queue))
+    done = {"arq_finished": bool(writes.after)}  # the finish cleared arq's keys: arq need not
     if claim.job is None:
         if claim.outcome == "missing":
             log.warning("job %s has no record; dropped", job_id)
@@ -380,7 +391,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         job.error = batch_tasks.BATCH_EXPIRED  # its window closed before it could run (again)
         if job.batch_id:
             await rt.records.mark_expired(job.batch_id)  # maybe before the expire job ran: ends `expired`
-        await _finish(rt, job, JobStatus.failed, from_=job.status, pending=pending)
+        await _finish(rt, job, JobStatus.failed, from_=job.status, writes=writes)
         return {"ok": False, "status": job.status.value, **done}
     # a lock claim took is this job's to release if it fails, even before its own look-up runs
     lookup = dedup.Lookup(leader=claim.cache == "lead")
@@ -390,24 +401,24 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             lookup = await dedup.look_up(rt, job, request, claim.cache)
             if lookup.entry is not None:
                 answer_from(job, lookup.entry)
-                await _finish(rt, job, JobStatus.succeeded, pending=pending)
+                await _finish(rt, job, JobStatus.succeeded, writes=writes)
                 return {"ok": True, "status": job.status.value, "cached": True, **done}
             if lookup.wait_s is not None:
                 raise _Defer(lookup.wait_s, job.resume)  # an identical job is calling the provider
-            resp = await _call_with_retries(rt, job, request, lookup.prefetched, pending)
+            resp = await _call_with_retries(rt, job, request, lookup.prefetched, writes.before)
             job.result = await store_result(job, request, resp, rt.storage, rt.client)
             job.resume = None
             media = (job.usage or {}).get("media")
             job.usage = {**(resp.usage or {}), "media": media} if media else resp.usage
             job.error = None
-            await _finish(rt, job, JobStatus.succeeded, remember=True, pending=pending)
+            await _finish(rt, job, JobStatus.succeeded, remember=True, writes=writes)
             return {"ok": True, "status": job.status.value, **done}
     except _Defer as d:
         job.resume = d.resume
         await rt.records.save(job)
         raise Retry(defer=d.seconds) from None  # the job stays arq's: it runs again
     except InvalidJob as e:
-        await _fail(rt, job, JobError(type=e.type, message=str(e)), pending)
+        await _fail(rt, job, JobError(type=e.type, message=str(e)), writes)
     except ProviderError as e:
         await _fail(
             rt,
@@ -418,14 +429,14 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
                 provider_status=e.status,
                 code=e.code,
             ),
-            pending,
+            writes,
         )
     except TimeoutError:
         timeout = JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s")
-        await _fail(rt, job, timeout, pending)
+        await _fail(rt, job, timeout, writes)
     except Exception as e:  # a bug must cost one job, never the worker
         log.exception("job %s crashed", job_id)
-        await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"), pending)
+        await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"), writes)
     if lookup.leader:
         await dedup.give_up_lead(rt, job)  # a waiting duplicate takes over
     return {"ok": job.status is JobStatus.succeeded, "status": job.status.value, **done}
