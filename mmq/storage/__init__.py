@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import re
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -20,6 +20,9 @@ from urllib.parse import urlparse
 
 from mmq.media import extension_for
 
+# Local reads and writes up to this size run on the event loop; larger ones in a thread.
+INLINE_IO_BYTES = 256 * 1024
+_TMP_NAMES = itertools.count()  # one counter per process: every LocalStorage and thread draws from it
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]*(/[A-Za-z0-9_][A-Za-z0-9._=-]*)*$")
 
 
@@ -89,22 +92,31 @@ class LocalStorage:
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        # a name no other writer uses (this process's id and a counter), created exclusively with
+        # mkstemp's mode: mkstemp's own random names cost more CPU than the write of a small result
+        tmp = path.with_name(f".tmp-{os.getpid()}-{next(_TMP_NAMES)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     async def put(self, key: str, data: bytes) -> None:
-        # file-system calls can take milliseconds on network or overlay disks: keep them off the loop
-        await asyncio.to_thread(self._write, self.path(key), data)
+        # file-system calls can take milliseconds on network or overlay disks: keep large writes off
+        # the loop; a small one costs less than the hop to a thread and back
+        if len(data) <= INLINE_IO_BYTES:
+            self._write(self.path(key), data)
+        else:
+            await asyncio.to_thread(self._write, self.path(key), data)
 
     async def get(self, key: str) -> bytes:
         path = self.path(key)
         try:
+            if path.stat().st_size <= INLINE_IO_BYTES:
+                return path.read_bytes()
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise BlobNotFound(key) from None

@@ -56,3 +56,25 @@ def test_backoff_is_capped_jittered_and_honours_retry_after():
     delays = [backoff_s(10, base_s=1, cap_s=8) for _ in range(200)]
     assert max(delays) <= 8 and min(delays) >= 0 and len(set(delays)) > 100
     assert all(backoff_s(1, base_s=1, cap_s=8, retry_after_s=2.0) >= 2.0 for _ in range(50))
+
+
+async def test_many_writes_at_once_from_two_storages_on_one_folder_all_land(tmp_path):
+    """Small writes run on the loop, large ones in threads; two LocalStorage objects on one folder (an
+    API and a worker in one process) never share a temp name, and no temp file is left behind."""
+    import asyncio
+
+    from mmq.storage import INLINE_IO_BYTES, LocalStorage
+
+    a, b = LocalStorage(tmp_path), LocalStorage(tmp_path)
+    small, large = b"s" * 100, b"L" * (INLINE_IO_BYTES + 1)
+    await asyncio.gather(
+        *(
+            store.put(f"results/t/{i}-{n}.bin", small if i % 2 else large)
+            for n, store in enumerate((a, b))
+            for i in range(20)
+        )
+    )
+    for n in range(2):
+        for i in range(20):
+            assert await a.get(f"results/t/{i}-{n}.bin") == (small if i % 2 else large)
+    assert not list(tmp_path.rglob(".tmp-*"))

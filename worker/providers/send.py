@@ -6,8 +6,10 @@ adapter's `translate` gives:
 
 1. `adapter.sign(target, wire)` runs just before the bytes go out (Bedrock's SigV4 signs the exact body
    at that moment; for everyone else it changes nothing);
-2. the request is built on the httpx.AsyncClient the worker passes in and its body is rendered in
-   memory first (the aiohttp transport reads a streamed multipart body synchronously), then sent;
+2. a JSON or bytes body goes straight to the worker's aiohttp pool (worker/http.py: httpx's request
+   building cost more CPU than the exchange); anything else is built on the httpx.AsyncClient the
+   worker passes in, its body rendered in memory first (the aiohttp transport reads a streamed
+   multipart body synchronously), then sent;
 3. a non-2xx answer is classified by `adapter.error(response)` and raised as that ProviderError;
 4. a 2xx answer is decoded as the wire said it would be (`expect`: json / bytes / text), once, here:
    JSON that does not decode, or an empty body where bytes were expected, is a retryable
@@ -68,6 +70,31 @@ async def exchange(
 ) -> ProviderResponse:
     """One HTTP exchange: the answer parsed, or the ProviderError it amounts to."""
     wire = adapter.sign(target, wire)
+    response = await _direct(client, wire)
+    if response is None:
+        response = await _through_httpx(client, wire)
+    if not response.is_success:
+        raise adapter.error(response)
+    body = decoded(adapter.name, response, wire)
+    try:
+        return adapter.parse(kind, request, response, body)
+    except ProviderError as err:
+        err.provider, err.status = adapter.name, response.status_code
+        raise
+    except SHAPE_ERRORS as err:
+        raise unparseable(adapter.name, response.text, response.status_code) from err
+
+
+async def _direct(client: httpx.AsyncClient, wire: WireRequest) -> httpx.Response | None:
+    """A JSON or bytes body without a query string goes straight to the worker's aiohttp pool (see
+    worker/http.py); None: send it through httpx."""
+    direct = getattr(client, "direct", None)
+    if direct is None or wire.params or wire.form is not None or wire.files is not None:
+        return None
+    return await direct(wire.method, wire.url, wire.headers, json=wire.json, content=wire.content)
+
+
+async def _through_httpx(client: httpx.AsyncClient, wire: WireRequest) -> httpx.Response:
     built = client.build_request(
         wire.method,
         wire.url,
@@ -79,17 +106,7 @@ async def exchange(
         content=wire.content,
     )
     await built.aread()
-    response = await client.send(built)
-    if not response.is_success:
-        raise adapter.error(response)
-    body = decoded(adapter.name, response, wire)
-    try:
-        return adapter.parse(kind, request, response, body)
-    except ProviderError as err:
-        err.provider, err.status = adapter.name, response.status_code
-        raise
-    except SHAPE_ERRORS as err:
-        raise unparseable(adapter.name, response.text, response.status_code) from err
+    return await client.send(built)
 
 
 def decoded(provider: str, response: httpx.Response, wire: WireRequest) -> Any:
