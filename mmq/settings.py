@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     job_timeout_s: int = 300
     poll_delay_s: float = 0.2
     keep_result_s: int = 60  # arq's own result key; our job records are the source of truth
+    # a started job's lease, renewed by its worker's heartbeat while it runs: a crashed worker's jobs run
+    # again (on another worker) this long after its last beat
+    job_lease_s: float = 20.0
     health_check_interval_s: int = 30
 
     # provider target used when a job names none (routing configs arrive with issue 3)

@@ -5,9 +5,12 @@ and a MULTI/PSETEX/EXEC transaction (four round trips for every id it looks at),
 counts the try in a fifth, and clears its keys in a sixth when the job ends; mmq's claim and finish are
 two more. Here one script (mmq/lua/start.lua) does arq's check-and-set, its payload read and try count,
 and mmq's claim, atomically (two workers still never start the same job), and the job's finish clears
-arq's keys in its own round trip (mmq.queue.finish_arq_job). Batch tasks (release, expire, notify) and
-anything else take arq's own path. Jobs, tries and keys keep arq's formats: a stock arq worker can run
-the same queue.
+arq's keys in its own round trip (mmq.queue.finish_arq_job).
+
+An mmq job holds a short lease (MMQ_JOB_LEASE_S) that a heartbeat renews while it runs, so a crashed
+worker's jobs run again within seconds, not after arq's in-progress timeout (the longest function
+timeout + 10 s: 610 s). Batch tasks (release, expire, notify) and anything else take arq's own path.
+Jobs, tries and keys keep arq's formats: a stock arq worker can run the same queue.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from arq import Retry, Worker
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import deserialize_job_raw
 from arq.utils import ms_to_datetime, timestamp_ms
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mmq import scripts
 from mmq.contract import JobError, JobStatus
@@ -30,8 +35,16 @@ from worker import dedup
 
 log = logging.getLogger("arq.worker")
 
+# what a Redis restart or network cut raises: the worker waits and carries on
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
 
 class OneTripWorker(Worker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._leased: set[str] = set()  # the mmq jobs this worker runs: the heartbeat renews their leases
+        self._redis_failures = 0  # polls in a row that could not reach Redis
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """For each id: take it (unless running elsewhere, finished or deferred) and run it in a task."""
         start = getattr(self, "_mmq_start", None)
@@ -44,7 +57,12 @@ class OneTripWorker(Worker):
                 return None
             self.job_counter = self.job_counter + 1
             job_id = job_id_b.decode()
-            out = await start(self._start_keys(job_id), self._start_args(job_id))
+            try:
+                out = await start(self._start_keys(job_id), self._start_args(job_id))
+            except BaseException:
+                self.job_counter = self.job_counter - 1  # Redis went away: the slot is free again
+                self.sem.release()
+                raise
             if not out:
                 self.job_counter = self.job_counter - 1
                 self.sem.release()
@@ -58,6 +76,22 @@ class OneTripWorker(Worker):
             task = self.loop.create_task(run)
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    async def _poll_iteration(self) -> None:
+        """arq's poll, carrying on through a Redis restart: arq's own worker exits on the first
+        ConnectionError. Jobs running meanwhile that could not reach Redis were left as they were and
+        run again when their leases lapse (see `_run_claimed`)."""
+        try:
+            await super()._poll_iteration()
+        except REDIS_DOWN as e:
+            self._redis_failures += 1
+            pause = min(5.0, 0.25 * 2 ** min(self._redis_failures, 5))
+            log.warning("Redis unreachable (%s: %s); retrying in %.1f s", type(e).__name__, e, pause)
+            await asyncio.sleep(pause)
+        else:
+            if self._redis_failures:
+                log.warning("Redis reachable again")
+            self._redis_failures = 0
 
     def _start_keys(self, job_id: str) -> list[str]:
         runtime = self.ctx.get("mmq")
@@ -76,9 +110,41 @@ class OneTripWorker(Worker):
         if runtime is not None:
             prefix, lock_ms = runtime.records.prefix, int(dedup.lock_ttl_s(runtime) * 1000)
         in_progress_ms = int(self.in_progress_timeout_s * 1000)
-        # the claimed job's queue score moves as far ahead as its in-progress key lives: a dead worker's
-        # job comes due again just when that key expires and it may start again
-        return [job_id, timestamp_ms(), in_progress_ms, repr(time.time()), prefix, lock_ms, in_progress_ms]
+        return [job_id, timestamp_ms(), in_progress_ms, repr(time.time()), prefix, lock_ms, self._lease_ms()]
+
+    def _lease_ms(self) -> int:
+        runtime = self.ctx.get("mmq")
+        return int(
+            (runtime.settings.job_lease_s if runtime is not None else self.in_progress_timeout_s) * 1000
+        )
+
+    async def main(self) -> None:
+        beat = asyncio.ensure_future(self._heartbeat())
+        try:
+            await super().main()
+        finally:
+            beat.cancel()
+
+    async def _heartbeat(self) -> None:
+        """Every quarter lease, renew the lease of every mmq job this worker runs, in one round trip: its
+        in-progress key and its queue score move one lease ahead. A job whose worker died stops being
+        renewed and comes due one lease after the last beat, where any worker starts it again."""
+        while True:
+            await asyncio.sleep(max(0.05, self._lease_ms() / 4000))
+            running = list(self._leased)
+            if not running:
+                continue
+            lease_ms = self._lease_ms()
+            due = timestamp_ms() + lease_ms
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:
+                        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+                    # XX: a job that ended meanwhile has left the queue and stays out
+                    pipe.zadd(self.queue_name, dict.fromkeys(running, due), xx=True)
+                    await pipe.execute()
+            except Exception:  # Redis away for a moment: the next beat tries again, well within the lease
+                log.warning("could not renew %d job leases", len(running), exc_info=True)
 
     async def _run_claimed(self, job_id: str, score: int, payload: bytes, job_try: int, claim: Claim) -> None:
         """What arq's `run_job` does for an mmq job, with the payload, try and claim already in hand. The
@@ -107,22 +173,32 @@ class OneTripWorker(Worker):
             CLAIM_CTX: claim,
         }
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        self._leased.add(job_id)
         self.job_tasks[job_id] = task = self.loop.create_task(function.coroutine(ctx, *args, **kwargs))
         log.debug("→ %s:%s try=%d", job_id, function_name, job_try)
         try:
             result = await asyncio.wait_for(task, timeout_s)
         except Retry as e:
+            self._leased.discard(job_id)
             self.jobs_retried += 1
             await asyncio.shield(self._run_again(job_id, (e.defer_score or 0) / 1000))
             return
         except asyncio.CancelledError:
             # the worker is stopping: the job runs again (elsewhere) straight away, as with arq
+            self._leased.discard(job_id)
             self.jobs_retried += 1
             await asyncio.shield(self._run_again(job_id, 0.0))
             raise
+        except REDIS_DOWN as e:
+            # the job could not write its outcome: nothing is lost, its lease lapses and it runs again
+            log.warning("job %s left to run again: Redis unreachable (%s)", job_id, e)
+            self.job_tasks.pop(job_id, None)
+            self._leased.discard(job_id)
+            return
         except Exception as e:  # arq's timeout, or a bug past the job function's own guard
             log.exception("job %s failed outside its own handling", job_id)
             self.job_tasks.pop(job_id, None)
+            self._leased.discard(job_id)
             await asyncio.shield(self._fail_claimed(job_id, claim, f"{type(e).__name__}: {e}"))
             return
         else:
@@ -130,8 +206,12 @@ class OneTripWorker(Worker):
             finished = isinstance(result, dict) and bool(result.get("arq_finished"))
         finally:
             self.job_tasks.pop(job_id, None)
+            self._leased.discard(job_id)
         if not finished:
-            await asyncio.shield(self.finish_job(job_id, True, None, None, False, None, None))
+            try:
+                await asyncio.shield(self.finish_job(job_id, True, None, None, False, None, None))
+            except REDIS_DOWN as e:  # its record has ended; arq's keys lapse with the lease
+                log.warning("job %s: arq's keys not cleared, Redis unreachable (%s)", job_id, e)
 
     async def _run_again(self, job_id: str, delay_s: float) -> None:
         """Re-queue a started job to run `delay_s` from now. Its claim moved its score to its lease's end,

@@ -98,6 +98,7 @@ class Gate:
         self.probe_ttl_s = probe_ttl_s  # a probe whose worker died frees the half-open slot after this
         self._admit = scripts.register(redis, "admit")
         self._settle = scripts.register(redis, "settle")
+        self._go = scripts.register(redis, "go")
 
     def _bucket_keys(self, bucket: str) -> list[str]:
         return [self.keys.circuit(bucket), *self.keys.rate_limit(bucket)]
@@ -118,11 +119,13 @@ class Gate:
         max_wait_s: float,
         lease_ttl_s: float,
         poll_s: float = 0.05,
+        count_in: str = "",
     ) -> Admission:
+        """`count_in`: the hash whose `provider_calls` counts the call when it goes (a job's batch)."""
         limit = limit or RateLimit()
         lease = uuid.uuid4().hex if limit.max_concurrent else None
         code, wait = await self._admit(
-            self._bucket_keys(bucket),
+            [*self._bucket_keys(bucket), count_in],
             [
                 int(self.probe_ttl_s * 1000),
                 self._ms_per_request(limit),
@@ -191,9 +194,11 @@ class Gate:
         args = self._settle_args(outcome, lease, limit, estimated, actual, 1.0)
         self._settle.queue(pipe, self._bucket_keys(bucket), args)
 
-    async def cooldown_left(self, bucket: str) -> float:
-        ms = await self.redis.pttl(self.keys.rate_limit(bucket)[2])
-        return max(0, ms) / 1000
+    async def go(self, bucket: str, count_in: str = "") -> float:
+        """After sleeping until a booked slot: 0 when the call may go (counted in `count_in`), else the
+        seconds a 429 elsewhere has paused the target for."""
+        ms = await self._go([self.keys.rate_limit(bucket)[2], count_in])
+        return max(0, int(ms)) / 1000
 
     async def open_targets(self, buckets: list[str]) -> set[str]:
         """Buckets whose circuit is open right now (loadbalance picks among the others)."""

@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 from arq import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mmq import scripts
 from mmq.cache import answer_from
@@ -41,6 +43,8 @@ from worker.routes import Route, candidate_buckets, fetches_urls_itself, has_loa
 from worker.runtime import Runtime
 
 log = logging.getLogger("mmq.worker")
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)  # a restart or a network cut
 
 
 def _redact(text: str, target: Target) -> str:
@@ -108,10 +112,15 @@ class _CircuitOpen(Exception):
         self.wait_s = wait_s
 
 
-async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any]) -> str | None:
+async def _admit(
+    rt: Runtime, job: JobRecord, route: Route, tokens: int, resume: dict[str, Any]
+) -> str | None:
     """Wait for this target's gate (circuit, 429 pause, concurrency, rate slot); defer the job when the
-    wait is long. Returns the concurrency lease to give back after the call."""
+    wait is long. Returns the concurrency lease to give back after the call. The call is counted in its
+    batch's `provider_calls` by the round trip that lets it go, before it is sent: a call a crash
+    abandons is still counted."""
     settings = rt.settings
+    count_in = rt.records.batch_key(job.batch_id) if job.batch_id else ""
     while True:
         admission = await rt.gate.admit(
             route.bucket,
@@ -119,6 +128,7 @@ async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any])
             tokens=tokens,
             max_wait_s=settings.rate_wait_max_s,
             lease_ttl_s=route.timeout_s + settings.rate_wait_max_s,
+            count_in=count_in,
         )
         if admission.circuit_open:
             raise _CircuitOpen(admission.wait_s)
@@ -127,7 +137,7 @@ async def _admit(rt: Runtime, route: Route, tokens: int, resume: dict[str, Any])
                 return admission.lease
             await asyncio.sleep(admission.wait_s)
             # a 429 elsewhere while we slept pauses this call too; otherwise the booked slot is ours
-            if await rt.gate.cooldown_left(route.bucket) <= 0:
+            if await rt.gate.go(route.bucket, count_in) <= 0:
                 return admission.lease
             await rt.gate.settle(route.bucket, "other", lease=admission.lease)
             continue
@@ -224,7 +234,9 @@ async def _call_with_retries(
         while True:
             tries += 1
             try:
-                lease = await _admit(rt, route, tokens, {"target": route.target.name, "tries": tries - 1})
+                lease = await _admit(
+                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}
+                )
             except _CircuitOpen as c:
                 job.attempts.append(
                     Attempt(
@@ -351,10 +363,12 @@ async def _finish(
     pipe = rt.records.redis.pipeline(transaction=False)
     for queue_write in writes.before:
         queue_write(pipe)
-    if remember:
-        dedup.remember(rt, job, pipe)
-    await rt.records.finish(job, (from_,), to, provider_calls=_real_attempts(job), pipe=pipe)
+    await rt.records.finish(job, (from_,), to, pipe=pipe)  # its calls were counted as they went
     at = len(pipe.command_stack) - 1
+    if remember:
+        # after the outcome: an entry must never exist for a job whose own record did not end (a Redis
+        # restart between the two made the re-run answer itself from its own entry)
+        dedup.remember(rt, job, pipe)
     for queue_write in writes.after:
         queue_write(pipe)
     outcome = (await scripts.execute(pipe))[at]
@@ -434,6 +448,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     except TimeoutError:
         timeout = JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s")
         await _fail(rt, job, timeout, writes)
+    except REDIS_DOWN:
+        raise  # nothing can be written: the run is abandoned and the job runs again after its lease
     except Exception as e:  # a bug must cost one job, never the worker
         log.exception("job %s crashed", job_id)
         await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"), writes)

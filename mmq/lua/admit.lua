@@ -3,12 +3,15 @@
 -- admitted call books the next free slot on the request clock and the token clock, so calls leave evenly
 -- spaced and a waiting caller sleeps exactly until its slot). Redis' clock, so skewed machines agree.
 -- KEYS[1] circuit hash (fails, open_until, probe_until), KEYS[2] rate clocks hash (r, t: ms),
--- KEYS[3] lease zset, KEYS[4] cooldown key
+-- KEYS[3] lease zset, KEYS[4] cooldown key, KEYS[5] the hash whose `provider_calls` counts calls sent
+-- (the job's batch) or ''
 -- ARGV[1] probe ttl ms, ARGV[2] ms per request (0 = none), ARGV[3] ms per token (0 = none),
 -- ARGV[4] tokens, ARGV[5] token burst, ARGV[6] max concurrent (0 = none), ARGV[7] lease id,
 -- ARGV[8] lease ttl ms, ARGV[9] max wait ms, ARGV[10] poll ms (a full concurrency pool's retry)
 -- Returns {code, wait ms as a string}: 1 admitted (sleep `wait`, then call), 0 not admitted (nothing
 -- booked: try again after `wait`), -1 circuit open (a probe may go after `wait`).
+-- A call admitted with no wait goes out now, so it is counted now (a crash during the call cannot lose
+-- it); one admitted to sleep is counted by `go` when it wakes.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local probe = false
@@ -53,4 +56,5 @@ if max_conc > 0 then
   redis.call('PEXPIRE', KEYS[3], 3600000)
 end
 if probe then redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[1]))) end
+if wait <= 0 and KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], 'provider_calls', 1) end
 return {1, tostring(wait)}
