@@ -26,7 +26,7 @@ from mmq import scripts
 from mmq.cache import answer_from
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
-from mmq.fetch import FetchedMedia, FetchPolicy
+from mmq.fetch import FetchedMedia, FetchFailed, FetchPolicy
 from mmq.queue import CLAIM_CTX, finish_arq_job
 from mmq.records import Claim
 from mmq.settings import Settings
@@ -188,6 +188,34 @@ async def _media_ready(
     return replace(route, request=request)
 
 
+async def _media_ready_with_retries(
+    rt: Runtime,
+    job: JobRecord,
+    route: Route,
+    adapter: Any,
+    prefetched: dict[str, FetchedMedia],
+    known: dict[str, ImageFacts],
+) -> Route:
+    """`_media_ready`, with a transient fetch failure (5xx, 408/425/429, timeouts, connection errors)
+    retried on the route's policy: its tries and the job's backoff, short waits only (the fetch is the
+    worker's own, no provider slot is held). The last failure is raised for the caller's fallback."""
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return await _media_ready(rt, job, route, adapter, prefetched, known)
+        except FetchFailed as e:
+            if not e.retryable or tries >= route.max_attempts:
+                raise
+            delay = backoff_s(
+                tries,
+                base_s=rt.settings.retry_base_s,
+                cap_s=rt.settings.retry_cap_s,
+                retry_after_s=e.retry_after_s,
+            )
+            await asyncio.sleep(min(delay, rt.settings.retry_sleep_max_s))
+
+
 def _real_attempts(job: JobRecord) -> int:
     return sum(1 for a in job.attempts if not a.skipped)
 
@@ -218,7 +246,17 @@ async def _call_with_retries(
         adapter = get_adapter(route.target.provider)
         if job.kind is Kind.chat:
             try:
-                route = await _media_ready(rt, job, route, adapter, prefetched, facts)
+                route = await _media_ready_with_retries(rt, job, route, adapter, prefetched, facts)
+            except FetchFailed as e:
+                # the media would not come for this target; the next may take the URL itself
+                job.attempts.append(
+                    Attempt(
+                        target=route.target.name, status=e.status, latency_ms=0, error=str(e), skipped=True
+                    )
+                )
+                if n + 1 == len(routes):
+                    raise
+                continue
             except InvalidJob as e:
                 # this provider cannot take this media (type, size, count); another target may
                 if n + 1 == len(routes):
