@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # a started job's lease, renewed by its worker's heartbeat while it runs: a crashed worker's jobs run
     # again (on another worker) this long after its last beat
     job_lease_s: float = 20.0
+    # on SIGTERM/SIGINT a worker takes no new job and gives those running this long to finish (a call in
+    # flight is paid for: cancelling it pays again when the job re-runs); what is left then runs again
+    shutdown_grace_s: int = 30
     health_check_interval_s: int = 30
 
     # provider target used when a job names none (routing configs arrive with issue 3)

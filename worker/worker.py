@@ -104,6 +104,7 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
         job_deserializer=deserialize,
         # max_jobs*5 ids per poll is arq's default; with fast jobs a bigger read keeps slots full
         queue_read_limit=max(settings.max_jobs * 5, 500),
+        job_completion_wait=settings.shutdown_grace_s,  # a signal stops the polls, then waits this long
     )
 
 
