@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     # on SIGTERM/SIGINT a worker takes no new job and gives those running this long to finish (a call in
     # flight is paid for: cancelling it pays again when the job re-runs); what is left then runs again
     shutdown_grace_s: int = 30
+    metrics_port: int | None = None  # a worker serves Prometheus metrics here (one port per process)
     health_check_interval_s: int = 30
 
     # provider target used when a job names none (routing configs arrive with issue 3)

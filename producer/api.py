@@ -1,7 +1,8 @@
 """The HTTP API: submit jobs and batches, poll status, download results.
 
-Every route but /health needs `Authorization: Bearer <key>`; the key's tenant sees only its own jobs,
-batches and files (anything else is a 404, so ids of other tenants cannot even be probed).
+Every route but /health, /ready and /metrics needs `Authorization: Bearer <key>`; the key's tenant sees
+only its own jobs, batches and files (anything else is a 404, so ids of other tenants cannot even be
+probed). /metrics holds no tenant's data: the queue's depth and age.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
+from mmq import metrics
 from mmq.batch_options import BatchOptions
 from mmq.connections import connect
 from mmq.contract import BatchRecord, JobRecord
@@ -89,6 +92,29 @@ def create_app(
     async def health(request: Request) -> dict[str, Any]:
         await request.app.state.redis.ping()
         return {"ok": True}
+
+    @app.get("/ready")
+    async def ready(request: Request) -> JSONResponse:
+        """200 when Redis and the store answer, else 503 naming what does not (a load balancer's check)."""
+        checks: dict[str, str] = {}
+        try:
+            await request.app.state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as e:
+            checks["redis"] = f"{type(e).__name__}: {e}"
+        try:
+            await request.app.state.storage.exists("mmq-ready-check")
+            checks["storage"] = "ok"
+        except Exception as e:
+            checks["storage"] = f"{type(e).__name__}: {e}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        """Prometheus text format: the queue's depth and age (workers serve their own on MMQ_METRICS_PORT)."""
+        await metrics.read_queue(request.app.state.redis, settings.queue_name)
+        return Response(generate_latest(metrics.API_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/api/jobs", status_code=201)
     async def submit_job(body: JobSubmission, request: Request, who: Tenant) -> dict[str, Any]:

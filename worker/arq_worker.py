@@ -27,7 +27,7 @@ from arq.utils import ms_to_datetime, timestamp_ms
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from mmq import scripts
+from mmq import metrics, scripts
 from mmq.contract import JobError, JobStatus
 from mmq.queue import CLAIM_CTX, JOB_FUNCTION
 from mmq.records import Claim, claim_from
@@ -174,6 +174,7 @@ class OneTripWorker(Worker):
         }
         timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
         self._leased.add(job_id)
+        metrics.JOBS_RUNNING.inc()
         self.job_tasks[job_id] = task = self.loop.create_task(function.coroutine(ctx, *args, **kwargs))
         log.debug("→ %s:%s try=%d", job_id, function_name, job_try)
         try:
@@ -207,6 +208,7 @@ class OneTripWorker(Worker):
         finally:
             self.job_tasks.pop(job_id, None)
             self._leased.discard(job_id)
+            metrics.JOBS_RUNNING.dec()
         if not finished:
             try:
                 await asyncio.shield(self.finish_job(job_id, True, None, None, False, None, None))

@@ -12,9 +12,11 @@ import hmac
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry
+from standardwebhooks import Webhook
 
 from mmq import queue
 from mmq.contract import JobError, JobStatus
@@ -74,9 +76,19 @@ async def batch_ended(rt: Runtime, batch_id: str) -> None:
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """`t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as Stripe-style receivers expect."""
+    """`t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: mmq's first signature, still sent so receivers
+    built on it keep working; the Standard Webhooks headers (`standard_headers`) are the ones to verify."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+def standard_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """`webhook-id`, `webhook-timestamp` and `webhook-signature` per the Standard Webhooks specification,
+    signed by its reference library, so a receiver verifies them with any stock implementation. A
+    `whsec_<base64>` secret is used as the specification says; any other text is the key as UTF-8."""
+    key: str | bytes = secret if secret.startswith("whsec_") else secret.encode()
+    signature = Webhook(key).sign(msg_id, datetime.fromtimestamp(timestamp, tz=UTC), body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
 
 
 async def notify_batch(ctx: dict[str, Any], batch_id: str) -> str:
@@ -89,7 +101,10 @@ async def notify_batch(ctx: dict[str, Any], batch_id: str) -> str:
     headers = {"content-type": "application/json", "user-agent": "mmq-webhook/1"}
     secret = rt.settings.webhook_secret.get_secret_value() if rt.settings.webhook_secret else ""
     if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, int(time.time()), body)
+        now = int(time.time())
+        headers[SIGNATURE_HEADER] = sign(secret, now, body)
+        # one id per event, the same on every retry: receivers drop a delivery they have already taken
+        headers |= standard_headers(secret, f"{batch.id}.{batch.status.value}", now, body)
     # the URL is the tenant's: the SSRF guard applies (only public addresses, or the operator's receivers)
     policy = FetchPolicy(total_timeout_s=10.0, allow_hosts=frozenset(rt.settings.webhook_allow_hosts))
     try:

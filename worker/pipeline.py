@@ -22,7 +22,7 @@ from arq import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from mmq import scripts
+from mmq import metrics, scripts
 from mmq.cache import answer_from
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
@@ -133,6 +133,7 @@ async def _admit(
         if admission.circuit_open:
             raise _CircuitOpen(admission.wait_s)
         if admission.admitted:
+            metrics.RATE_WAIT.observe(max(0.0, admission.wait_s))
             if admission.wait_s <= 0:
                 return admission.lease
             await asyncio.sleep(admission.wait_s)
@@ -291,6 +292,9 @@ async def _call_with_retries(
             except (ProviderError, httpx.TransportError, TimeoutError) as exc:
                 err = _as_provider_error(exc, route.target)
                 err.message = _redact(err.message, route.target)
+                _count_call(route, str(err.status or err.code or "error"), started)
+                if err.status == 429:
+                    metrics.RATE_LIMITED.labels(route.target.name).inc()
                 job.attempts.append(
                     Attempt(
                         target=route.target.name,
@@ -313,6 +317,7 @@ async def _call_with_retries(
                         # the shared limiter paces this target (a 429 has paused it for every worker, and
                         # a sick target opens its circuit): no random backoff on top
                         delay = err.retry_after_s or 0.0
+                    metrics.RETRIES.labels(route.target.name).inc()
                     if delay > rt.settings.retry_sleep_max_s:
                         raise _Defer(delay, {"target": route.target.name, "tries": tries}) from None
                     await asyncio.sleep(delay)
@@ -320,6 +325,7 @@ async def _call_with_retries(
                 if n + 1 < len(routes) and _may_fall_back(err, route):
                     break  # next target
                 raise err from None
+            _count_call(route, str(resp.status), started)
             # every success settles, even when this job saw no failure: another worker's may have landed
             # meanwhile, and only a reset keeps "consecutive" true (skipping it opened circuits at 3% errors)
             actual = (
@@ -361,7 +367,13 @@ async def _observe_failure(rt: Runtime, route: Route, err: ProviderError, lease:
         outcome = "other"
     state = await rt.gate.settle(route.bucket, outcome, lease=lease, cooldown_s=err.retry_after_s or 1.0)
     if outcome == "sick" and state == "open":
+        metrics.CIRCUIT_OPENED.labels(route.target.name).inc()
         log.warning("circuit open for %s after repeated failures", route.bucket)
+
+
+def _count_call(route: Route, status: str, started: float) -> None:
+    metrics.PROVIDER_CALLS.labels(route.target.name, status).inc()
+    metrics.PROVIDER_LATENCY.labels(route.target.name).observe(time.perf_counter() - started)
 
 
 def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
@@ -410,6 +422,9 @@ async def _finish(
     for queue_write in writes.after:
         queue_write(pipe)
     outcome = (await scripts.execute(pipe))[at]
+    metrics.JOBS_FINISHED.labels(job.kind.value, to.value, "yes" if job.cached else "no").inc()
+    if job.cached:
+        metrics.CACHE_HITS.labels(job.cache.level.value if job.cache else "exact").inc()
     if (outcome.decode() if isinstance(outcome, bytes) else outcome) == "ended" and job.batch_id:
         await batch_tasks.batch_ended(rt, job.batch_id)
 

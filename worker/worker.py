@@ -8,7 +8,9 @@ from typing import Any
 import redis.asyncio
 from arq import Worker, func
 from arq.connections import ArqRedis, RedisSettings
+from prometheus_client import start_http_server
 
+from mmq import metrics
 from mmq.connections import MMQ_CLIENT_NAME, PackedConnection, connect
 from mmq.queue import (
     BATCH_TASK_TIMEOUT_S,
@@ -55,9 +57,21 @@ async def pack_with_hiredis(pool: ArqRedis) -> None:
         connections.reset()
 
 
+def serve_metrics(port: int) -> None:
+    """Prometheus metrics on http://0.0.0.0:`port`/metrics, from a thread of prometheus_client's."""
+    try:
+        start_http_server(port, registry=metrics.REGISTRY)
+    except OSError as e:  # two workers on one host need a port each
+        problem = f"MMQ_METRICS_PORT={port}: cannot serve metrics there ({e}); give each worker its own"
+        raise SystemExit(problem) from None
+    log.info("metrics on :%d/metrics", port)
+
+
 def make_startup(settings: Settings):
     async def on_startup(ctx: dict[str, Any]) -> None:
         await pack_with_hiredis(ctx["redis"])
+        if settings.metrics_port:
+            serve_metrics(settings.metrics_port)
         # mmq's own connections, apart from arq's pool and named in CLIENT LIST: arq's polling never queues
         # behind a job's writes, and a benchmark can count mmq's own round trips (bench/_common.py)
         own = connect(settings.redis_url, client_name=MMQ_CLIENT_NAME) if settings.redis_url else ctx["redis"]

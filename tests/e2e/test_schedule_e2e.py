@@ -151,6 +151,12 @@ async def test_a_signed_webhook_is_posted_when_the_batch_ends_and_retried(slow_m
     stamp, mac = parts["t"], parts["v1"]
     expected = hmac.new(env["MMQ_WEBHOOK_SECRET"].encode(), f"{stamp}.".encode() + body, hashlib.sha256)
     assert hmac.compare_digest(mac, expected.hexdigest())
+    # the Standard Webhooks headers verify with the specification's own library, as a receiver would
+    from standardwebhooks import Webhook
+
+    verified = Webhook(env["MMQ_WEBHOOK_SECRET"].encode()).verify(body.decode(), headers)
+    assert verified["data"]["id"] == batch.id
+    assert headers["webhook-id"] == f"{batch.id}.completed" == got[0][0]["webhook-id"]  # the same on a retry
     assert b"whsec-test" not in body and "sk-test" not in json.dumps(event)
 
 
