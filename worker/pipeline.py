@@ -422,6 +422,7 @@ async def _finish(
     for queue_write in writes.after:
         queue_write(pipe)
     outcome = (await scripts.execute(pipe))[at]
+    _log_outcome(job, to)
     metrics.JOBS_FINISHED.labels(job.kind.value, to.value, "yes" if job.cached else "no").inc()
     if job.cached:
         metrics.CACHE_HITS.labels(job.cache.level.value if job.cache else "exact").inc()
@@ -429,9 +430,26 @@ async def _finish(
         await batch_tasks.batch_ended(rt, job.batch_id)
 
 
+def _log_outcome(job: JobRecord, to: JobStatus) -> None:
+    """One line per job outcome, with its ids as fields (mmq/logs.py writes them as JSON keys)."""
+    fields: dict[str, Any] = {
+        "job_id": job.id,
+        "batch_id": job.batch_id,
+        "tenant": job.tenant,
+        "kind": job.kind.value,
+        "status": to.value,
+        "cached": job.cached,
+        "attempts": len(job.attempts),
+        "seconds": round((job.finished_at or 0) - (job.started_at or job.finished_at or 0), 3),
+    }
+    if job.error is not None:
+        fields |= {"error_type": job.error.type, "error": job.error.message}
+    message = f"job {job.id} {to.value}" + (f": {job.error.type}: {job.error.message}" if job.error else "")
+    log.info(message, extra=fields)
+
+
 async def _fail(rt: Runtime, job: JobRecord, error: JobError, writes: _Writes | None = None) -> None:
     job.error = error
-    log.info("job %s failed: %s: %s", job.id, error.type, error.message)
     await _finish(rt, job, JobStatus.failed, writes=writes)
 
 
