@@ -23,6 +23,8 @@ _EXTENSIONS = {
     "image/webp": ".webp",
     "image/bmp": ".bmp",
     "image/tiff": ".tiff",
+    "image/avif": ".avif",
+    "image/heic": ".heic",
     "application/pdf": ".pdf",
     "audio/wav": ".wav",
     "audio/mpeg": ".mp3",
@@ -169,6 +171,12 @@ def sniff(data: bytes) -> str | None:
     if head.startswith(b"OggS"):
         return "audio/ogg"
     if data[4:8] == b"ftyp":
+        # ISO media: the brands say what it holds (major brand at 8..12, compatible ones after it)
+        brands = data[8:12] + data[16 : min(len(data), int.from_bytes(data[:4], "big"), 64)]
+        if b"avif" in brands or b"avis" in brands:
+            return "image/avif"
+        if any(b in brands for b in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")):
+            return "image/heic"
         return "audio/mp4"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "audio/webm"
@@ -181,7 +189,16 @@ def extension_for(content_type: str) -> str:
 
 def filename_for(content_type: str, stem: str = "audio") -> str:
     return stem + extension_for(content_type)
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"})
+
+
+# what the worker decodes (and converts for providers that take fewer types); HEIC is recognised but not
+# decodable here (Pillow has no HEIF codec), so it is refused by name instead of as "not an image"
+IMAGE_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff", "image/avif"}
+)
+UNSUPPORTED_IMAGE_TYPES = {
+    "image/heic": "HEIC/HEIF photos cannot be decoded here; convert them to JPEG or PNG"
+}
 PDF_TYPES = frozenset({"application/pdf"})
 TEXT_TYPES = frozenset({"text/plain", "text/csv", "text/markdown"})
 AUDIO_TYPES = frozenset({"audio/wav", "audio/mpeg", "audio/flac", "audio/ogg", "audio/mp4", "audio/webm"})
@@ -205,5 +222,3 @@ def document_type(data: bytes, url: str, where: str) -> str:
         "spreadsheets and other formats are not taken by the supported providers",
         type="invalid_media",
     )
-
-
