@@ -35,6 +35,7 @@ CATALOG: dict[str, Provider] = {
         Provider("elevenlabs", frozenset({Kind.speech}), "https://api.elevenlabs.io"),
         Provider("gemini", frozenset({Kind.chat, Kind.image}), "https://generativelanguage.googleapis.com"),
         Provider("vertex", frozenset({Kind.chat, Kind.image}), None),
+        Provider("vertex-anthropic", frozenset({Kind.chat}), None),  # Claude on Vertex AI
         Provider("groq", frozenset({Kind.chat}) | _AUDIO, "https://api.groq.com/openai/v1"),
         Provider("openai", ALL_KINDS, None),
         # any OpenAI-compatible server (Ollama, vLLM, LocalAI) speaks the same dialect at its own base URL

@@ -52,11 +52,30 @@ def is_media_ref(url: str) -> bool:
     return url.startswith(BLOB_SCHEME)
 
 
+GCS_SCHEME = "gs://"
+
+
+def is_gcs_uri(url: str) -> bool:
+    """A Cloud Storage object (gs://bucket/object): only Vertex AI reads it, by itself. mmq accepts it in
+    chat media at submit, never fetches it, and a worker fails the job (per job, naming the part) when the
+    route's target is not a Vertex one (worker/media_ready.py)."""
+    return url.startswith(GCS_SCHEME)
+
+
 def _check_media_url(url: str, what: str) -> str:
+    shown = url if len(url) < 60 else url[:57] + "..."
+    if is_gcs_uri(url):
+        bucket, _, name = url[len(GCS_SCHEME) :].partition("/")
+        if not bucket or not name or name.endswith("/"):
+            raise ValueError(
+                f"{what}: a gs:// URI names a bucket and an object (gs://bucket/file.png), got {shown!r}"
+            )
+        return url
     if url.startswith(("http://", "https://", "data:", BLOB_SCHEME)):
         return url
-    shown = url if len(url) < 60 else url[:57] + "..."
-    raise ValueError(f"{what} must be an http(s) URL or a data: URL, got {shown!r}")
+    raise ValueError(
+        f"{what} must be an http(s) URL, a data: URL or a gs:// URI (Vertex AI targets only), got {shown!r}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- chat

@@ -4,6 +4,11 @@ what cannot be made to fit. Nothing is dropped silently.
 
 Runs per route (a fallback may go from a provider that takes URLs to one that needs bytes), on a copy
 of the request, after `prepare` has turned stored blobs into data: URLs and verified every image.
+
+gs:// Cloud Storage URIs are read by Vertex AI itself (MediaRules.gcs_uris): they go to such a target as
+they are, and fail the job at any other target (InvalidJob naming the part; a fallback moves on to the
+next target, the last one fails the job). The worker never fetches a gs:// object, so it neither
+downscales nor converts one: per-job downscaling options do not apply to them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from mmq.contract import chat_media_slots
+from mmq.contract import chat_media_slots, is_gcs_uri
 from mmq.errors import InvalidJob
 from mmq.fetch import FetchedMedia, FetchPolicy, fetch_media
 from mmq.media import (
@@ -164,6 +169,14 @@ async def ready_for(
         )
     for slot in slots:
         value = slot.value
+        if is_gcs_uri(value):
+            if rules.gcs_uris:
+                continue  # Vertex reads it from Cloud Storage itself
+            raise InvalidJob(
+                f"{slot.where}: {value} is a Cloud Storage URI, which only a Vertex AI target (provider "
+                f"'vertex') reads; {provider} cannot, and mmq never fetches gs:// objects itself",
+                type="invalid_media",
+            )
         remote = value.startswith(("http://", "https://"))
         if remote and rules.remote_urls and provider_fetches and not (opts.max_side or opts.max_bytes):
             continue  # the provider fetches it itself

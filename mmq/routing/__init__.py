@@ -10,6 +10,8 @@ from mmq.routing.schema import (
     RoutingConfig,
     RoutingError,
     Strategy,
+    as_number,
+    check_conditions,
     check_targets,
     parse_config,
 )
@@ -24,6 +26,8 @@ __all__ = [
     "RoutingError",
     "Strategy",
     "all_leaves",
+    "as_number",
+    "check_conditions",
     "check_targets",
     "effective_params",
     "parse_config",

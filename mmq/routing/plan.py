@@ -25,6 +25,8 @@ configs name a `virtual_key` that workers resolve from their environment or secr
 
 Conditional queries use Portkey's operators ($eq $ne $gt $gte $lt $lte $in $nin $regex $and $or) over
 dotted paths into `metadata.*` / `params.*`; see `_check_query` (parse time) and `_matches` (plan time).
+A number and numeric text compare as numbers (batch metadata is always text: `{"$gte": 5}` matches "7");
+the rules are in mmq.routing.schema's docstring.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ from mmq.routing.schema import (
     Retry,
     RoutingConfig,
     RoutingError,
-    _is_number,
     _is_op_object,
+    as_number,
 )
 
 
@@ -292,19 +294,28 @@ def _op_holds(op: str, actual: Any, arg: Any) -> bool:
         return not any(_eq(actual, x) for x in arg)
     if op == "$regex":
         return isinstance(actual, str) and re.search(arg, actual) is not None
-    if not ((_is_number(actual) and _is_number(arg)) or (isinstance(actual, str) and isinstance(arg, str))):
+    a, b = as_number(actual), as_number(arg)
+    if a is not None and b is not None:
+        pass  # numbers, or numeric text (batch metadata is text): "10" > "9"
+    elif isinstance(actual, str) and isinstance(arg, str):
+        a, b = actual, arg  # type: ignore[assignment]
+    else:
         return False  # incompatible types never compare, rather than raising mid-batch
     if op == "$gt":
-        return actual > arg
+        return a > b  # type: ignore[operator]
     if op == "$gte":
-        return actual >= arg
+        return a >= b  # type: ignore[operator]
     if op == "$lt":
-        return actual < arg
-    return actual <= arg  # $lte
+        return a < b  # type: ignore[operator]
+    return a <= b  # type: ignore[operator]  # $lte
 
 
 def _eq(a: Any, b: Any) -> bool:
     # JSON true is not 1: keep booleans apart from numbers
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, str) != isinstance(b, str):
+        # a number and numeric text are the same number ("7" == 7); two texts keep their spelling
+        x, y = as_number(a), as_number(b)
+        return x is not None and y is not None and x == y
     return a == b

@@ -1,16 +1,31 @@
 """Routing configs in Portkey's gateway config schema, parsed strictly: the node models, their checks,
 `parse_config`, and the submit-time `check_targets` (providers this build knows, custom hosts the
-operator allows). How a config plus a request becomes targets is `mmq.routing.plan`.
+operator allows, conditions that could match some request). How a config plus a request becomes targets
+is `mmq.routing.plan`.
 
 Credentials never live in configs: `api_key` (and AWS keys, `authorization`) anywhere is refused;
 configs name a `virtual_key` that workers resolve from their environment or secrets file.
 Conditional queries use Portkey's operators ($eq $ne $gt $gte $lt $lte $in $nin $regex $and $or) over
 dotted paths into `metadata.*` / `params.*`, checked here (`_check_query`) and matched by the planner.
+
+Numbers and text: batch metadata is always text (OpenAI's batch metadata is a map of strings), so
+`{"metadata.priority": {"$gte": 5}}` must match `"7"`. Wherever one side is a JSON number and the other
+parses as one (`as_number`: "7", "-2.5", "1e3"; not "NaN", "inf" or "0x10"), the two compare as numbers:
+the ordering operators, and $eq / $ne / $in / $nin between a number and numeric text. Two texts that
+both parse as numbers order as numbers too ("10" > "9"); two texts stay equal only when they are the same
+text ("007" is not "7": identifiers keep their spelling). Booleans never compare with numbers.
+
+Conditions that can never match are refused at submit (`check_conditions`, run by `check_targets`), with
+the condition's place and why: `$in: []`, numeric bounds that leave no number (`{"$gt": 10, "$lt": 5}`),
+an `$and` with such a part, an `$or` whose every part is one. With `text_metadata=True` (the batch doors,
+whose metadata is always text) also: a path below a metadata value (`metadata.a.b`), and metadata
+compared for equality with true/false/null, an object or a list.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
@@ -263,10 +278,36 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def check_targets(config: RoutingConfig, custom_hosts: Iterable[str] = ()) -> None:
-    """Submit-time check: every provider a config names has an adapter in this build, and every
+# decimal text as people write numbers: no hex, no "inf"/"nan", no digit separators
+_NUMERIC_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER_TEXT = re.compile(r"[+-]?\d+")
+_MAX_NUMERIC_TEXT = 64  # longer text is not a number anyone routes on (and int() of 5000 digits raises)
+
+
+def as_number(value: Any) -> int | float | None:
+    """`value` as a number when it is one (not a bool) or text that reads as a finite decimal number
+    ("7", " -2.5 ", "1e3"); None otherwise. Integers stay ints, so large ids compare exactly."""
+    if _is_number(value):
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, str) or len(value) > _MAX_NUMERIC_TEXT:
+        return None
+    text = value.strip()
+    if _INTEGER_TEXT.fullmatch(text):
+        return int(text)
+    if _NUMERIC_TEXT.fullmatch(text):
+        number = float(text)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def check_targets(
+    config: RoutingConfig, custom_hosts: Iterable[str] = (), *, text_metadata: bool = False
+) -> None:
+    """Submit-time check: every provider a config names has an adapter in this build, every
     custom_host is under a base URL the operator allows (`custom_hosts`: MMQ_CUSTOM_HOSTS and the worker's
-    own MMQ_OPENAI_BASE_URL). Raises ValueError naming the target."""
+    own MMQ_OPENAI_BASE_URL), and every condition can match some request (`check_conditions`;
+    `text_metadata`: the metadata is known to be text, as a batch's always is). Raises ValueError naming
+    the target or the condition."""
     allowed = list(custom_hosts)
     stack = [config]
     while stack:
@@ -278,3 +319,85 @@ def check_targets(config: RoutingConfig, custom_hosts: Iterable[str] = ()) -> No
             )
         if node.custom_host is not None:
             check_custom_host(node.custom_host, allowed, target=f"target {node.name or node.provider!r}")
+    check_conditions(config, text_metadata=text_metadata)
+
+
+# --- conditions that can never match ---------------------------------------------------------------
+
+_POSITIVE_OPS = frozenset({"$eq", "$in", "$regex"}) | _ORDER_OPS  # need a value that is there
+
+
+def check_conditions(config: RoutingConfig, *, text_metadata: bool = False) -> None:
+    """Refuses a config with a condition no request can match: such a branch is a typo or a type mix-up
+    that would otherwise send every job to the default, silently. Raises ValueError naming the condition
+    (its place in the config, its target and its query) and why. `text_metadata`: metadata values are
+    text (every batch door), so conditions needing another JSON type there are refused too."""
+    stack: list[tuple[RoutingConfig, str]] = [(config, "")]
+    while stack:
+        node, path = stack.pop()
+        for i, child in enumerate(node.targets or []):
+            stack.append((child, f"{path}targets[{i}]."))
+        if node.strategy is None:
+            continue
+        for i, condition in enumerate(node.strategy.conditions or []):
+            why = _never(condition.query, text_metadata)
+            if why is not None:
+                raise ValueError(
+                    f"{path}strategy.conditions[{i}] (then {condition.then!r}) can never match: {why} "
+                    f"(query {json.dumps(condition.query, separators=(',', ':'))})"
+                )
+
+
+def _never(query: dict[str, Any], text_metadata: bool) -> str | None:
+    """Why no request can satisfy `query`; None when some request could."""
+    for key, value in query.items():
+        if key == "$and":
+            for i, sub in enumerate(value):
+                if (why := _never(sub, text_metadata)) is not None:
+                    return f"$and[{i}]: {why}"
+        elif key == "$or":
+            whys = [_never(sub, text_metadata) for sub in value]
+            if all(why is not None for why in whys):
+                return "$or: none of its queries can match (" + "; ".join(f"{w}" for w in whys) + ")"
+        elif (why := _never_field(key, value, text_metadata)) is not None:
+            return f"{key}: {why}"
+    return None
+
+
+def _never_field(path: str, value: Any, text_metadata: bool) -> str | None:
+    ops: dict[str, Any] = value if _is_op_object(value) else {"$eq": value}
+    if ops.get("$in") == []:
+        return "$in an empty list matches no value"
+    if (why := _empty_range(ops)) is not None:
+        return why
+    if text_metadata and path.startswith("metadata.") and _POSITIVE_OPS.intersection(ops):
+        if "." in path[len("metadata.") :]:
+            return "batch metadata values are text, so nothing lies below one"
+        if "$eq" in ops and not _may_equal_text(ops["$eq"]):
+            return f"batch metadata values are text, never {json.dumps(ops['$eq'])}"
+        if "$in" in ops and not any(_may_equal_text(x) for x in ops["$in"]):
+            return f"batch metadata values are text, and $in lists none ({json.dumps(ops['$in'])})"
+    return None
+
+
+def _may_equal_text(value: Any) -> bool:
+    return isinstance(value, str) or _is_number(value)  # numbers equal numeric text
+
+
+def _empty_range(ops: dict[str, Any]) -> str | None:
+    """Bounds that no number meets. Once one bound is a JSON number, only numbers and numeric text can
+    pass it, and every bound that reads as a number then compares as one."""
+    bounded = ("$eq", "$gt", "$gte", "$lt", "$lte")
+    if not any(_is_number(ops.get(op)) for op in bounded):
+        return None
+    at = {op: as_number(ops[op]) for op in bounded if op in ops}
+    lows = [(v, op == "$gt") for op in ("$gt", "$gte", "$eq") if (v := at.get(op)) is not None]
+    highs = [(v, op == "$lt") for op in ("$lt", "$lte", "$eq") if (v := at.get(op)) is not None]
+    if not lows or not highs:
+        return None
+    low, low_strict = max(lows, key=lambda b: (b[0], b[1]))
+    high, high_strict = min(highs, key=lambda b: (b[0], not b[1]))
+    if low > high or (low == high and (low_strict or high_strict)):
+        shown = ", ".join(f"{op} {json.dumps(ops[op])}" for op in bounded if op in ops)
+        return f"no number meets {shown}"
+    return None

@@ -120,7 +120,7 @@ def _with_limit_headers(endpoint: Handler) -> Handler:
 
 
 # ------------------------------------------------------------------------------------------ request
-async def _read_body(request: Request) -> dict[str, object]:
+async def read_body(request: Request) -> dict[str, object]:
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
@@ -357,10 +357,16 @@ def _stop_sequences(body: dict[str, object]) -> list[str]:
 async def messages(request: Request) -> Response:
     if not request.headers.get("anthropic-version"):
         raise invalid("anthropic-version: header is required")
-    body = await _read_body(request)
+    body = await read_body(request)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model: Field required")
+    return await answer(request, body, model)
+
+
+async def answer(request: Request, body: dict[str, object], model: str) -> Response:
+    """A Messages body checked and answered (the model already read, from the body or the URL): shared
+    with the Claude-on-Vertex dialect (mmq/simulator/vertex_anthropic.py), whose envelope differs."""
     max_tokens = _int_field(body, "max_tokens", 1)
     turns = _check_turns(body.get("messages"))
     prompt_tokens = _system_tokens(body.get("system"))

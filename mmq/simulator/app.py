@@ -28,6 +28,7 @@ from mmq.simulator.images import image_generations, sim_file
 from mmq.simulator.knobs import SimulatorConfig
 from mmq.simulator.stability import stability_routes
 from mmq.simulator.state import SimState
+from mmq.simulator.vertex_anthropic import vertex_anthropic_routes
 
 _API = {
     "/chat/completions": chat_completions,
@@ -80,6 +81,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
     routes += bedrock_routes()  # AWS Bedrock dialect: Converse and InvokeModel, SigV4-checked, guarded
     routes += stability_routes()  # Stability AI dialect: v2beta multipart and v1 JSON, guarded
     routes += anthropic_routes()  # Anthropic Messages dialect: x-api-key auth, guarded
+    routes += vertex_anthropic_routes()  # Claude on Vertex AI: rawPredict, bearer auth, guarded
     routes += [
         Route("/health", health, methods=["GET"]),
         Route("/sim/stats", stats, methods=["GET"]),

@@ -23,6 +23,7 @@ CHAT_MODELS = {
     "anthropic": "claude-sonnet-4-5",
     "gemini": "gemini-2.5-flash",
     "vertex": "gemini-2.5-flash",
+    "vertex-anthropic": "claude-sonnet-4-5@20250929",
     "groq": "meta-llama/llama-4-scout-17b-16e-instruct",
     "bedrock": "anthropic.claude-3-5-sonnet-20241022-v2:0",
 }
@@ -79,7 +80,7 @@ def _secrets(sim_root: str, provider: str) -> dict:
     entry: dict = {"api_key": "sk-sim-provider", "base_url": sim_root}
     if provider == "openai" or provider == "openai-compatible":
         entry["base_url"] = sim_root + "/v1"
-    if provider == "vertex":
+    if provider in ("vertex", "vertex-anthropic"):
         entry["headers"] = {"x-mmq-vertex-project": "sim-project", "x-mmq-vertex-location": "us-central1"}
     if provider == "bedrock":
         entry["api_key"] = "AKIDSIM:simsecret"
@@ -236,3 +237,80 @@ async def test_a_url_image_is_fetched_for_a_bytes_only_provider_from_allowed_hos
     assert rec.status is JobStatus.succeeded, rec.error
     answer = json.loads(await allowed_rt.storage.get(rec.result.body_key))["choices"][0]["message"]["content"]
     assert "blue" in answer.lower() and rec.usage["media"]["fetched"] == 1
+
+
+async def test_claude_on_vertex_runs_through_the_worker_against_its_simulator_dialect(runtime, dialects):
+    """provider "vertex-anthropic": accepted at submit, sent by a worker as rawPredict (model in the URL,
+    anthropic_version in the body, bearer token, project and region from the virtual key), answered in
+    the OpenAI shape."""
+    import httpx
+
+    rt, producer = runtime(dialects + "/v1")
+    rt.keys = VirtualKeys()
+    rt.keys.file_entries = {"claude-vertex": _secrets(dialects, "vertex-anthropic")}
+    model = "claude-sonnet-4-5@20250929"
+    body = {**chat_body(data_url(png_bytes((20, 40, 200)))), "model": model, "max_tokens": 300}
+    config = {"provider": "vertex-anthropic", "virtual_key": "claude-vertex"}
+    path = "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}:rawPredict"
+    async with httpx.AsyncClient() as http:
+        before = (await http.get(f"{dialects}/sim/stats")).json()["by_path"].get(path, 0)
+    job = await producer.submit_job("/v1/chat/completions", body, tenant="t", config=config)
+    await run_job({"mmq": rt}, job.id)
+    rec = await rt.records.get_job(job.id)
+    assert rec.status is JobStatus.succeeded, (rec.error, rec.attempts)
+    assert [(a.target, a.status) for a in rec.attempts] == [("root", 200)]
+    result = json.loads(await rt.storage.get(rec.result.body_key))
+    assert result["object"] == "chat.completion" and result["model"] == model  # the URL's model
+    assert "mostly blue" in result["choices"][0]["message"]["content"]
+    assert result["usage"]["prompt_tokens"] > 0 and rec.usage["prompt_tokens"] > 0
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{dialects}/sim/stats")).json()["by_path"][path] == before + 1
+
+
+def _gs_chat(model: str) -> dict:
+    parts = [
+        {"type": "text", "text": "Describe."},
+        {"type": "image_url", "image_url": {"url": "gs://bucket/shots/chair.png"}},
+    ]
+    return {"model": model, "messages": [{"role": "user", "content": parts}]}
+
+
+async def test_gs_uris_are_accepted_at_submit_and_go_only_to_vertex(runtime, dialects):
+    rt, producer = runtime(dialects + "/v1")
+    rt.keys = VirtualKeys()
+    rt.keys.file_entries = {p: _secrets(dialects, p) for p in ("vertex", "openai", "vertex-anthropic")}
+    submit = producer.submit_job
+    url = "/v1/chat/completions"
+    on_vertex = await submit(
+        url, _gs_chat("gemini-2.5-flash"), tenant="t", config={"virtual_key": "vertex", "provider": "vertex"}
+    )
+    fallback = {
+        "strategy": {"mode": "fallback"},
+        "targets": [
+            {"provider": "openai", "virtual_key": "openai", "name": "oa"},
+            {"provider": "vertex", "virtual_key": "vertex", "name": "vx"},
+        ],
+    }
+    falls_back = await submit(url, _gs_chat("gemini-2.5-flash"), tenant="t", config=fallback)
+    claude = {"provider": "vertex-anthropic", "virtual_key": "vertex-anthropic"}
+    elsewhere = await submit(url, _gs_chat("claude-sonnet-4-5@20250929"), tenant="t", config=claude)
+    for job in (on_vertex, falls_back, elsewhere):
+        await run_job({"mmq": rt}, job.id)
+
+    rec = await rt.records.get_job(on_vertex.id)
+    assert rec.status is JobStatus.succeeded, rec.error
+    answer = json.loads(await rt.storage.get(rec.result.body_key))["choices"][0]["message"]["content"]
+    assert "gs://bucket/shots/chair.png (image/png)" in answer  # the provider got the URI, not bytes
+
+    rec = await rt.records.get_job(falls_back.id)
+    assert rec.status is JobStatus.succeeded, rec.error
+    assert [(a.target, a.skipped, a.status) for a in rec.attempts] == [("oa", True, None), ("vx", False, 200)]
+    assert "Cloud Storage URI" in rec.attempts[0].error
+
+    rec = await rt.records.get_job(elsewhere.id)
+    assert rec.status is JobStatus.failed and rec.error.type == "invalid_media"
+    assert rec.error.message.startswith(
+        "messages[0].content[1]: gs://bucket/shots/chair.png is a Cloud Storage URI, which only a Vertex AI "
+        "target (provider 'vertex') reads; vertex-anthropic cannot"
+    )
+    assert not [a for a in rec.attempts if not a.skipped]  # nothing was sent, nothing fetched

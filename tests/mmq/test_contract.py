@@ -41,6 +41,28 @@ def test_malformed_chat_requests_name_the_field(body, field):
     assert field in str(e.value)
 
 
+def test_gs_uris_are_accepted_in_chat_media_for_vertex():
+    gs_pdf = {"type": "file", "file": {"file_data": "gs://docs/q3/report.pdf", "filename": "report.pdf"}}
+    body = chat_body("gs://bucket/shots/cat.png")
+    body["messages"][0]["content"].append(gs_pdf)
+    req = parse_request(Kind.chat, body)
+    assert req.messages[0].content[1].image_url.url == "gs://bucket/shots/cat.png"
+    assert req.messages[0].content[2].file.file_data == "gs://docs/q3/report.pdf"
+
+
+@pytest.mark.parametrize("url", ["gs://", "gs://bucket", "gs://bucket/", "gs:///cat.png", "gs://b/dir/"])
+def test_a_gs_uri_without_bucket_and_object_is_refused_naming_the_field(url):
+    with pytest.raises(ValidationError) as e:
+        parse_request(Kind.chat, chat_body(url))
+    assert "image_url.url: a gs:// URI names a bucket and an object" in str(e.value)
+
+
+def test_the_refusal_names_every_accepted_scheme():
+    with pytest.raises(ValidationError) as e:
+        parse_request(Kind.chat, chat_body("s3://bucket/cat.png"))
+    assert "an http(s) URL, a data: URL or a gs:// URI (Vertex AI targets only)" in str(e.value)
+
+
 def test_image_speech_and_audio_shapes():
     assert parse_request(Kind.image, {"prompt": "a cat", "size": "512x512"}).n == 1
     with pytest.raises(ValidationError):

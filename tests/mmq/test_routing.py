@@ -11,6 +11,7 @@ from mmq.routing import (
     Retry,
     RoutingConfig,
     RoutingError,
+    check_targets,
     effective_params,
     parse_config,
     plan,
@@ -396,7 +397,8 @@ def test_and_combines_queries() -> None:
         ({"metadata.score": {"$gt": 5}}, {"score": 5}, False),
         ({"metadata.score": {"$gte": 5, "$lt": 10}}, {"score": 5}, True),
         ({"metadata.score": {"$gte": 5, "$lt": 10}}, {"score": 10}, False),
-        ({"metadata.score": {"$gt": 5}}, {"score": "6"}, False),  # incompatible types: false, no exception
+        ({"metadata.score": {"$gt": 5}}, {"score": "abc"}, False),  # incompatible types: false, no exception
+        ({"metadata.score": {"$gt": 5}}, {"score": [6]}, False),
         ({"metadata.day": {"$gt": "2024-01-01"}}, {"day": "2025-06-01"}, True),
         ({"metadata.score": {"$ne": 5}}, {"score": 4}, True),
         ({"metadata.flag": True}, {"flag": 1}, False),  # JSON true is not 1
@@ -413,6 +415,131 @@ def test_and_combines_queries() -> None:
 )
 def test_operators(query: dict, metadata: dict, expected: bool) -> None:
     assert (_route(query, metadata=metadata) == "gold-target") is expected
+
+
+# batch metadata is always text: a number in the config and numeric text in the metadata are one number
+@pytest.mark.parametrize(
+    ("query", "metadata", "expected"),
+    [
+        ({"metadata.priority": {"$gte": 5}}, {"priority": "7"}, True),
+        ({"metadata.priority": {"$gte": 5}}, {"priority": "5"}, True),
+        ({"metadata.priority": {"$gte": 5}}, {"priority": "4.5"}, False),
+        ({"metadata.priority": {"$gt": 5, "$lte": 10}}, {"priority": " 10 "}, True),
+        ({"metadata.priority": {"$lt": 0}}, {"priority": "-1e3"}, True),
+        ({"metadata.priority": {"$gt": 9}}, {"priority": "10"}, True),  # not "10" < "9" as text
+        ({"metadata.priority": {"$gt": "9"}}, {"priority": "10"}, True),  # both texts read as numbers
+        ({"metadata.priority": {"$gt": 5}}, {"priority": "high"}, False),
+        ({"metadata.priority": {"$gt": 5}}, {"priority": "NaN"}, False),
+        ({"metadata.priority": {"$gt": 5}}, {"priority": "inf"}, False),
+        ({"metadata.priority": {"$gt": 5}}, {"priority": "0x10"}, False),
+        ({"metadata.priority": {"$gt": 5}}, {"priority": True}, False),  # booleans are not numbers
+        ({"metadata.priority": 7}, {"priority": "7"}, True),
+        ({"metadata.priority": 7}, {"priority": "7.0"}, True),
+        ({"metadata.priority": {"$in": [1, 7]}}, {"priority": "7"}, True),
+        ({"metadata.priority": {"$nin": [7]}}, {"priority": "7"}, False),
+        ({"metadata.priority": {"$ne": 7}}, {"priority": "7"}, False),
+        ({"metadata.priority": "7"}, {"priority": 7}, True),
+        ({"metadata.id": "007"}, {"id": "7"}, False),  # two texts keep their spelling
+        ({"metadata.id": 12345678901234567891}, {"id": "12345678901234567891"}, True),  # exact, no float
+        ({"metadata.id": 12345678901234567891}, {"id": "12345678901234567890"}, False),
+        ({"params.max_tokens": {"$lte": "1000"}}, {}, False),  # missing stays missing
+    ],
+)
+def test_numbers_compare_with_numeric_text(query: dict, metadata: dict, expected: bool) -> None:
+    assert (_route(query, metadata=metadata) == "gold-target") is expected
+
+
+def _checked(query: dict, *, text_metadata: bool = False) -> None:
+    config = parse_config(
+        {
+            "strategy": {
+                "mode": "conditional",
+                "conditions": [
+                    {"query": {"metadata.tier": "gold"}, "then": "a"},
+                    {"query": query, "then": "b"},
+                ],
+                "default": "a",
+            },
+            "targets": [{"provider": "openai", "name": "a"}, {"provider": "anthropic", "name": "b"}],
+        }
+    )
+    check_targets(config, text_metadata=text_metadata)
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ({"metadata.tier": {"$in": []}}, "$in an empty list matches no value"),
+        ({"metadata.priority": {"$gt": 10, "$lt": 5}}, "no number meets $gt 10, $lt 5"),
+        ({"metadata.priority": {"$gt": 5, "$lte": 5}}, "no number meets $gt 5, $lte 5"),
+        ({"metadata.priority": {"$eq": 3, "$gte": 5}}, "no number meets $eq 3, $gte 5"),
+        ({"metadata.priority": {"$gt": "10", "$lt": 5}}, 'no number meets $gt "10", $lt 5'),
+        ({"$and": [{"metadata.a": "x"}, {"params.n": {"$in": []}}]}, "$and[1]: params.n: $in an empty"),
+        ({"$or": [{"metadata.a": {"$in": []}}, {"metadata.b": {"$gt": 2, "$lt": 1}}]}, "$or: none of its"),
+    ],
+)
+def test_conditions_that_can_never_match_are_refused_at_submit(query: dict, why: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        _checked(query)
+    message = str(exc.value)
+    assert message.startswith("strategy.conditions[1] (then 'b') can never match: ")
+    assert why in message and json.dumps(query, separators=(",", ":")) in message
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ({"metadata.flag": True}, "batch metadata values are text, never true"),
+        ({"metadata.flag": {"$eq": None}}, "never null"),
+        ({"metadata.tier": {"$in": [False, {"a": 1}]}}, "$in lists none"),
+        ({"metadata.user.plan": "gold"}, "nothing lies below one"),
+        ({"$or": [{"metadata.a.b": {"$regex": "x"}}, {"metadata.c": [1]}]}, "none of its queries"),
+    ],
+)
+def test_batch_metadata_is_text_so_other_types_never_match(query: dict, why: str) -> None:
+    _checked(query)  # a single job's metadata may hold any JSON value
+    with pytest.raises(ValueError, match="can never match") as exc:
+        _checked(query, text_metadata=True)
+    assert why in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"metadata.priority": {"$gte": 5}},  # numeric text matches
+        {"metadata.priority": {"$gt": 5, "$lt": 6}},
+        {"metadata.priority": {"$gte": 5, "$lte": 5}},
+        {"metadata.priority": {"$gt": "1", "$lt": 5}},
+        {"metadata.priority": {"$gt": "abc", "$lt": "b"}},  # text bounds order as text
+        {"metadata.priority": 5},
+        {"metadata.tier": {"$in": [True, "gold"]}},
+        {"metadata.a.b": {"$ne": "x"}},  # true of a value that is not there
+        {"$or": [{"metadata.a": {"$in": []}}, {"metadata.b": "x"}]},
+        {"params.stream": True},  # params keep their JSON types
+    ],
+)
+def test_conditions_that_can_match_pass(query: dict) -> None:
+    _checked(query, text_metadata=True)
+
+
+def test_a_nested_conditional_is_named_by_its_place() -> None:
+    config = parse_config(
+        {
+            "strategy": {"mode": "fallback"},
+            "targets": [
+                {"provider": "openai"},
+                {
+                    "strategy": {
+                        "mode": "conditional",
+                        "conditions": [{"query": {"metadata.n": {"$in": []}}, "then": "x"}],
+                    },
+                    "targets": [{"provider": "openai", "name": "x"}],
+                },
+            ],
+        }
+    )
+    with pytest.raises(ValueError, match=r"^targets\[1\]\.strategy\.conditions\[0\] \(then 'x'\)"):
+        check_targets(config)
 
 
 def test_no_match_and_no_default_is_an_error() -> None:

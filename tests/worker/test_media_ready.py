@@ -195,3 +195,45 @@ async def test_an_image_prepare_checked_is_not_decoded_or_encoded_again_when_it_
         request, MediaRules(max_image_side=300), "p", client, MediaOptions(known=facts)
     )
     assert report.downscaled == 1 and Image.open(io.BytesIO(sent_images(out)[0])).size == (300, 200)
+
+
+# ----------------------------------------------------------------------------- gs:// (Vertex only)
+class _NoNetwork(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"the worker must never fetch {request.url}")
+
+
+def _gs_chat() -> dict:
+    req = chat("gs://bucket/shots/cat.png", detail="low")
+    pdf = {"type": "file", "file": {"file_data": "gs://docs/report.pdf", "filename": "report.pdf"}}
+    req["messages"][0]["content"].append(pdf)
+    return req
+
+
+async def test_gs_uris_go_to_vertex_as_they_are_and_are_never_fetched():
+    async with httpx.AsyncClient(transport=_NoNetwork()) as no_network:
+        out, report = await ready_for(
+            _gs_chat(), REGISTRY["vertex"].media, "vertex", no_network, MediaOptions(max_side=256)
+        )
+    assert out == _gs_chat() and report.as_usage() == {}
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai", "anthropic", "bedrock", "azure-openai"])
+async def test_gs_uris_fail_the_job_at_any_other_target_naming_the_part(provider):
+    async with httpx.AsyncClient(transport=_NoNetwork()) as no_network:
+        with pytest.raises(InvalidJob) as e:
+            await ready_for(_gs_chat(), REGISTRY[provider].media, provider, no_network)
+    assert e.value.type == "invalid_media"
+    assert str(e.value).startswith(
+        "messages[0].content[1]: gs://bucket/shots/cat.png is a Cloud Storage URI, which only a Vertex AI "
+        f"target (provider 'vertex') reads; {provider} cannot"
+    )
+
+
+async def test_prepare_leaves_gs_uris_for_the_media_stage(tmp_path):
+    from mmq.storage import open_storage
+    from worker.prepare import prepare
+
+    request = _gs_chat()
+    await prepare(Kind.chat, request, open_storage(f"file://{tmp_path}"))
+    assert request == _gs_chat()

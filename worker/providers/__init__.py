@@ -18,6 +18,7 @@ from worker.providers.gemini import GeminiAdapter
 from worker.providers.groq import GroqAdapter
 from worker.providers.openai import OpenAIAdapter
 from worker.providers.stability import StabilityAdapter
+from worker.providers.vertex_anthropic import VertexAnthropicAdapter
 
 REGISTRY: dict[str, Adapter] = {
     "anthropic": AnthropicAdapter(),
@@ -27,6 +28,7 @@ REGISTRY: dict[str, Adapter] = {
     "elevenlabs": ElevenLabsAdapter(),
     "gemini": GeminiAdapter(),
     "vertex": GeminiAdapter(name="vertex", vertex=True),
+    "vertex-anthropic": VertexAnthropicAdapter(),  # Claude on Vertex AI (rawPredict)
     "groq": GroqAdapter(),
     "openai": OpenAIAdapter(),
     # any OpenAI-compatible server (Ollama, vLLM, LocalAI) speaks the same dialect at its own base URL

@@ -91,6 +91,9 @@ class MediaRules:
     max_images: int | None = None  # per request
     document_types: frozenset[str] = frozenset({"application/pdf"})
     remote_urls: bool = True  # the provider fetches http(s) URLs itself; False = the worker inlines bytes
+    # the provider reads gs:// Cloud Storage objects itself (Vertex AI); elsewhere a gs:// part fails the
+    # job at this target, as the worker never fetches from Cloud Storage
+    gcs_uris: bool = False
     honours_detail: bool = False  # the provider reads OpenAI's `detail`; otherwise `low` means downscale
 
 

@@ -12,15 +12,36 @@ Which API a model goes to is data (MODELS, V1_ENGINE_PREFIX), not code:
 - v1 `POST /v1/generation/{engine_id}/text-to-image`: JSON, `samples` = n, width/height from `size`
   (SDXL-1024 accepts nine sizes only; the nearest one by aspect ratio is sent).
 The field mapping of each is a parameter-map table per endpoint (`v2_params`, `v1_params`,
-worker.providers.params); per-image seeds and v1's weighted text_prompts stay code.
+worker.providers.params); per-image seeds and v1's weighted text_prompts stay code. Every field of an
+OpenAI images request (reference §1.3; streaming aside, which batch jobs never use) is in the tables or,
+for `n`, in that code: carried where Stability has it, refused with a message naming the field where it
+does not, never dropped in silence (only `response_format` and `user`, which do not change the image,
+are left out on purpose).
 
 Stability-only parameters travel as extra top-level request fields (the contract keeps unknown fields):
-`negative_prompt`, `seed`, `style_preset` (v2beta core, v1), `cfg_scale`, `steps`, `sampler`,
-`clip_guidance_preset` (v1).
+`negative_prompt`, `seed`, `aspect_ratio`, `style_preset` (v2beta core, v1), `cfg_scale`, `steps`,
+`sampler`, `clip_guidance_preset` (v1; refused on v2beta, whose reference has none of them).
+
+`aspect_ratio` and `size`: an explicit `aspect_ratio` wins over `size`. It is the more specific ask
+(Stability's own field, often set by a routing config's override_params for a Stability target while
+the request keeps the `size` an OpenAI client always sends), so refusing the pair would break exactly
+that use. The value must be one of ASPECT_RATIOS; on v1 SDXL it picks the accepted size nearest that
+ratio, and other v1 engines (which take free width/height) refuse it: send `size` there.
+
+`style` (OpenAI, DALL·E 3: "vivid" / "natural") and `style_preset`: Stability's presets (STYLE_PRESETS)
+are named looks ("photographic", "anime", ...); OpenAI's two values have no documented equivalent among
+them, and guessing one ("vivid" as "enhance"?) would change the picture without saying so. So a `style`
+that names a Stability preset is carried as `style_preset`, and "vivid" / "natural" are refused with a
+message pointing at `style_preset` (a routing config can set `override_params: {"style": null,
+"style_preset": "..."}` for its Stability target). An explicit `style_preset` wins over `style`. Only
+the endpoints that take presets take either (v2beta core, v1); the others refuse them.
 
 `response_format`: Stability always answers with bytes. That is fine for both values: mmq stores every
 generated image itself (worker/results.py) and the stored result points at its own file URL, so "url"
-and "b64_json" jobs end the same way. OpenAI `quality` / `style` have no equivalent and are ignored.
+and "b64_json" jobs end the same way. OpenAI `quality` ("auto"/"standard" pass; Stability's quality is
+the model you pick), `background` ("transparent"), `output_compression` (other than 100) and
+`moderation` ("low") have no Stability equivalent and are refused (OPENAI_ONLY, shared with the
+Stability models on Bedrock).
 
 A 200 whose finish reason is CONTENT_FILTERED (a blurred image) is a failure: ProviderError code
 "content_filter", not retryable. So is a 403 `content_moderation`.
@@ -40,7 +61,7 @@ import httpx
 from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
-from worker.providers.params import Param, ParamTable, map_params, refuse_if, rename, validate
+from worker.providers.params import Param, ParamTable, drop, map_params, refuse_if, rename, validate
 from worker.providers.protocol import WireAdapter
 
 DEFAULT_BASE_URL = "https://api.stability.ai"
@@ -82,6 +103,30 @@ ASPECT_RATIOS: dict[str, float] = {
     "9:21": 9 / 21,
 }
 V2_OUTPUT_FORMATS = frozenset({"png", "jpeg", "webp"})
+# Stability's style presets (v2beta core, v1; the list "is subject to change", so `style_preset` itself is
+# forwarded as given and only OpenAI's `style` is read against it)
+STYLE_PRESETS = frozenset(
+    {
+        "3d-model",
+        "analog-film",
+        "anime",
+        "cinematic",
+        "comic-book",
+        "digital-art",
+        "enhance",
+        "fantasy-art",
+        "isometric",
+        "line-art",
+        "low-poly",
+        "modeling-compound",
+        "neon-punk",
+        "origami",
+        "photographic",
+        "pixel-art",
+        "tile-texture",
+    }
+)
+OPENAI_STYLES = frozenset({"vivid", "natural"})  # DALL·E 3; no documented Stability equivalent
 # v1 width/height: engine-id prefix -> the only sizes it accepts (others: multiples of 64, >= 128)
 V1_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
     "stable-diffusion-xl-1024": (
@@ -105,7 +150,9 @@ V2_EXTRA: dict[str, frozenset[str] | None] = {
     "seed": None,
     "style_preset": frozenset({"core"}),
 }
+V2_STYLE_ENDPOINTS = frozenset({"core"})  # where OpenAI `style` may become a style_preset
 V1_EXTRA = ("cfg_scale", "steps", "seed", "sampler", "style_preset", "clip_guidance_preset")
+V1_ONLY = ("cfg_scale", "steps", "sampler", "clip_guidance_preset")  # not in the v2beta reference
 
 FILTERED = "CONTENT_FILTERED"
 # 429 puts the key in a 60 s timeout (reference §6.1); used when the answer carries no Retry-After.
@@ -167,6 +214,64 @@ def v1_dimensions(engine: str, size: Any) -> tuple[int, int] | None:
     return tuple(max(128, round(side / 64) * 64) for side in dims)  # type: ignore[return-value]
 
 
+def explicit_aspect_ratio(value: Any) -> str:
+    """An `aspect_ratio` given in the request, checked against Stability's list."""
+    if not isinstance(value, str) or value not in ASPECT_RATIOS:
+        raise InvalidJob(f"aspect_ratio {value!r}: Stability takes one of {list(ASPECT_RATIOS)}")
+    return value
+
+
+def sdxl_size_for_ratio(ratio: Any, sizes: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """The accepted SDXL size nearest an explicit aspect ratio."""
+    target = math.log(ASPECT_RATIOS[explicit_aspect_ratio(ratio)])
+    return min(sizes, key=lambda s: abs(math.log(s[0] / s[1]) - target))
+
+
+def _v1_ratio_size(engine: str, ratio: Any) -> tuple[int, int]:
+    for prefix, sizes in V1_SIZES.items():
+        if engine.startswith(prefix):
+            return sdxl_size_for_ratio(ratio, sizes)
+    raise InvalidJob(
+        f"aspect_ratio: Stability v1 engine {engine!r} takes a width and height, not a ratio; "
+        "send size (e.g. 1344x768) instead"
+    )
+
+
+def style_preset_for(style: Any) -> str:
+    """OpenAI `style` as a Stability `style_preset`: a preset name passes; DALL·E 3's "vivid" /
+    "natural" have no documented equivalent and are refused, never guessed."""
+    if not isinstance(style, str):
+        raise InvalidJob(f"style must be a string, got {type(style).__name__}")
+    if style in STYLE_PRESETS:
+        return style
+    if style in OPENAI_STYLES:
+        raise InvalidJob(
+            f"style {style!r}: OpenAI's DALL·E 3 style has no documented Stability equivalent; choose a "
+            f"Stability look with style_preset (one of {sorted(STYLE_PRESETS)}), or leave style out for "
+            'this target (override_params {"style": null})'
+        )
+    raise InvalidJob(f"style {style!r}: not a Stability style preset (one of {sorted(STYLE_PRESETS)})")
+
+
+# OpenAI images fields Stability (direct and on Bedrock) has no equivalent for: accepted at the values
+# that ask for nothing beyond what Stability does anyway, refused otherwise (worker.providers.params).
+OPENAI_ONLY: dict[str, Param] = {
+    "response_format": drop("mmq stores every generated image, so url and b64_json jobs end alike"),
+    "user": drop("an end-user id for OpenAI's abuse monitoring; the image does not depend on it"),
+    "quality": refuse_if(
+        lambda q: q not in ("auto", "standard"),
+        "Stability has no quality setting; choose the model instead (stable-image-ultra is its best)",
+    ),
+    "background": refuse_if(lambda b: b == "transparent", "Stability writes opaque images only"),
+    "output_compression": refuse_if(lambda c: c != 100, "Stability has no compression setting"),
+    "moderation": refuse_if(lambda m: m != "auto", "Stability's moderation cannot be changed"),
+}
+
+
+def _only_at(endpoints: frozenset[str] | set[str], what: str = "") -> Param:
+    return refuse_if(lambda _: True, f"only accepted by Stability {sorted(endpoints)}{what}")
+
+
 def _seed(value: Any, index: int) -> int:
     # n images from one explicit seed: seed, seed+1, ... so they are reproducible and still differ
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
@@ -195,19 +300,28 @@ def _v1_samples(n: Any) -> int:
 
 @lru_cache
 def v2_params(target: StabilityModel) -> ParamTable:
-    """OpenAI images fields -> v2beta form fields for one endpoint (worker.providers.params)."""
+    """OpenAI images fields -> v2beta form fields for one endpoint (worker.providers.params). Rows apply
+    in order and the first writer of a field wins: an explicit aspect_ratio / style_preset before the
+    size / style they would otherwise be derived from."""
     extras: dict[str, Param] = {
-        name: rename(name)
-        if endpoints is None or target.endpoint in endpoints
-        else refuse_if(lambda _: True, f"only accepted by Stability {sorted(endpoints)}")
+        name: rename(name) if endpoints is None or target.endpoint in endpoints else _only_at(endpoints)
         for name, endpoints in V2_EXTRA.items()
     }
+    style = (
+        rename("style_preset", style_preset_for)
+        if target.endpoint in V2_STYLE_ENDPOINTS
+        else _only_at(V2_STYLE_ENDPOINTS, " (as a style_preset)")
+    )
     return {
         "prompt": rename("prompt"),
+        "aspect_ratio": rename("aspect_ratio", explicit_aspect_ratio),
         "size": rename("aspect_ratio", aspect_ratio),
         "output_format": rename("output_format", _v2_format, default="png"),
         "model": rename("model", lambda _: target.model),  # the sd3 form field; the others take none
         **extras,
+        "style": style,
+        **{name: _only_at({"v1 engines"}) for name in V1_ONLY},
+        **OPENAI_ONLY,
     }
 
 
@@ -216,12 +330,18 @@ def v1_params(target: StabilityModel) -> ParamTable:
     """OpenAI images fields -> v1 JSON body fields for one engine (worker.providers.params)."""
     return {
         "output_format": validate(_v1_format),
+        "aspect_ratio": [
+            rename("width", lambda ratio: _v1_ratio_size(target.endpoint, ratio)[0]),
+            rename("height", lambda ratio: _v1_ratio_size(target.endpoint, ratio)[1]),
+        ],
         "size": [
             rename("width", lambda size: (v1_dimensions(target.endpoint, size) or (None, None))[0]),
             rename("height", lambda size: (v1_dimensions(target.endpoint, size) or (None, None))[1]),
         ],
         "n": rename("samples", _v1_samples, default=1),
         **{name: rename(name) for name in V1_EXTRA},
+        "style": rename("style_preset", style_preset_for),
+        **OPENAI_ONLY,
     }
 
 

@@ -82,8 +82,9 @@ def _wait_s(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def _to_google(response: Response, vertex: bool) -> Response:
-    """Re-render an OpenAI-shaped error from the guard in Google's shape."""
+def to_google(response: Response, vertex: bool) -> Response:
+    """Re-render an OpenAI-shaped error from the guard in Google's shape (also used by the Claude-on-Vertex
+    dialect, whose front-end errors are Google's)."""
     try:
         error = json.loads(bytes(response.body))["error"]
     except (ValueError, KeyError, TypeError):
@@ -130,6 +131,6 @@ def _to_google(response: Response, vertex: bool) -> Response:
 def _dialect(endpoint: Handler, vertex: bool) -> Handler:
     async def wrapper(request: Request) -> Response:
         response = await endpoint(request)
-        return _to_google(response, vertex) if response.status_code >= 400 else response
+        return to_google(response, vertex) if response.status_code >= 400 else response
 
     return wrapper

@@ -326,6 +326,40 @@ def test_image_refusals(request_: dict[str, Any], match: str) -> None:
         to_native(Kind.speech, {"model": MODEL, "input": "hi"})
 
 
+def _image_bodies(**request: Any) -> list[dict[str, Any]]:
+    return to_native(Kind.image, {"prompt": "p", **request}).bodies
+
+
+def test_stability_on_bedrock_explicit_aspect_ratio_wins_over_size() -> None:
+    [sd3] = _image_bodies(model="stability.sd3-5-large-v1:0", size="1024x1024", aspect_ratio="21:9")
+    assert sd3["aspect_ratio"] == "21:9"
+    [sdxl] = _image_bodies(model="stability.stable-diffusion-xl-v1", size="1024x1024", aspect_ratio="9:16")
+    assert (sdxl["width"], sdxl["height"]) == (768, 1344)
+    with pytest.raises(InvalidJob, match=r"^aspect_ratio '7:3'"):
+        _image_bodies(model="stability.sd3-5-large-v1:0", size="1024x1024", aspect_ratio="7:3")
+
+
+def test_stability_on_bedrock_style_is_a_style_preset_on_sdxl_and_refused_on_sd3() -> None:
+    [sdxl] = _image_bodies(model="stability.stable-diffusion-xl-v1", style="anime")
+    assert sdxl["style_preset"] == "anime"
+    [sdxl] = _image_bodies(model="stability.stable-diffusion-xl-v1", style="vivid", style_preset="enhance")
+    assert sdxl["style_preset"] == "enhance"
+    with pytest.raises(InvalidJob, match=r"style 'vivid': .*no documented Stability equivalent"):
+        _image_bodies(model="stability.stable-diffusion-xl-v1", style="vivid")
+    for field in ("style", "style_preset", "cfg_scale"):
+        with pytest.raises(InvalidJob, match=rf"^{field}: not a parameter of Stability's SD3"):
+            _image_bodies(model="stability.stable-image-core-v1:1", **{field: "anime"})
+
+
+@pytest.mark.parametrize("model", ["stability.sd3-5-large-v1:0", "stability.stable-diffusion-xl-v1"])
+def test_stability_on_bedrock_refuses_openai_fields_it_has_no_equivalent_for(model: str) -> None:
+    with pytest.raises(InvalidJob, match=r"^quality: Stability has no quality setting"):
+        _image_bodies(model=model, quality="hd")
+    with pytest.raises(InvalidJob, match=r"^background: "):
+        _image_bodies(model=model, background="transparent")
+    assert _image_bodies(model=model, quality="standard", user="u") == _image_bodies(model=model)
+
+
 # -------------------------------------------------------------------------------------- responses
 def test_from_native_chat_golden() -> None:
     body = {

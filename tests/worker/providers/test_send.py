@@ -208,6 +208,7 @@ MODELS: dict[Kind, dict[str, str]] = {
         "anthropic": "claude-sonnet-4-5",
         "gemini": "gemini-2.5-flash",
         "vertex": "gemini-2.5-flash",
+        "vertex-anthropic": "claude-sonnet-4-5@20250929",
         "groq": "meta-llama/llama-4-scout-17b-16e-instruct",
         "bedrock": "anthropic.claude-3-5-sonnet-20241022-v2:0",
     },
@@ -247,7 +248,7 @@ def target(provider: str) -> Target:
     if provider == "bedrock":
         return Target("sim", provider, "http://sim", api_key="AKIDSIM:simsecret")
     headers = {}
-    if provider == "vertex":
+    if provider in ("vertex", "vertex-anthropic"):
         headers = {"x-mmq-vertex-project": "sim-project", "x-mmq-vertex-location": "us-central1"}
     return Target("sim", provider, "http://sim", api_key=SIM_KEY, headers=headers)
 

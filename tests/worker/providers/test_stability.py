@@ -129,6 +129,77 @@ def test_refusals_are_invalid_jobs(request_: dict[str, Any], match: str) -> None
         to_native(request_)
 
 
+# ------------------------------------------------------------------ every OpenAI field carried or refused
+def _form(**request: Any) -> dict[str, Any]:
+    [form] = to_native(images(**request)).bodies
+    return form
+
+
+def test_openai_style_naming_a_preset_reaches_core_as_style_preset() -> None:
+    assert _form(style="photographic")["style_preset"] == "photographic"
+    # an explicit style_preset wins over style (a config's override for its Stability target)
+    assert _form(style="vivid", style_preset="anime")["style_preset"] == "anime"
+    v1 = to_native(images(model="stable-diffusion-xl-1024-v1-0", style="cinematic")).bodies[0]
+    assert v1["style_preset"] == "cinematic"
+
+
+@pytest.mark.parametrize("style", ["vivid", "natural"])
+def test_dalle_styles_have_no_stability_equivalent_and_are_refused(style: str) -> None:
+    no_equivalent = rf"^style '{style}': .*no documented Stability equivalent.*style_preset"
+    with pytest.raises(InvalidJob, match=no_equivalent):
+        to_native(images(style=style))
+    with pytest.raises(InvalidJob, match="style 'watercolour': not a Stability style preset"):
+        to_native(images(style="watercolour"))
+    with pytest.raises(InvalidJob, match="style must be a string, got dict"):
+        to_native(images(style={"look": "anime"}))
+    with pytest.raises(InvalidJob, match=r"^style: only accepted by Stability \['core'\]"):
+        to_native(images(model="stable-image-ultra", style="anime"))
+
+
+@pytest.mark.parametrize("model", ["stable-image-ultra", "stable-image-core", "sd3.5-large"])
+def test_an_explicit_aspect_ratio_wins_over_size(model: str) -> None:
+    assert _form(model=model, size="1024x1024", aspect_ratio="21:9")["aspect_ratio"] == "21:9"
+    assert _form(model=model, aspect_ratio="9:16")["aspect_ratio"] == "9:16"
+    assert _form(model=model, size="1792x1024")["aspect_ratio"] == "16:9"
+    with pytest.raises(InvalidJob, match=r"^aspect_ratio '4:3': Stability takes one of"):
+        to_native(images(model=model, size="1024x1024", aspect_ratio="4:3"))
+    with pytest.raises(InvalidJob, match=r"^aspect_ratio \['16:9'\]: Stability takes one of"):
+        to_native(images(model=model, aspect_ratio=["16:9"]))
+
+
+def test_v1_sdxl_takes_an_explicit_aspect_ratio_as_its_nearest_size() -> None:
+    body = to_native(images(model="stable-diffusion-xl-1024-v1-0", size="1024x1024", aspect_ratio="16:9"))
+    assert (body.bodies[0]["width"], body.bodies[0]["height"]) == (1344, 768)
+    with pytest.raises(InvalidJob, match="takes a width and height, not a ratio; send size"):
+        to_native(images(model="stable-diffusion-v1-6", aspect_ratio="16:9"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("quality", "hd", "no quality setting"),
+        ("quality", "high", "no quality setting"),
+        ("background", "transparent", "opaque images only"),
+        ("output_compression", 50, "no compression setting"),
+        ("moderation", "low", "moderation cannot be changed"),
+        ("cfg_scale", 7, r"only accepted by Stability \['v1 engines'\]"),
+        ("steps", 30, "only accepted by Stability"),
+    ],
+)
+def test_openai_fields_without_a_stability_equivalent_are_refused(field: str, value: Any, match: str) -> None:
+    with pytest.raises(InvalidJob, match=rf"^{field}: .*{match}"):
+        to_native(images(**{field: value}))
+
+
+def test_openai_fields_at_their_defaults_ask_for_nothing_and_pass() -> None:
+    plain = _form()
+    assert (
+        _form(quality="standard", background="auto", output_compression=100, moderation="auto", user="u1")
+        == plain
+    )
+    assert _form(quality="auto", background="opaque") == plain
+
+
 def test_response_format_url_needs_no_translation() -> None:
     # mmq stores generated images itself, so a "url" job is answered from b64 like any other
     assert to_native(images(response_format="url")) == to_native(images(response_format="b64_json"))

@@ -5,8 +5,14 @@ Nova Canvas (`numberOfImages` = n), Stability SD3 / Stable Image (one image per 
 turn), Stability SDXL. Each family's field mapping is a parameter-map table (worker.providers.params);
 per-call seeds and SDXL's weighted text_prompts stay code. Answers become the OpenAI images response
 {created, data: [{b64_json}]}; mmq stores the bytes itself (worker/results.py), so `response_format`
-needs no translation. The Stability
-families share the size rules of Stability's own API (worker.providers.stability).
+needs no translation.
+
+The Stability families share the rules of Stability's own API (worker.providers.stability): its size
+rules, an explicit `aspect_ratio` winning over `size`, OpenAI `style` carried as `style_preset` only when
+it names a Stability preset (DALL·E 3's "vivid" / "natural" are refused), and the refusals of the OpenAI
+fields Stability has no equivalent for (OPENAI_ONLY). On Bedrock only SDXL takes a `style_preset` (and
+`cfg_scale`, `steps`, `sampler`): the SD3 / Stable Image request body (AWS's model parameters page) has
+none of them, so they are refused there, never dropped in silence.
 """
 
 from __future__ import annotations
@@ -18,8 +24,16 @@ from typing import Any
 
 from mmq.errors import InvalidJob, ProviderError
 from worker.providers.bedrock.errors import unparseable_body
-from worker.providers.params import ParamTable, map_params, rename
-from worker.providers.stability import aspect_ratio, v1_dimensions
+from worker.providers.params import ParamTable, map_params, rename, unsupported, validate
+from worker.providers.stability import (
+    OPENAI_ONLY,
+    V1_SIZES,
+    aspect_ratio,
+    explicit_aspect_ratio,
+    sdxl_size_for_ratio,
+    style_preset_for,
+    v1_dimensions,
+)
 
 # cross-region inference profiles prefix the model id with a geography
 _PROFILE_PREFIX = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
@@ -81,6 +95,15 @@ def _sdxl_size(size: Any) -> tuple[int, int]:
     return v1_dimensions("stable-diffusion-xl-1024", size) or SDXL_DEFAULT_SIZE
 
 
+def _sdxl_ratio_size(ratio: Any) -> tuple[int, int]:
+    return sdxl_size_for_ratio(ratio, V1_SIZES["stable-diffusion-xl-1024"])
+
+
+def _sdxl_format(fmt: Any) -> None:
+    if fmt not in (None, "png"):
+        raise InvalidJob(f"output_format {fmt!r}: SDXL on Bedrock writes PNG only")
+
+
 def _if_given(value: Any) -> Any:
     return value or None
 
@@ -107,17 +130,34 @@ TITAN_PARAMS: ParamTable = {
     "cfg_scale": rename("imageGenerationConfig.cfgScale"),
     "seed": rename("imageGenerationConfig.seed"),
 }
+_NOT_ON_STABILITY3 = (
+    "not a parameter of Stability's SD3 / Stable Image models on Bedrock (of Stability's models there, "
+    "only SDXL, stability.stable-diffusion-xl, takes it)"
+)
 STABILITY3_PARAMS: ParamTable = {
+    "aspect_ratio": rename("aspect_ratio", explicit_aspect_ratio),  # explicit wins over size
     "size": rename("aspect_ratio", aspect_ratio),
     "output_format": rename("output_format", _stability3_format, default="png"),
     "negative_prompt": rename("negative_prompt", _if_given),
+    **{
+        name: unsupported(_NOT_ON_STABILITY3)
+        for name in ("style_preset", "style", "cfg_scale", "steps", "sampler", "clip_guidance_preset")
+    },
+    **OPENAI_ONLY,
 }
 SDXL_PARAMS: ParamTable = {
+    "aspect_ratio": [  # explicit wins over size: the accepted SDXL size nearest the ratio
+        rename("width", lambda r: _sdxl_ratio_size(r)[0]),
+        rename("height", lambda r: _sdxl_ratio_size(r)[1]),
+    ],
     "size": [
         rename("width", lambda s: _sdxl_size(s)[0], default=SDXL_DEFAULT_SIZE[0]),
         rename("height", lambda s: _sdxl_size(s)[1], default=SDXL_DEFAULT_SIZE[1]),
     ],
+    "output_format": validate(_sdxl_format),
     **{name: rename(name) for name in ("cfg_scale", "steps", "seed", "style_preset", "sampler")},
+    "style": rename("style_preset", style_preset_for),  # after style_preset: an explicit one wins
+    **OPENAI_ONLY,
 }
 
 

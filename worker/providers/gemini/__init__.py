@@ -19,6 +19,7 @@ A folder per provider, a file per capability (as Portkey's gateway lays out its 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -100,6 +101,8 @@ class GeminiAdapter(WireAdapter):
     def __init__(self, name: str = "gemini", vertex: bool = False) -> None:
         self.name = name
         self.vertex = vertex
+        # gs:// objects: Vertex reads them from Cloud Storage (fileData.fileUri); AI Studio does not
+        self.media = replace(GeminiAdapter.media, gcs_uris=vertex)
         # Vertex's host names its region, which decides where data is processed: never guessed
         self.default_base_url = None if vertex else "https://generativelanguage.googleapis.com"
 

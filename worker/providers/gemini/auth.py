@@ -17,6 +17,9 @@ Targets
   "base_url": "https://us-central1-aiplatform.googleapis.com",
   "headers": {"x-mmq-vertex-project": "acme-ml", "x-mmq-vertex-location": "us-central1"}}}.
   The location is never guessed: it decides where the data is processed.
+- Claude on Vertex AI, provider "vertex-anthropic" (worker.providers.vertex_anthropic): the same place,
+  token and headers, under `publishers/anthropic/models/` instead of `publishers/google/models/`
+  (`endpoint(..., publisher="anthropic")`).
 """
 
 from __future__ import annotations
@@ -72,8 +75,11 @@ def vertex_place(target: Target, provider: str) -> tuple[str, str, str]:
     return _base_url(target.base_url, default), project, location
 
 
-def endpoint(target: Target, suffix: str, vertex: bool, provider: str) -> tuple[str, dict[str, str]]:
-    """URL and headers for "{model}:{method}"; the Vertex routing headers are consumed here."""
+def endpoint(
+    target: Target, suffix: str, vertex: bool, provider: str, *, publisher: str = "google"
+) -> tuple[str, dict[str, str]]:
+    """URL and headers for "{model}:{method}"; the Vertex routing headers are consumed here. `publisher`:
+    whose models on Vertex (google: Gemini / Imagen; anthropic: Claude)."""
     headers = {
         k: v
         for k, v in target.headers.items()
@@ -83,7 +89,7 @@ def endpoint(target: Target, suffix: str, vertex: bool, provider: str) -> tuple[
         base, project, location = vertex_place(target, provider)
         url = (
             f"{base}/{VERTEX_API_VERSION}/projects/{quote(project, safe='')}"
-            f"/locations/{quote(location, safe='')}/publishers/google/models/{suffix}"
+            f"/locations/{quote(location, safe='')}/publishers/{publisher}/models/{suffix}"
         )
         if target.api_key:
             headers["authorization"] = f"Bearer {target.api_key}"

@@ -7,8 +7,9 @@ exact bodies.
 
 Media: Gemini needs bytes (`inlineData`) or a `fileData.fileUri` it can read itself, so MediaRules
 says remote_urls=False and the worker inlines http(s) media as data: URLs. `gs://` URIs are passed as
-fileData. GIF/BMP are not Gemini input types; the worker converts them first. The media limits here
-(IMAGE_TYPES, DOCUMENT_TYPES, MAX_*) are also the adapter's MediaRules.
+fileData; only Vertex reads them (MediaRules.gcs_uris: the media stage fails a gs:// part bound for an
+AI Studio target before it gets here). GIF/BMP are not Gemini input types; the worker converts them
+first. The media limits here (IMAGE_TYPES, DOCUMENT_TYPES, MAX_*) are also the adapter's MediaRules.
 """
 
 from __future__ import annotations
