@@ -1,5 +1,8 @@
-"""What the commands share: the Redis connection (or why there is none), the records and storage a
-command works on, and Ctrl-C while a command feeds or watches a batch.
+"""What the commands share: the Redis connection (checked before a command does anything), the records
+and storage a command works on, and Ctrl-C while a command feeds or watches a batch.
+
+A command talks to Redis only after one PING has answered, so an unset, malformed or unreachable
+MMQ_REDIS_URL stops it with a message naming the setting, before any record is written.
 
 Heavy modules (redis, the storage backends) are imported when a command runs, never at import time:
 `mmq --help` stays fast.
@@ -9,32 +12,77 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
+from typing import TYPE_CHECKING
 
 from mmq.settings import Settings, get_settings
+from producer.cli.errors import UserError, redacted, redis_unreachable
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
+PING_TIMEOUT_S = 10.0  # a blackholed host would otherwise hang the command for the OS's connect timeout
 
 
 def need_redis(settings: Settings) -> str:
-    if not settings.redis_url:
-        sys.exit(
-            "mmq: set MMQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0), or use `mmq run FILE` for the "
-            "embedded all-in-one mode"
+    """MMQ_REDIS_URL, when it is set and looks like a Redis URL (not yet connected)."""
+    from redis.asyncio.connection import parse_url
+
+    url = settings.redis_url
+    if not url:
+        raise UserError(
+            "set MMQ_REDIS_URL (e.g. redis://127.0.0.1:6379/0), or use `mmq run FILE` for the embedded "
+            "all-in-one mode"
         )
-    return settings.redis_url
+    try:
+        parse_url(url)
+        db = url.split("://", 1)[-1].partition("/")[2].partition("?")[0]
+        if url.startswith(("redis://", "rediss://")) and db and not db.isdigit():
+            raise ValueError(f"the database {db!r} after the last / is not a number")
+    except ValueError as e:
+        raise UserError(
+            f"MMQ_REDIS_URL={redacted(url)} is not a Redis URL ({e}). Write it as redis://HOST:PORT/DB "
+            "(e.g. redis://127.0.0.1:6379/0), rediss://… for TLS, or unix:///path/redis.sock."
+        ) from None
+    return url
+
+
+async def connect_checked(settings: Settings) -> ArqRedis:
+    """A connection to MMQ_REDIS_URL that has answered a PING."""
+    from redis.exceptions import RedisError
+
+    from mmq.connections import connect
+
+    url = need_redis(settings)
+    redis = connect(url)
+    try:
+        await asyncio.wait_for(redis.ping(), PING_TIMEOUT_S)
+    except TimeoutError:
+        await redis.aclose()
+        raise UserError(redis_unreachable(url, f"no answer within {PING_TIMEOUT_S:.0f} s")) from None
+    except (RedisError, OSError) as e:
+        await redis.aclose()
+        raise UserError(redis_unreachable(url, e)) from None
+    return redis
+
+
+def open_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from mmq.storage import open_storage
+
+    try:
+        return open_storage(settings.storage_url)
+    except ValueError as e:
+        raise UserError(f"MMQ_STORAGE_URL: {e}") from None
 
 
 async def with_records(fn):
     """`await fn(settings, redis, records, storage)` on a connection to MMQ_REDIS_URL, closed after."""
-    from mmq.connections import connect
     from mmq.records import Records
-    from mmq.storage import open_storage
 
     settings = get_settings()
-    redis = connect(need_redis(settings))
+    storage = open_store(settings)
+    redis = await connect_checked(settings)
     try:
-        return await fn(
-            settings, redis, Records(redis, settings.key_prefix), open_storage(settings.storage_url)
-        )
+        return await fn(settings, redis, Records(redis, settings.key_prefix), storage)
     finally:
         await redis.aclose()
 

@@ -19,6 +19,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     k = sub.add_parser("keys", help="create an API key for a tenant")
-    k.add_argument("action", choices=["create"])
-    k.add_argument("--tenant", required=True)
+    k.add_argument("action", choices=["create"], help="create: a new key, printed once")
+    k.add_argument("--tenant", required=True, help="the tenant the key acts for")
     k.set_defaults(fn=cmd_keys)

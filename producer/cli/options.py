@@ -2,8 +2,8 @@
 
 `mmq submit`, `mmq template run` and the workflow commands (caption, transcribe, generate-images, speak)
 take the same cache flags (--cache-level, --no-cache, --refresh-cache, --cache-ttl, --cache-threshold),
-the same scheduling flags (--priority, --not-before, --deadline, --webhook), image fitting (--max-side;
---max-bytes but for caption) and a routing config file (--config); batch_options turns them into
+the same scheduling flags (--priority, --not-before, --deadline, --webhook), image fitting (--max-side,
+--max-bytes) and a routing config file (--config); batch_options turns them into
 submit_batch keywords.
 """
 
@@ -92,7 +92,12 @@ def schedule_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_schedule_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scheduling")
-    g.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
+    g.add_argument(
+        "--priority",
+        choices=["high", "normal", "low"],
+        default="normal",
+        help="every due high job runs before any normal one, every normal before any low (default: normal)",
+    )
     g.add_argument("--not-before", metavar="WHEN", help="no job starts before (01:00, ISO time, epoch s)")
     g.add_argument("--deadline", metavar="WHEN", help="what has not run by then expires (batch_expired)")
     g.add_argument(
@@ -113,8 +118,16 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-threshold", type=int, metavar="BITS", help="perceptual level: max hash distance")
 
 
-def add_media_options(p: argparse.ArgumentParser, *, max_bytes: bool = True) -> None:
-    """--max-side (and --max-bytes): how images are fitted before they are sent (submit_batch's media)."""
-    p.add_argument("--max-side", type=int, help="downscale images to this longest side (px) before sending")
-    if max_bytes:
-        p.add_argument("--max-bytes", type=int, help="re-encode images above this size before sending")
+def add_config_option(p: argparse.ArgumentParser, what: str = "for every job") -> None:
+    p.add_argument("--config", metavar="FILE.json", help=f"routing config file (Portkey schema, JSON) {what}")
+
+
+def add_media_options(p: argparse.ArgumentParser) -> None:
+    """--max-side and --max-bytes: how images are fitted before they are sent (submit_batch's media)."""
+    g = p.add_argument_group("images")
+    g.add_argument(
+        "--max-side", type=int, metavar="PX", help="downscale images to this longest side before sending"
+    )
+    g.add_argument(
+        "--max-bytes", type=int, metavar="BYTES", help="re-encode images above this size before sending"
+    )

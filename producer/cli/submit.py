@@ -1,36 +1,52 @@
-"""Batch commands: `mmq submit` a JSONL file, then `status`, `results`, `cancel` and `retry-failed`."""
+"""Batch commands: `mmq submit` a JSONL file, then `results`, `cancel` and `retry-failed` (`status` and
+`batches` are in status.py and batches.py).
+
+The input file is opened and its first request read before the batch is created (inputs.py): a
+missing file, a folder or an empty file stops `submit` with nothing left behind in Redis.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from mmq.settings import get_settings
 from producer.cli.common import with_records
-from producer.cli.options import add_cache_options, add_media_options, add_schedule_options, batch_options
+from producer.cli.flags import add_out, add_tenant, add_watch
+from producer.cli.inputs import input_file, opened_jsonl
+from producer.cli.options import (
+    add_cache_options,
+    add_config_option,
+    add_media_options,
+    add_schedule_options,
+    batch_options,
+)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from producer.jsonl import iter_jsonl
+    from producer.cli.progress import watch
     from producer.options import LineError
-    from producer.progress import watch
     from producer.submit import Producer
 
+    path = input_file(
+        args.file,
+        kind="a JSONL file",
+        instead="for a folder of images use `mmq caption FOLDER`, of audio `mmq transcribe FOLDER`",
+    )
+    lines = opened_jsonl(path, get_settings().max_line_bytes)
+
     async def go(settings, redis, records, storage):
-        path = Path(args.file)
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
         try:
             batch = await producer.submit_batch(
-                iter_jsonl(path, producer.settings.max_line_bytes),
-                metadata={"source": path.name},
-                **batch_options(args, producer),
+                lines, metadata={"source": path.name}, **batch_options(args, producer)
             )
         except LineError as e:
             sys.exit(f"mmq: {e}")
-        print(batch.id)
+        print(batch.id, flush=True)
         print(
             f"mmq: {batch.counts.total} jobs ({batch.counts.failed} invalid); "
             f"follow with `mmq status {batch.id} --watch`",
@@ -58,7 +74,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_retry_failed(args: argparse.Namespace) -> int:
-    from producer.progress import watch
+    from producer.cli.progress import watch
     from producer.submit import Producer
 
     async def go(settings, redis, records, storage):
@@ -74,39 +90,28 @@ def cmd_retry_failed(args: argparse.Namespace) -> int:
     return asyncio.run(with_records(go))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from producer.progress import watch
-    from producer.views import batch_view, job_view
-
-    async def go(settings, redis, records, storage):
-        if args.id.startswith("job_"):
-            job = await records.get_job(args.id)
-            if job is None:
-                sys.exit(f"mmq: no job {args.id}")
-            print(json.dumps(job_view(job), indent=2))
-            return 0
-        if args.watch:
-            await watch(records, args.id)
-        batch = await records.get_batch(args.id)
-        if batch is None:
-            sys.exit(f"mmq: no batch {args.id}")
-        print(json.dumps(batch_view(batch), indent=2))
-        return 0
-
-    return asyncio.run(with_records(go))
-
-
 def cmd_results(args: argparse.Namespace) -> int:
+    from mmq.storage import BlobNotFound
+    from producer.cli.errors import store_mismatch
     from producer.export import export_batch
+
+    if not args.out:
+        sys.exit("mmq results: give --out FILE.jsonl (where to write the output JSONL)")
 
     async def go(settings, redis, records, storage):
         if await records.get_batch(args.id) is None:
-            sys.exit(f"mmq: no batch {args.id}")
-        files = await export_batch(
-            records, storage, args.id, Path(args.output), Path(args.files) if args.files else None
-        )
+            sys.exit(f"mmq: no batch {args.id} (list yours with `mmq batches`)")
+        try:
+            files = await export_batch(
+                records, storage, args.id, Path(args.out), Path(args.files) if args.files else None
+            )
+        except BlobNotFound as e:
+            sys.exit(
+                f"mmq: {args.out} is incomplete: "
+                + store_mismatch(settings.storage_url, e.args[0], "results")
+            )
         print(
-            f"mmq: wrote {args.output}" + (f" and {files} files to {args.files}" if args.files else ""),
+            f"mmq: wrote {args.out}" + (f" and {files} files to {args.files}" if args.files else ""),
             file=sys.stderr,
         )
         return 0
@@ -116,10 +121,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def add_submit_parser(sub: Any) -> None:
     s = sub.add_parser("submit", help="submit a JSONL file (OpenAI Batch input format)")
-    s.add_argument("file")
-    s.add_argument("--tenant", default="default")
-    s.add_argument("--watch", action="store_true")
-    s.add_argument("--config", help="routing config file (Portkey schema, JSON) for every job")
+    s.add_argument("file", metavar="FILE.jsonl", help="one request per line: custom_id, method, url, body")
+    add_tenant(s)
+    add_watch(s, default=False)
+    add_config_option(s)
     add_media_options(s)
     add_cache_options(s)
     add_schedule_options(s)
@@ -127,23 +132,18 @@ def add_submit_parser(sub: Any) -> None:
 
 
 def add_batch_parsers(sub: Any) -> None:
-    """status, cancel, retry-failed, results: what follows a submit (listed after the submitting commands)."""
-    st = sub.add_parser("status", help="status of a batch or a job")
-    st.add_argument("id")
-    st.add_argument("--watch", action="store_true", help="show a progress bar until the batch ends")
-    st.set_defaults(fn=cmd_status)
-
+    """cancel, retry-failed, results: what follows a submit (listed after the submitting commands)."""
     c = sub.add_parser("cancel", help="cancel a batch: queued jobs are cancelled, running ones finish")
-    c.add_argument("id")
+    c.add_argument("id", metavar="BATCH_ID", help="the batch to cancel")
     c.set_defaults(fn=cmd_cancel)
 
     rf = sub.add_parser("retry-failed", help="run a batch's failed jobs again (not invalid requests)")
-    rf.add_argument("id")
-    rf.add_argument("--watch", action="store_true")
+    rf.add_argument("id", metavar="BATCH_ID", help="the batch whose failed jobs run again")
+    add_watch(rf, default=False)
     rf.set_defaults(fn=cmd_retry_failed)
 
-    r = sub.add_parser("results", help="write a batch's output JSONL (and files)")
-    r.add_argument("id")
-    r.add_argument("-o", "--output", required=True)
-    r.add_argument("--files", help="also write every image/audio/text file to this folder")
+    r = sub.add_parser("results", help="write a batch's output JSONL (and its files)")
+    r.add_argument("id", metavar="BATCH_ID", help="the batch to write out")
+    add_out(r, "the output JSONL file to write, OpenAI Batch output format (required)", old=True)
+    r.add_argument("--files", metavar="DIR", help="also write every image/audio/text file to this folder")
     r.set_defaults(fn=cmd_results)

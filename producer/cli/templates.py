@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from mmq.settings import Settings
 from producer.cli.common import CtrlC, with_records
-from producer.cli.options import add_cache_options, add_media_options, add_schedule_options, batch_options
+from producer.cli.flags import add_deprecated, add_out, add_tenant, add_watch
+from producer.cli.inputs import input_file
+from producer.cli.options import (
+    add_cache_options,
+    add_config_option,
+    add_media_options,
+    add_schedule_options,
+    batch_options,
+)
 
 if TYPE_CHECKING:  # imported lazily at run time: `mmq --help` stays fast
     from redis.asyncio import Redis
@@ -29,7 +37,7 @@ def _template_store(settings: Settings, redis: Redis, storage: Storage) -> Any:
 def cmd_template_save(args: argparse.Namespace) -> int:
     from producer.templates.model import TemplateError
 
-    path = Path(args.file)
+    path = input_file(args.file, kind="a template JSON file")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -89,20 +97,18 @@ def cmd_template_show(args: argparse.Namespace) -> int:
 
 
 def cmd_template_run(args: argparse.Namespace) -> int:
+    from producer.cli.progress import watch
     from producer.options import LineError
-    from producer.progress import watch
     from producer.templates.model import TemplateError, TemplateNotFound
     from producer.templates.rows import aiter_file_lines, read_rows, row_format
     from producer.templates.run import run_template, write_results
 
-    path = Path(args.rows)
-    if not path.is_file():
-        sys.exit(f"mmq: {path}: no such file")
+    path = input_file(args.rows, kind="a CSV or JSONL file of rows")
 
     async def go(settings, redis, records, storage):
         try:
             template = await _template_store(settings, redis, storage).get(args.tenant, args.template)
-            rows = await read_rows(aiter_file_lines(path), args.format or row_format(path.name))
+            rows = await read_rows(aiter_file_lines(path), args.rows_format or row_format(path.name))
             batch = await run_template(
                 redis,
                 storage,
@@ -142,10 +148,10 @@ def cmd_template_run(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     t = sub.add_parser("template", help="prompt templates: save, list, show, run over CSV/JSONL rows")
-    tsub = t.add_subparsers(dest="template_command", required=True)
+    tsub = t.add_subparsers(dest="template_command", required=True, metavar="{save,list,show,run}")
 
     save = tsub.add_parser("save", help="save a template (JSON file); prints name@version")
-    save.add_argument("file", metavar="FILE.json")
+    save.add_argument("file", metavar="FILE.json", help="the template: name, url, prompt, parameters…")
     save.add_argument("--name", help="the template's name (default: its `name`, else the file name)")
     save.set_defaults(fn=cmd_template_save)
 
@@ -153,20 +159,25 @@ def add_parsers(sub: Any) -> None:
     ls.set_defaults(fn=cmd_template_list)
 
     show = tsub.add_parser("show", help="one template as JSON (default: the latest version)")
-    show.add_argument("template", metavar="NAME[@VERSION]")
+    show.add_argument("template", metavar="NAME[@VERSION]", help="the template (latest version without @)")
     show.add_argument("--versions", action="store_true", help="list its versions instead")
     show.set_defaults(fn=cmd_template_show)
 
     run = tsub.add_parser("run", help="one job per row of a CSV (with a header) or JSONL file")
-    run.add_argument("template", metavar="NAME[@VERSION]")
-    run.add_argument("rows", metavar="ROWS.csv|ROWS.jsonl")
-    run.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file's extension")
-    run.add_argument("--watch", action="store_true", help="show a progress bar until the batch ends")
-    run.add_argument("--out", help="wait, then write results.csv, output.jsonl and files/ to this folder")
-    run.add_argument("--config", help="routing config file (Portkey schema, JSON): replaces the template's")
+    run.add_argument("template", metavar="NAME[@VERSION]", help="the template (latest version without @)")
+    run.add_argument(
+        "rows", metavar="ROWS.csv|ROWS.jsonl", help="one job per row; columns fill {{variables}}"
+    )
+    run.add_argument(
+        "--rows-format", choices=["csv", "jsonl"], help="how ROWS is written (default: from its extension)"
+    )
+    add_deprecated(run, "--format", dest="rows_format", use="--rows-format (--format is a result format)")
+    add_watch(run, default=False)
+    add_out(run, "wait, then write results.csv, output.jsonl and files/ to this folder")
+    add_config_option(run, "for every job: replaces the template's")
     add_media_options(run)
     add_cache_options(run)
     add_schedule_options(run)
     run.set_defaults(fn=cmd_template_run)
     for p in (save, ls, show, run):
-        p.add_argument("--tenant", default="default")
+        add_tenant(p)

@@ -55,7 +55,7 @@ def reattach_hints(wf: Workflow, batch_id: str, out: str) -> str:
         f"  mmq {wf.name} --resume {batch_id} --out {out}   # waits for the end, then writes the "
         f"{wf.out_name}\n"
         f"  mmq status {batch_id} --watch                      # progress only\n"
-        f"  mmq results {batch_id} -o results.jsonl --files files/   # raw output JSONL and files"
+        f"  mmq results {batch_id} --out results.jsonl --files files/   # raw output JSONL and files"
     )
 
 
@@ -129,7 +129,7 @@ def _report(wf: Workflow, batch: BatchRecord, written: Written, out: Path) -> No
 
 
 def run_workflow(wf: Workflow, args: argparse.Namespace) -> int:
-    from producer.progress import watch
+    from producer.cli.progress import watch
 
     if bool(args.resume) == bool(args.source):
         sys.exit(f"mmq {wf.name}: give an input or --resume BATCH_ID (one of them)")

@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer.cli.options import add_cache_options, add_media_options, add_schedule_options
+from producer.cli.flags import add_deprecated, add_out, add_tenant, add_watch
+from producer.cli.inputs import input_file
+from producer.cli.options import add_cache_options, add_config_option, add_media_options, add_schedule_options
 from producer.cli.workflow_run import Workflow, run_workflow
 
 if TYPE_CHECKING:  # imported lazily at run time: `mmq --help` stays fast
@@ -70,7 +72,10 @@ def _build_transcribe(args: argparse.Namespace) -> tuple[Iterator[Any], Path, st
     )
 
     src = Path(args.source)
-    fmt = transcript_format(args.format, _files_option(args.files))
+    try:
+        fmt = transcript_format(args.format, _files_option(args.write))
+    except WorkflowError as e:  # producer.workflows still calls the option by its old name
+        raise WorkflowError(str(e).replace("--files", "--write")) from None
     scan = scan_audio(src)
     skipped = f"; {scan.skipped} other files skipped" if scan.skipped else ""
     if not scan.files:
@@ -85,7 +90,7 @@ def _build_transcribe(args: argparse.Namespace) -> tuple[Iterator[Any], Path, st
 
 
 def _transcribe_metadata(args: argparse.Namespace) -> dict[str, str]:
-    return {"files": ",".join(sorted(_files_option(args.files)))}
+    return {"files": ",".join(sorted(_files_option(args.write)))}
 
 
 async def _write_transcripts(
@@ -93,8 +98,8 @@ async def _write_transcripts(
 ) -> Written:
     from producer.workflows.outputs import write_transcripts
 
-    wanted = _files_option(args.files)
-    if args.resume and args.files is None:  # re-attaching: the files asked for at submit time
+    wanted = _files_option(args.write)
+    if args.resume and args.write is None:  # re-attaching: the files asked for at submit time
         batch = await records.get_batch(batch_id)
         wanted = _files_option(batch.metadata.get("files") if batch else None)
     return await write_transcripts(records, storage, batch_id, out, wanted)
@@ -136,11 +141,9 @@ def _write_speech(
 
 
 def _lines_file(source: str) -> Path:
-    from producer.workflows.inputs import WorkflowError, check_text_file
+    from producer.workflows.inputs import check_text_file
 
-    path = Path(source)
-    if not path.is_file():
-        raise WorkflowError(f"{path}: no such file")
+    path = input_file(source, kind="a text file (one line per job)")
     check_text_file(path)
     return path
 
@@ -161,14 +164,12 @@ def cmd_workflow(args: argparse.Namespace) -> int:
 
 def _workflow_parser(sub: Any, name: str, help: str, source: str, model: str | None, out: str):
     p = sub.add_parser(name, help=help)
-    p.add_argument("source", nargs="?", metavar=source)
+    p.add_argument("source", nargs="?", metavar=source, help="the input (omit with --resume)")
     p.add_argument("--model", default=model, help=f"default: {model or 'the provider default'}")
-    p.add_argument("--out", default=out, help=f"folder for the results (default: {out})")
-    p.add_argument("--tenant", default="default")
-    p.add_argument("--config", help="routing config file (Portkey schema, JSON) for every job")
-    p.add_argument(
-        "--watch", action=argparse.BooleanOptionalAction, default=True, help="wait with a progress bar"
-    )
+    add_out(p, f"folder for the results (default: {out})", default=out)
+    add_tenant(p)
+    add_config_option(p)
+    add_watch(p, default=True, then=", then write the results")
     p.add_argument(
         "--resume", metavar="BATCH_ID", help="re-attach to a batch this command submitted; write its outputs"
     )
@@ -188,9 +189,11 @@ def add_parsers(sub: Any) -> None:
         "mmq-captions",
     )
     c.add_argument("--prompt", help="the instruction sent with every image (a CSV prompt column overrides)")
-    c.add_argument("--max-tokens", type=int)
-    c.add_argument("--detail", choices=["auto", "low", "high"], default="auto")
-    add_media_options(c, max_bytes=False)
+    c.add_argument("--max-tokens", type=int, metavar="N", help="the longest caption, in tokens")
+    c.add_argument(
+        "--detail", choices=["auto", "low", "high"], default="auto", help="image detail asked (default: auto)"
+    )
+    add_media_options(c)
 
     t = _workflow_parser(
         sub,
@@ -205,18 +208,27 @@ def add_parsers(sub: Any) -> None:
     t.add_argument(
         "--format",
         choices=["json", "text", "srt", "vtt", "verbose_json"],
-        help="response_format (default: json, or verbose_json when --files has srt/vtt)",
+        help="the transcript format asked of the provider (default: json, or verbose_json when --write "
+        "has srt/vtt)",
     )
-    t.add_argument("--files", help="also write one file per recording: any of txt,srt,vtt")
+    t.add_argument(
+        "--write", metavar="txt,srt,vtt", help="also write one file per recording in each of these formats"
+    )
+    add_deprecated(t, "--files", dest="write", use="--write (--files names a folder elsewhere)")
 
     g = _workflow_parser(
         sub, "generate-images", "one image job per non-empty line of a text file", "FILE", None, "mmq-images"
     )
-    g.add_argument("--size", help="e.g. 1024x1024")
-    g.add_argument("--n", type=int, help="images per prompt")
+    g.add_argument("--size", help="e.g. 1024x1024 (default: the provider's)")
+    g.add_argument("--n", type=int, help="images per prompt (default: 1)")
 
     s = _workflow_parser(
         sub, "speak", "one speech job per non-empty line of a text file", "FILE", "tts-1", "mmq-speech"
     )
-    s.add_argument("--voice", default="alloy")
-    s.add_argument("--format", choices=["mp3", "opus", "aac", "flac", "wav", "pcm"], default="mp3")
+    s.add_argument("--voice", default="alloy", help="the voice (default: alloy)")
+    s.add_argument(
+        "--format",
+        choices=["mp3", "opus", "aac", "flac", "wav", "pcm"],
+        default="mp3",
+        help="the audio format asked of the provider (default: mp3)",
+    )
