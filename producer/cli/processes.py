@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from mmq import logs
 from mmq.settings import get_settings
 from producer.cli.common import need_redis
 from producer.cli.errors import UserError
@@ -68,12 +67,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UserError(problem.removeprefix("mmq worker: "))
     if problem:
         print(problem, file=sys.stderr)
-    level = os.environ.get("MMQ_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level != "DEBUG":
-        # arq logs two lines per job at INFO: 200,000 lines for a night's batch, and 3% of a job's CPU.
-        # mmq logs what goes wrong; arq's per-job lines come back with MMQ_LOG_LEVEL=DEBUG.
-        logging.getLogger("arq.worker").setLevel(logging.WARNING)
+    logs.configure()  # MMQ_LOG_LEVEL, MMQ_LOG_FORMAT (JSON lines when stderr is not a terminal)
     build_worker(settings, burst=args.burst).run()
     return 0
 
