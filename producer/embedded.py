@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 from arq import worker as arq_worker
+from rich.console import Console
 
 from mmq.connections import embedded_redis
 from mmq.records import Records
@@ -26,9 +27,9 @@ from mmq.simulator import create_app as create_simulator
 from mmq.storage import open_storage
 from producer.api import create_app as create_api
 from producer.auth import hash_key, new_key
+from producer.cli.progress import watch
 from producer.export import export_batch
 from producer.jsonl import iter_jsonl
-from producer.progress import watch
 from producer.serve import serve_config
 from producer.submit import Producer
 from worker.worker import build_worker
@@ -117,7 +118,7 @@ async def run_embedded(
     producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=file.parent)
     batch = await producer.submit_batch(iter_jsonl(file), tenant=LOCAL_TENANT, metadata={"source": file.name})
     print(f"mmq embedded: batch {batch.id} with {batch.counts.total} jobs", file=out)
-    final = await watch(records, batch.id, interval_s=0.25, stream=out)
+    final = await watch(records, batch.id, interval_s=0.25, console=Console(file=out))
 
     results_dir = data_dir.resolve() / "results" / batch.id
     output = results_dir / "output.jsonl"

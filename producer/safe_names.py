@@ -1,6 +1,6 @@
 """Safe, unique output names from user-given names (custom_ids, uploaded file names).
 
-Every command that writes one file per job (`mmq transcribe --files`, `generate-images`, `speak`,
+Every command that writes one file per job (`mmq transcribe --write`, `generate-images`, `speak`,
 `mmq results --files`, a template run's `--out`) names the file after the job's custom_id, and a
 custom_id is whatever the batch's author wrote: `../../etc/passwd`, `/abs`, NUL bytes, 600 bytes of
 UTF-8, `CON`, or two ids that differ only in characters a file name cannot hold (`a?`, `a*`). This module

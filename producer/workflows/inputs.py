@@ -161,13 +161,13 @@ def transcript_format(requested: str | None, files: set[str]) -> str:
     Raises WorkflowError when the asked format cannot give the asked files."""
     unknown = files - SUBTITLE_FILES
     if unknown:
-        raise WorkflowError(f"--files: unknown {', '.join(sorted(unknown))} (use txt, srt, vtt)")
+        raise WorkflowError(f"--write: unknown {', '.join(sorted(unknown))} (use txt, srt, vtt)")
     timed = files & {"srt", "vtt"}
     if requested is None:
         return "verbose_json" if timed else "json"
     if timed and requested in ("json", "text"):
         raise WorkflowError(
-            f"--files {','.join(sorted(timed))} needs timings: use --format verbose_json, srt or vtt "
+            f"--write {','.join(sorted(timed))} needs timings: use --format verbose_json, srt or vtt "
             f"(not {requested})"
         )
     return requested

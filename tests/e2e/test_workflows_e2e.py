@@ -132,7 +132,7 @@ def test_transcribe_a_folder_writes_srt_per_recording(mmq_env, worker_process, t
     (rec / "memo.wav").write_bytes(encode_speech_wav("buy blue paint"))
     (rec / "cover.jpg").write_bytes(png_bytes((1, 2, 3), fmt="JPEG"))
 
-    done = mmq("transcribe", "recordings", "--files", "srt,txt", "--out", "subs", env=mmq_env, cwd=tmp_path)
+    done = mmq("transcribe", "recordings", "--write", "srt,txt", "--out", "subs", env=mmq_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "2 audio files in recordings; 1 other files skipped (transcriptions, verbose_json)" in done.stderr
 
@@ -145,7 +145,7 @@ def test_transcribe_a_folder_writes_srt_per_recording(mmq_env, worker_process, t
     assert index["memo.wav"]["text"] == "buy blue paint"
 
     # the same recordings again: answered from the cache, unless told not to
-    again = mmq("transcribe", "recordings", "--files", "srt", "--out", "again", env=mmq_env, cwd=tmp_path)
+    again = mmq("transcribe", "recordings", "--write", "srt", "--out", "again", env=mmq_env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "2 ok, 0 failed, 0 cancelled, 2 from cache" in again.stderr
     assert (tmp_path / "again" / "monday" / "call.srt").read_text() == srt
