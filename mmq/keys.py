@@ -6,6 +6,7 @@
                                        config once for all its jobs), metadata, schedule, timestamps
     {p}:batch:{id}:jobs          LIST  job ids in submission order (the order of the output JSONL)
     {p}:tenant:{t}:batches       ZSET  batch ids by creation time
+    {p}:store                    STR   the id of the store every process of this deployment must use
     {p}:cache:e:{key}            STR   a cache entry (JSON: the job whose result it shares)
     {p}:cache:lock:{key}         STR   the single-flight lock of a key (the leading job's id)
     {p}:cache:pi:{scope}:{b}:{v} SET   perceptual index: image-hash band → keys' hash bits
@@ -37,6 +38,10 @@ class Keys:
 
     def batch_jobs(self, batch_id: str) -> str:
         return f"{self.prefix}:batch:{batch_id}:jobs"
+
+    def store(self) -> str:
+        """The id of the store this deployment's processes share (mmq/shared_store.py)."""
+        return f"{self.prefix}:store"
 
     def tenant_batches(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:batches"

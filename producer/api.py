@@ -23,6 +23,7 @@ from mmq.connections import connect
 from mmq.contract import BatchRecord, JobRecord
 from mmq.records import Records
 from mmq.settings import Settings, get_settings
+from mmq.shared_store import check_shared_store
 from mmq.storage import BlobNotFound, Storage, open_storage
 from producer.auth import Tenant
 from producer.guard import RequestGuard
@@ -64,6 +65,8 @@ def create_app(
         own_redis = redis is None
         r = redis if redis is not None else connect(settings.redis_url or "redis://127.0.0.1:6379/0")
         s = storage or open_storage(settings.storage_url)
+        if settings.redis_url:  # the embedded mode's one process has only its own store
+            await check_shared_store(r, s, settings.key_prefix)  # StoreMismatch: the API does not start
         app.state.redis, app.state.storage = r, s
         app.state.records = Records(r, settings.key_prefix)
         app.state.producer = Producer(r, s, settings)

@@ -24,6 +24,7 @@ from mmq.queue import (
 )
 from mmq.records import Records
 from mmq.settings import Settings, get_settings
+from mmq.shared_store import StoreMismatch, check_shared_store
 from mmq.storage import open_storage
 from worker.arq_worker import OneTripWorker
 from worker.batch_tasks import WEBHOOK_TRIES, expire_batch, notify_batch, release_batch
@@ -75,10 +76,15 @@ def make_startup(settings: Settings):
         # mmq's own connections, apart from arq's pool and named in CLIENT LIST: arq's polling never queues
         # behind a job's writes, and a benchmark can count mmq's own round trips (bench/_common.py)
         own = connect(settings.redis_url, client_name=MMQ_CLIENT_NAME) if settings.redis_url else ctx["redis"]
+        storage = open_storage(settings.storage_url)
+        try:
+            await check_shared_store(own, storage, settings.key_prefix)
+        except StoreMismatch as e:
+            raise SystemExit(f"mmq worker: {e}") from None
         ctx["mmq"] = Runtime(
             settings=settings,
             records=Records(own, settings.key_prefix),
-            storage=open_storage(settings.storage_url),
+            storage=storage,
             client=make_client(
                 timeout_s=settings.request_timeout_s, max_connections=settings.http_max_connections
             ),

@@ -77,11 +77,16 @@ def open_store(settings: Settings):  # type: ignore[no-untyped-def]
 async def with_records(fn):
     """`await fn(settings, redis, records, storage)` on a connection to MMQ_REDIS_URL, closed after."""
     from mmq.records import Records
+    from mmq.shared_store import StoreMismatch, check_shared_store
 
     settings = get_settings()
     storage = open_store(settings)
     redis = await connect_checked(settings)
     try:
+        try:
+            await check_shared_store(redis, storage, settings.key_prefix)
+        except StoreMismatch as e:
+            raise UserError(str(e)) from None
         return await fn(settings, redis, Records(redis, settings.key_prefix), storage)
     finally:
         await redis.aclose()

@@ -18,7 +18,7 @@ from typing import Any
 
 from mmq import logs
 from mmq.settings import get_settings
-from producer.cli.common import need_redis
+from producer.cli.common import need_redis, with_records
 from producer.cli.errors import UserError
 from producer.cli.inputs import input_file, opened_jsonl
 from producer.cli.preflight import bound_socket, check_port_free, provider_key_problem
@@ -80,6 +80,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     need_redis(settings)
+    asyncio.run(with_records(lambda *_: asyncio.sleep(0)))  # Redis answers, the store is the shared one
     sock = bound_socket(args.host, args.port, "api")
     if not settings.tenant_keys():
         print(

@@ -127,3 +127,16 @@ def test_results_whose_stored_files_are_missing_name_the_store(mmq_env, worker_p
     refused(
         results, "is not in the store at MMQ_STORAGE_URL=file://", "share one MMQ_STORAGE_URL", "mmq results"
     )
+
+
+def test_a_process_on_another_store_is_stopped_naming_the_setting(mmq_env, tmp_path):
+    """The API, the CLI and every worker must share one store; a process started where a relative
+    MMQ_STORAGE_URL means another folder stops at once instead of failing every job later."""
+    first = run_mmq("batches", env=mmq_env)  # registers the deployment's store
+    assert first.returncode == 0, first.stderr
+    elsewhere = {**mmq_env, "MMQ_STORAGE_URL": f"file://{tmp_path / 'another-store'}"}
+    for command in (["batches"], ["worker", "--burst"]):
+        done = run_mmq(*command, env=elsewhere)
+        assert done.returncode != 0
+        assert "MMQ_STORAGE_URL" in done.stderr and "share one" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
