@@ -5,9 +5,11 @@ no traceback; and a file that cannot be read leaves no batch behind."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis as redis_sync
@@ -124,9 +126,14 @@ def test_results_whose_stored_files_are_missing_name_the_store(mmq_env, worker_p
     batch_id = done.stdout.split()[0]
     elsewhere = {**mmq_env, "MMQ_STORAGE_URL": f"file://{tmp_path / 'another-store'}"}
     results = run_mmq("results", batch_id, "--out", "out.jsonl", env=elsewhere, cwd=tmp_path)
-    refused(
-        results, "is not in the store at MMQ_STORAGE_URL=file://", "share one MMQ_STORAGE_URL", "mmq results"
-    )
+    refused(results, "MMQ_STORAGE_URL=file://", "share one MMQ_STORAGE_URL")  # another store: stopped first
+    store = mmq_env["MMQ_STORAGE_URL"]
+    if store.startswith("file://"):  # the right store, its result files gone (on S3 the same, by key)
+        shutil.rmtree(Path(store.removeprefix("file://")) / "blobs")
+        results = run_mmq("results", batch_id, "--out", "out.jsonl", env=mmq_env, cwd=tmp_path)
+        refused(
+            results, "is not in the store at MMQ_STORAGE_URL=", "share one MMQ_STORAGE_URL", "mmq results"
+        )
 
 
 def test_a_process_on_another_store_is_stopped_naming_the_setting(mmq_env, tmp_path):

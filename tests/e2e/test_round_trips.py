@@ -93,9 +93,10 @@ async def test_a_job_through_the_worker_costs_three_round_trips_in_all(runtime, 
     polls = sum(1 for c in sent if c in (b"ZRANGEBYSCORE", b"ZCARD"))
     setup = sum(1 for c in sent if c in (b"CLIENT", b"SELECT", b"PING", b"INFO", b"HELLO"))
     setup += sum(1 for c in sent if c == b"PEXPIRE")  # the lease heartbeat, if the run took 5 s
-    # 3 per job; besides, the burst worker's polls and its connections' set-up (arq's health-check
-    # record and the batch's read at its end); the old path cost 6 per job
-    assert len(sent) - polls - setup - 4 <= 3 * n, sent
+    # 3 per job; besides, the burst worker's polls, its connections' set-up and six sends once per run
+    # (arq's health-check record and its removal, the shared-store check's SET NX and GET, the batch's
+    # read at the end); the old path cost 6 per job
+    assert len(sent) - polls - setup - 6 <= 3 * n, sent
     assert polls <= 2 * n / 3, polls  # several jobs per poll
 
 
