@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _clean(key: str | None) -> str | None:
+    """A key as pasted: a trailing newline (`echo key > file`, a heredoc) made every call fail as an
+    invalid header, recorded as an internal error with no attempt. Surrounding whitespace is never part
+    of a key."""
+    return key.strip() if isinstance(key, str) else key
+
+
 class UnknownVirtualKey(LookupError):
     pass
 
@@ -42,11 +49,11 @@ class VirtualKeys:
     def resolve(self, name: str) -> Credential:
         env = _env_name(name)
         if env in self.environ:
-            return Credential(api_key=self.environ[env], base_url=self.environ.get(env + "_BASE_URL"))
+            return Credential(api_key=_clean(self.environ[env]), base_url=self.environ.get(env + "_BASE_URL"))
         entry = self.file_entries.get(name)
         if entry is not None:
             return Credential(
-                api_key=entry.get("api_key"),
+                api_key=_clean(entry.get("api_key")),
                 base_url=entry.get("base_url"),
                 headers=dict(entry.get("headers") or {}),
             )

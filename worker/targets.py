@@ -15,6 +15,7 @@ def default_target(settings: Settings) -> Target:
         if settings.openai_api_key
         else os.environ.get("OPENAI_API_KEY")
     )
+    key = key.strip() if key else key  # a pasted key's trailing newline is not part of it
     return Target(
         name=settings.provider, provider=settings.provider, base_url=settings.openai_base_url, api_key=key
     )
