@@ -308,8 +308,19 @@ class Attempt(BaseModel):
     status: int | None = None  # HTTP status, None when no answer arrived
     latency_ms: float
     error: str | None = None
-    at: float = Field(default_factory=time.time)
+    at: float = Field(default_factory=time.time)  # the last of `repeats`
     skipped: bool = False  # not called: the target's circuit was open
+    # the same outcome several times in a row (a target down for hours, a job deferred again and again)
+    # is one entry: the record stays bounded however long the job waits
+    repeats: int = Field(default=1, ge=1)
+
+    def same_as(self, other: Attempt) -> bool:
+        return (self.target, self.status, self.error, self.skipped) == (
+            other.target,
+            other.status,
+            other.error,
+            other.skipped,
+        )
 
 
 class ResultFile(BaseModel):

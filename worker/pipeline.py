@@ -217,8 +217,18 @@ async def _media_ready_with_retries(
             await asyncio.sleep(min(delay, rt.settings.retry_sleep_max_s))
 
 
+def _record(job: JobRecord, attempt: Attempt) -> None:
+    """Append `attempt`, or count it on the last entry when it repeats that one's outcome."""
+    last = job.attempts[-1] if job.attempts else None
+    if last is not None and last.same_as(attempt):
+        last.repeats += 1
+        last.at, last.latency_ms = attempt.at, max(last.latency_ms, attempt.latency_ms)
+    else:
+        job.attempts.append(attempt)
+
+
 def _real_attempts(job: JobRecord) -> int:
-    return sum(1 for a in job.attempts if not a.skipped)
+    return sum(a.repeats for a in job.attempts if not a.skipped)
 
 
 async def _call_with_retries(
@@ -250,10 +260,11 @@ async def _call_with_retries(
                 route = await _media_ready_with_retries(rt, job, route, adapter, prefetched, facts)
             except FetchFailed as e:
                 # the media would not come for this target; the next may take the URL itself
-                job.attempts.append(
+                _record(
+                    job,
                     Attempt(
                         target=route.target.name, status=e.status, latency_ms=0, error=str(e), skipped=True
-                    )
+                    ),
                 )
                 if n + 1 == len(routes):
                     raise
@@ -262,10 +273,11 @@ async def _call_with_retries(
                 # this provider cannot take this media (type, size, count); another target may
                 if n + 1 == len(routes):
                     raise
-                job.attempts.append(
+                _record(
+                    job,
                     Attempt(
                         target=route.target.name, latency_ms=0, error=f"not sendable here: {e}", skipped=True
-                    )
+                    ),
                 )
                 continue
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
@@ -277,10 +289,11 @@ async def _call_with_retries(
                     rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}
                 )
             except _CircuitOpen as c:
-                job.attempts.append(
+                _record(
+                    job,
                     Attempt(
                         target=route.target.name, latency_ms=0, error="skipped: circuit open", skipped=True
-                    )
+                    ),
                 )
                 probe_wait = c.wait_s if probe_wait is None else min(probe_wait, c.wait_s)
                 skipped_from = skipped_from or route.target.name
@@ -295,13 +308,14 @@ async def _call_with_retries(
                 _count_call(route, str(err.status or err.code or "error"), started)
                 if err.status == 429:
                     metrics.RATE_LIMITED.labels(route.target.name).inc()
-                job.attempts.append(
+                _record(
+                    job,
                     Attempt(
                         target=route.target.name,
                         status=err.status,
                         latency_ms=(time.perf_counter() - started) * 1000,
                         error=str(err),  # already redacted above
-                    )
+                    ),
                 )
                 await _observe_failure(rt, route, err, lease)
                 if _real_attempts(job) >= rt.settings.max_total_attempts:
@@ -342,12 +356,13 @@ async def _call_with_retries(
                     actual=actual if isinstance(actual, int) else None,
                 )
             )
-            job.attempts.append(
+            _record(
+                job,
                 Attempt(
                     target=route.target.name,
                     status=resp.status,
                     latency_ms=(time.perf_counter() - started) * 1000,
-                )
+                ),
             )
             return resp
     if probe_wait is not None:

@@ -152,3 +152,22 @@ async def test_a_provider_echoing_the_api_key_never_gets_it_into_the_record(make
     )
     assert b"sk-secret-value-123" not in raw and b"Incorrect API key provided: ***" in raw
     await rt.client.aclose()
+
+
+async def test_repeated_identical_attempts_are_one_entry_and_still_count(make_runtime):
+    """A target failing the same way again and again is one attempt entry with its count: the record
+    stays bounded (a deferred job grew to 38 entries), and the retry budget still counts every try."""
+    busy = httpx.Response(503, json={"error": {"message": "overloaded", "code": "overloaded"}})
+    ok = httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": "fine"}}]})
+    rt, producer = make_runtime(scripted(busy, busy, busy, ok), max_attempts=6)
+    job_id = await submit(producer)
+    await run_job({"mmq": rt}, job_id)
+    job = await rt.records.get_job(job_id)
+    assert job.status is JobStatus.succeeded
+    assert [(a.status, a.repeats) for a in job.attempts] == [(503, 3), (200, 1)]
+
+    rt, producer = make_runtime(scripted(*[busy] * 6), max_attempts=4)
+    job_id = await submit(producer)
+    await run_job({"mmq": rt}, job_id)
+    job = await rt.records.get_job(job_id)
+    assert job.status is JobStatus.failed and [(a.status, a.repeats) for a in job.attempts] == [(503, 4)]
