@@ -26,6 +26,7 @@ from mmq.settings import Settings, get_settings
 from mmq.shared_store import check_shared_store
 from mmq.storage import BlobNotFound, Storage, open_storage
 from producer.auth import Tenant
+from producer.console import mount as mount_console
 from producer.guard import RequestGuard
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
@@ -232,4 +233,5 @@ def create_app(
 
     mount_openai_api(app)  # /v1/files and /v1/batches for the stock openai SDK
     app.include_router(templates_router)  # /api/templates: prompt templates (producer/templates/routes.py)
+    mount_console(app)  # /console: the web console, through a door of its own (producer/console)
     return app
