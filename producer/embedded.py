@@ -115,6 +115,7 @@ async def run_embedded(
     print(f"mmq embedded: simulator at {sim_url} (no real provider is called)", file=out)
     if api_url:
         print(f"mmq embedded: API at {api_url}  key for tenant '{LOCAL_TENANT}': {api_key}", file=out)
+        print(f"mmq embedded: console at {api_url}/console/ (sign in with that key)", file=out)
     producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=file.parent)
     batch = await producer.submit_batch(iter_jsonl(file), tenant=LOCAL_TENANT, metadata={"source": file.name})
     print(f"mmq embedded: batch {batch.id} with {batch.counts.total} jobs", file=out)
