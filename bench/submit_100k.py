@@ -1,19 +1,23 @@
 """Submitting a big JSONL file: enqueue rate and the producer's peak memory.
 
-    python -m bench.submit_100k [--lines 100000] [--small 10000]
+    python -m bench.submit_100k [--lines 100000] [--small 10000] [--images]
 
 A JSONL file of small text-only chat requests (OpenAI Batch format) is submitted twice, each time into a
-fresh Redis database of the bench's own, with no worker running (only submission is measured):
+fresh Redis database of the bench's own, with no worker running (only submission is measured). With
+`--images` every request also carries a small inline image (a data: URL, one of 20), which the producer
+checks and stores as a blob: the media path.
 - the CLI/Python path (`mmq submit FILE`: Producer.submit_batch over a streamed file), in a child process
   whose peak RSS (VmHWM) is read when it ends;
 - the HTTP API (`POST /api/batches` with the file streamed as the body) against an `mmq api` process.
 Each is run at `--small` lines and at `--lines`: memory that does not grow with the file shows as the same
-peak for both sizes. Printed: lines/s and peak RSS per run.
+peak for both sizes. Printed: lines/s, peak RSS and Redis bytes per queued job per run.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 import os
 import subprocess
@@ -51,12 +55,30 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-def write_jsonl(path: Path, lines: int) -> None:
+def _small_images(n: int = 20) -> list[str]:
+    """`n` distinct 32x24 PNGs as data: URLs (~200 bytes each)."""
+    from PIL import Image
+
+    urls = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 24), (i * 10, 100, 200 - i * 5)).save(buf, format="PNG")
+        urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+    return urls
+
+
+def write_jsonl(path: Path, lines: int, *, images: bool = False) -> None:
+    urls = _small_images() if images else []
     with path.open("w") as f:
         for n in range(lines):
+            text = f"Write a tagline for product {n}."
+            content: str | list = text
+            if urls:
+                image = {"type": "image_url", "image_url": {"url": urls[n % len(urls)]}}
+                content = [{"type": "text", "text": text}, image]
             body = {
                 "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": f"Write a tagline for product {n}."}],
+                "messages": [{"role": "user", "content": content}],
                 "max_tokens": 40,
             }
             f.write(
@@ -147,11 +169,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--images", action="store_true", help="a small data: image in every request")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for lines in (args.small, args.lines):
             path = Path(tmp) / f"requests-{lines}.jsonl"
-            write_jsonl(path, lines)
+            write_jsonl(path, lines, images=args.images)
             size_mb = path.stat().st_size / 1e6
             for name, run in (("python/cli", via_producer), ("http api", via_api)):
                 with clean_redis_db() as redis_url:

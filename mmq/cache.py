@@ -71,11 +71,45 @@ PERCEPTUAL_BANDS_MAX = 16  # per 64-bit image hash; see `Cache.bands`
 def canonical_request(kind: Kind, request: dict[str, Any]) -> dict[str, Any]:
     """A copy of `request` with defaults filled in and output-neutral fields dropped."""
     # a JSON request's own copy: a round trip through the C codec costs a fraction of copy.deepcopy
-    out = {
-        k: v
-        for k, v in json.loads(json.dumps(request)).items()
-        if k not in _DROPPED and k not in _RESULT_SHAPE_ONLY.get(kind, ()) and v is not None
-    }
+    return _canonicalize(kind, json.loads(json.dumps(request)))
+
+
+def _own_copy(kind: Kind, request: dict[str, Any], *, parts: bool = True) -> dict[str, Any]:
+    """A copy of a validated request deep enough for `_canonicalize` and the media fingerprints to change
+    freely (the top level, and a chat's messages and, with `parts`, their content parts); the rest is
+    shared, read only. The same copy as canonical_request's JSON round trip for a request in JSON types
+    (as dump_request gives), at a fraction of its cost: the producer keys every line of a batch. A chat
+    with no media part needs no copy of its parts (`parts=False`): only a message's string content is
+    replaced."""
+    out = dict(request)
+    if kind is Kind.chat and isinstance(out.get("messages"), list):
+        out["messages"] = [_message_copy(m, parts) for m in out["messages"]]
+    return out
+
+
+def _message_copy(message: Any, parts: bool) -> Any:
+    if not isinstance(message, dict):
+        return message
+    message = dict(message)
+    if parts and isinstance(content := message.get("content"), list):
+        message["content"] = [_part_copy(p) for p in content]
+    return message
+
+
+def _part_copy(part: Any) -> Any:
+    if not isinstance(part, dict):
+        return part
+    part = dict(part)
+    for media in ("image_url", "file"):
+        if isinstance(part.get(media), dict):
+            part[media] = dict(part[media])
+    return part
+
+
+def _canonicalize(kind: Kind, request: dict[str, Any]) -> dict[str, Any]:
+    """`canonical_request` of the request's own copy, which it changes."""
+    shape_only = _RESULT_SHAPE_ONLY.get(kind, ())
+    out = {k: v for k, v in request.items() if v is not None and k not in _DROPPED and k not in shape_only}
     for field, default in _DEFAULTS.get(kind, {}).items():
         if out.get(field) == default:
             del out[field]  # absent and spelled-out defaults look the same
@@ -135,6 +169,27 @@ async def cache_key(
     """The job's cache key, or None when an input cannot be fingerprinted here (the producer cannot
     fetch http images: the worker keys those jobs)."""
     body = canonical_request(kind, request)
+    perceptual = await _fingerprint_media(kind, body, options, fingerprint)
+    if perceptual is None:
+        return None
+    scope = _digest(
+        {
+            "v": KEY_VERSION,
+            "kind": kind.value,
+            "tenant": tenant,
+            "routing": _routing_scope(config, metadata),
+            "media": media or None,  # downscaling changes what the provider sees
+            "request": body,
+        }
+    )
+    return _with_bits(scope, perceptual)
+
+
+async def _fingerprint_media(
+    kind: Kind, body: dict[str, Any], options: CacheOptions, fingerprint: Fingerprinter
+) -> list[int] | None:
+    """Replaces every media input of a canonical `body` by its fingerprint; returns the perceptual hashes
+    to key beside the scope ([] below the perceptual level), or None when an input has no fingerprint."""
     perceptual: list[int] = []
     if kind is Kind.chat:
         for slot in chat_media_slots(body):
@@ -151,19 +206,65 @@ async def cache_key(
         if found is None:
             return None
         body["file"] = found.token
-    scope = _digest(
-        {
-            "v": KEY_VERSION,
-            "kind": kind.value,
-            "tenant": tenant,
-            "routing": _routing_scope(config, metadata),
-            "media": media or None,  # downscaling changes what the provider sees
-            "request": body,
-        }
-    )
+    return perceptual
+
+
+def _with_bits(scope: str, perceptual: list[int]) -> str:
     if perceptual:
         return f"p:{scope}:{''.join(f'{h:016x}' for h in perceptual)}"
     return scope
+
+
+# _digest's JSON, with the encoder built once (json.dumps builds one per call for non-default options)
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+class KeyScope:
+    """The producer's `cache_key` for the jobs of one batch, which share their tenant, routing and
+    downscaling: that part of the digested JSON is written once, and a job's key costs a copy of its
+    request's containers (no JSON round trip), one dumps and one SHA-256. The keys are `cache_key`'s
+    (tests/mmq/test_key_scope.py holds it): a worker keying the same request finds the same entry."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        config: dict[str, Any] | None,
+        metadata: dict[str, Any],
+        media: dict[str, Any] | None = None,
+    ) -> None:
+        # _digest's object with sorted keys: kind, media, request, routing, tenant, v
+        media_json = _canonical_json(media or None)
+        self._heads = {
+            kind: '{"kind":' + _canonical_json(kind.value) + ',"media":' + media_json + ',"request":'
+            for kind in Kind
+        }
+        self._tail = (
+            ',"routing":'
+            + _canonical_json(_routing_scope(config, metadata))
+            + ',"tenant":'
+            + _canonical_json(tenant)
+            + ',"v":'
+            + _canonical_json(KEY_VERSION)
+            + "}"
+        )
+
+    async def key(
+        self,
+        kind: Kind,
+        request: dict[str, Any],
+        options: CacheOptions,
+        fingerprint: Fingerprinter,
+        *,
+        media: bool = True,
+    ) -> str | None:
+        """`media`: False when the caller knows the request has no media input (none is looked for)."""
+        body = _canonicalize(kind, _own_copy(kind, request, parts=media))
+        perceptual = await _fingerprint_media(kind, body, options, fingerprint) if media else []
+        if perceptual is None:
+            return None
+        text = self._heads[kind] + _canonical_json(body) + self._tail
+        return _with_bits(hashlib.sha256(text.encode()).hexdigest(), perceptual)
 
 
 async def job_cache_key(job: JobRecord, request: dict[str, Any], fingerprint: Fingerprinter) -> str | None:

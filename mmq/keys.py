@@ -1,10 +1,14 @@
 """Every Redis key mmq writes, in one place (as arq keeps its own in arq.constants).
 
-    {p}:job:{id}                 HASH  one job: `spec` (immutable JSON, written once at submit) and its
-                                       state as small fields (status, attempts, result, usage, error, …)
+    {p}:job:{id}                 HASH  one job: its state as small fields (status, batch, attempts,
+                                       result, usage, error, …); a job outside any batch also holds its
+                                       `spec` (immutable JSON, written once at submit)
     {p}:batch:{id}               HASH  one batch: tenant, status, sealed, counters, options (the routing
                                        config once for all its jobs), metadata, schedule, timestamps
     {p}:batch:{id}:jobs          LIST  job ids in submission order (the order of the output JSONL)
+    {p}:batch:{id}:specs         HASH  job id → that job's spec, without what the batch holds (its id,
+                                       tenant and config): the job's own hash then holds only small
+                                       values, which Redis packs (mmq/records.py)
     {p}:tenant:{t}:batches       ZSET  batch ids by creation time
     {p}:store                    STR   the id of the store every process of this deployment must use
     {p}:cache:e:{key}            STR   a cache entry (JSON: the job whose result it shares)
@@ -18,7 +22,7 @@
 The front keeps two families of its own beside these: `{p}:oai:…` (the /v1 files and batches) and
 `{p}:templates:…` / `{p}:template-blobs:…` (prompt templates).
 
-Lua scripts (mmq/lua) derive a job's batch key and its cache keys from the job's own record, so that a
+Lua scripts (mmq/lua) derive a job's batch keys and its cache keys from the job's own record, so that a
 job is claimed in one round trip knowing only its id: mmq, like arq, runs on one Redis server (with
 Sentinel for failover), never on Redis Cluster.
 """
@@ -38,6 +42,9 @@ class Keys:
 
     def batch_jobs(self, batch_id: str) -> str:
         return f"{self.prefix}:batch:{batch_id}:jobs"
+
+    def batch_specs(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}:specs"
 
     def store(self) -> str:
         """The id of the store this deployment's processes share (mmq/shared_store.py)."""

@@ -1,9 +1,15 @@
 """Job and batch records in Redis: the source of truth for status (never arq's internals).
 
-Layout: mmq/keys.py. A job is a hash: its immutable `spec` (the request or its storage reference,
-custom_id, tenant, kind, metadata, options), written once at submit, beside small state fields that
-change (`status`, `attempts`, `result`, `usage`, `error`, times…). A status change writes only what
-changed, never the whole record. A batch's routing config is stored once, on the batch.
+Layout: mmq/keys.py. A job is a hash of small state fields that change (`status`, `attempts`, `result`,
+`usage`, `error`, times…) beside its immutable `spec` (the request or its storage reference, custom_id,
+kind, options), written once at submit. A status change writes only what changed, never the whole record.
+
+A batch job's spec is not in its own hash but a field of its batch's `specs` hash (keyed by the job id),
+without what the batch already holds: its id, its tenant and its routing config are read from the batch
+(`claim` adds them to the fields it returns); its kind is left out when it is chat, the default there.
+The job's own hash then holds only small values, which Redis packs in one allocation (a listpack): ~250 B
+a queued job, where a hash holding a 200-byte spec is a table of separately allocated entries, ~950 B.
+A job outside any batch keeps its whole spec (id, tenant and config included) in its own hash.
 
 Status changes go through Lua scripts (mmq/lua) so a job's status and its batch's counters move
 together, a re-run (arq is at-least-once) never counts twice, and a batch ends in the same call as its
@@ -22,7 +28,16 @@ from typing import Any
 from redis.asyncio import Redis
 
 from mmq import scripts
-from mmq.contract import BatchCounts, BatchRecord, BatchStatus, JobError, JobRecord, JobStatus
+from mmq.contract import (
+    BatchCounts,
+    BatchRecord,
+    BatchStatus,
+    CacheOptions,
+    JobError,
+    JobRecord,
+    JobStatus,
+    Kind,
+)
 from mmq.keys import Keys
 
 _COUNTERS = ("total", "queued", "running", "succeeded", "failed", "cancelled", "cached", "provider_calls")
@@ -31,6 +46,8 @@ _SPEC = frozenset(
     {"id", "custom_id", "tenant", "kind", "request", "request_key", "config", "metadata", "media", "cache"}
     | {"priority", "created_at"}
 )
+# what a batch job's spec leaves to its batch: the id is the spec's field name in the batch's specs hash
+_BATCH_HOLDS = frozenset({"id", "tenant", "config"})
 _FLOAT_FIELDS = ("deadline", "started_at", "finished_at")
 _TEXT_FIELDS = ("cache_key", "cached_from")
 _JSON_FIELDS = ("attempts", "resume", "result", "usage", "error")
@@ -42,11 +59,46 @@ def _s(value: Any) -> str:
 
 
 def spec_json(job: JobRecord, *, with_config: bool) -> str:
-    """The immutable part of a job. A batch's jobs leave the config to the batch (stored once)."""
+    """The immutable part of a job outside any batch (a batch job's: `batch_spec_json`)."""
     exclude = set(JobRecord.model_fields) - _SPEC
     if not with_config:
         exclude.add("config")
     return job.model_dump_json(exclude=exclude, exclude_defaults=True)
+
+
+def batch_spec_json(job: JobRecord) -> str:
+    """The immutable part of a batch job, without what its batch holds (id, tenant, config) nor its kind
+    when that is chat (the default of a batch job's spec: most lines are chats)."""
+    exclude = (set(JobRecord.model_fields) - _SPEC) | _BATCH_HOLDS
+    if job.kind is Kind.chat:
+        exclude.add("kind")
+    return job.model_dump_json(exclude=exclude, exclude_defaults=True)
+
+
+def spec_options_json(job: JobRecord) -> bytes:
+    """The spec members a batch's jobs share (metadata, media, cache, priority; each only when it is not
+    the default), as `batch_spec_json` writes them: ',"media":{…}' or b'' (see `new_batch_spec`)."""
+    members = job.model_dump_json(
+        include={"metadata", "media", "cache", "priority"}, exclude_defaults=True
+    ).encode()
+    return b"," + members[1:-1] if members != b"{}" else b""
+
+
+def new_batch_spec(
+    custom_id: bytes, kind: str, request: bytes, options: bytes, created_at: float, *, stored: bool = False
+) -> bytes:
+    """`batch_spec_json` of a new batch job from its parts already serialised as JSON (the submit path
+    makes one a line: no model is built): `custom_id` (JSON, b'null' for none), `kind` (a Kind), `request`
+    (the request's JSON, or the JSON string of its storage key when `stored`), `options`
+    (spec_options_json)."""
+    parts = [b"{"]
+    if custom_id != b"null":
+        parts += [b'"custom_id":', custom_id, b","]
+    if kind != Kind.chat:
+        parts += [b'"kind":"', kind.encode(), b'",']
+    parts += [b'"request_key":' if stored else b'"request":', request, options]
+    parts += [b',"created_at":', repr(created_at).encode(), b"}"]
+    return b"".join(parts)
 
 
 def state_fields(job: JobRecord) -> dict[str, str]:
@@ -66,10 +118,14 @@ def state_fields(job: JobRecord) -> dict[str, str]:
 
 
 def job_from_fields(fields: Mapping[Any, Any], config: Any = None) -> JobRecord:
-    """A JobRecord from a job hash's fields (as HGETALL gives them) and its batch's config JSON."""
+    """A JobRecord from a job hash's fields (as HGETALL gives them; a batch job's `spec`, `id` and
+    `tenant` added from its batch, as `claim` and `Records.get_jobs` do) and its batch's config JSON."""
     v = {_s(k): _s(x) for k, x in fields.items()}
     data: dict[str, Any] = json.loads(v["spec"])
     data["status"] = v["status"]
+    if "id" not in data:  # a batch job's spec leaves these to its batch, and its kind when chat
+        data["id"], data["tenant"] = v["id"], v["tenant"]
+        data.setdefault("kind", Kind.chat.value)
     if v.get("batch"):
         data["batch_id"] = v["batch"]
         if config:
@@ -111,12 +167,59 @@ def claim_from(out: list[Any]) -> Claim:
     return Claim(outcome, job_from_fields(_pairs(out[1]), config), cache)
 
 
-def looks_up_at_claim(job: JobRecord) -> bool:
-    """Whether `claim` asks the cache for this job: its key is known at submit, it takes cached answers
+def looks_up(cache_key: str | None, cache: CacheOptions | None) -> bool:
+    """Whether `claim` asks the cache for a job: its key is known at submit, it takes cached answers
     (not off, not a refresh) and an exact lookup finds them (a perceptual key searches an index)."""
-    opts = job.cache
-    enabled = opts is None or (opts.enabled and not opts.refresh)
-    return bool(job.cache_key) and enabled and not (job.cache_key or "").startswith("p:")
+    enabled = cache is None or (cache.enabled and not cache.refresh)
+    return bool(cache_key) and enabled and not (cache_key or "").startswith("p:")
+
+
+def looks_up_at_claim(job: JobRecord) -> bool:
+    return looks_up(job.cache_key, job.cache)
+
+
+@dataclass(slots=True)
+class JobRow:
+    """A new batch job as `Records.add_rows` writes it: its hash's fields and its spec (a field of the
+    batch's specs hash)."""
+
+    id: str
+    status: str
+    fields: dict[str, str]
+    spec: bytes | str
+    cached: bool = False
+
+
+def queued_row(
+    job_id: str,
+    batch_id: str,
+    spec: bytes,
+    *,
+    cache_key: str | None = None,
+    cache: CacheOptions | None = None,
+    deadline: float | None = None,
+) -> JobRow:
+    """A new queued batch job's row, as `batch_row` would make it from the job's record (the submit path
+    builds no record: see `new_batch_spec`)."""
+    fields = {"status": JobStatus.queued.value, "batch": batch_id}
+    if deadline is not None:
+        fields["deadline"] = repr(deadline)
+    if cache_key:
+        fields["cache_key"] = cache_key
+        if looks_up(cache_key, cache):
+            fields["cache_lookup"] = "1"
+    return JobRow(job_id, JobStatus.queued.value, fields, spec)
+
+
+def batch_row(job: JobRecord) -> JobRow:
+    """A batch job's row from its record (a line refused at submit, a cache hit, a test's record)."""
+    if not job.batch_id:
+        raise ValueError(f"job {job.id} is in no batch: its record is written whole (Records.add_job)")
+    fields = {"status": job.status.value, "batch": job.batch_id}
+    fields.update((k, v) for k, v in state_fields(job).items() if v)
+    if looks_up_at_claim(job):
+        fields["cache_lookup"] = "1"
+    return JobRow(job.id, job.status.value, fields, batch_spec_json(job), job.cached)
 
 
 class Records:
@@ -140,6 +243,9 @@ class Records:
 
     def batch_jobs_key(self, batch_id: str) -> str:
         return self.keys.batch_jobs(batch_id)
+
+    def batch_specs_key(self, batch_id: str) -> str:
+        return self.keys.batch_specs(batch_id)
 
     def tenant_batches_key(self, tenant: str) -> str:
         return self.keys.tenant_batches(tenant)
@@ -173,31 +279,35 @@ class Records:
             pipe.hset(self.batch_key(batch_id), "config", json.dumps(config))
 
     def _put_record(self, pipe: Any, job: JobRecord) -> None:
+        """A job outside any batch: its whole spec in its own hash."""
         fields = {k: v for k, v in state_fields(job).items() if v}
-        fields["spec"] = spec_json(job, with_config=job.batch_id is None)
+        fields["spec"] = spec_json(job, with_config=True)
         fields["status"] = job.status.value
         if looks_up_at_claim(job):
             fields["cache_lookup"] = "1"
-        if job.batch_id:
-            fields["batch"] = job.batch_id
         pipe.hset(self.job_key(job.id), mapping=fields)
 
-    def add_jobs(self, pipe: Any, batch_id: str, jobs: list[JobRecord]) -> None:
-        """`add_job` for a chunk of one batch's jobs: a record each, then one RPUSH and one HINCRBY per
-        counter for the whole chunk (a 100k-line submit sends ~2 commands per job instead of ~6).
-        The batch's config is the batch's (set_batch_config), not copied into each job."""
-        if not jobs:
+    def add_rows(self, pipe: Any, batch_id: str, rows: list[JobRow]) -> None:
+        """A chunk of one batch's new jobs: a hash each, then one HSET of their specs, one RPUSH and one
+        HINCRBY per counter for the whole chunk (a 100k-line submit sends ~1 command per job besides
+        arq's; the caller's enqueue goes after them, so no worker sees a job before its record)."""
+        if not rows:
             return
-        counts: dict[str, int] = {"total": len(jobs)}
-        for job in jobs:
-            self._put_record(pipe, job)
-            counts[job.status.value] = counts.get(job.status.value, 0) + 1
-            counts["cached"] = counts.get("cached", 0) + job.cached
-        pipe.rpush(self.batch_jobs_key(batch_id), *(job.id for job in jobs))
+        counts: dict[str, int] = {"total": len(rows)}
+        for row in rows:
+            pipe.hset(self.job_key(row.id), mapping=row.fields)
+            counts[row.status] = counts.get(row.status, 0) + 1
+            counts["cached"] = counts.get("cached", 0) + row.cached
+        pipe.hset(self.batch_specs_key(batch_id), mapping={row.id: row.spec for row in rows})
+        pipe.rpush(self.batch_jobs_key(batch_id), *(row.id for row in rows))
         bkey = self.batch_key(batch_id)
         for counter, n in counts.items():
             if n:
                 pipe.hincrby(bkey, counter, n)
+
+    def add_jobs(self, pipe: Any, batch_id: str, jobs: list[JobRecord]) -> None:
+        """`add_rows` for a chunk of one batch's job records."""
+        self.add_rows(pipe, batch_id, [batch_row(job) for job in jobs])
 
     def add_job(self, pipe: Any, job: JobRecord) -> None:
         """Queue the writes for a new job on a pipeline (the caller executes it)."""
@@ -280,27 +390,37 @@ class Records:
 
     async def get_jobs(self, job_ids: list[str], *, with_config: bool = False) -> list[JobRecord | None]:
         """Records in the order asked (None where a job does not exist). `with_config`: a batch's jobs
-        carry their batch's routing config (one more read per batch)."""
+        carry their batch's routing config. A batch job's spec and tenant are read from its batch: one
+        more round trip for the call, one HMGET of specs per batch."""
         if not job_ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(self.job_key(job_id))
         rows = await pipe.execute()
+        # batch id → positions of its jobs whose spec is the batch's (with_config: every job of a batch)
+        of_batch: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            if row and b"batch" in row and (with_config or b"spec" not in row):
+                of_batch.setdefault(_s(row[b"batch"]), []).append(i)
         configs: dict[str, Any] = {}
-        if with_config:
-            batches = sorted({_s(r[b"batch"]) for r in rows if r and b"batch" in r})
-            if batches:
-                pipe = self.redis.pipeline(transaction=False)
-                for b in batches:
-                    pipe.hget(self.batch_key(b), "config")
-                configs = dict(zip(batches, await pipe.execute(), strict=True))
+        if of_batch:
+            pipe = self.redis.pipeline(transaction=False)
+            for batch_id, positions in of_batch.items():
+                pipe.hmget(self.batch_key(batch_id), "tenant", "config")
+                pipe.hmget(self.batch_specs_key(batch_id), [job_ids[i] for i in positions])
+            answers = iter(await pipe.execute())
+            for batch_id, positions in of_batch.items():
+                (tenant, configs[batch_id]), specs = next(answers), next(answers)
+                for i, spec in zip(positions, specs, strict=True):
+                    if b"spec" not in rows[i] and spec is not None:
+                        rows[i].update({b"spec": spec, b"id": job_ids[i], b"tenant": tenant})
         out: list[JobRecord | None] = []
         for row in rows:
             if not row:
                 out.append(None)
                 continue
-            batch = _s(row.get(b"batch")) if row.get(b"batch") else None
+            batch = _s(row[b"batch"]) if with_config and b"batch" in row else None
             out.append(job_from_fields(row, configs.get(batch) if batch else None))
         return out
 

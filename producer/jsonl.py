@@ -1,12 +1,38 @@
-"""Reading OpenAI Batch input files (`{"custom_id", "method", "url", "body"}` per line), streamed."""
+"""Reading OpenAI Batch input files (`{"custom_id", "method", "url", "body"}` per line), streamed.
+
+Lines are parsed by orjson (in C, ~4x the standard library's speed: json.loads was ~6% of a 100k-line
+submit's CPU) wherever it reads them as the standard library does; the rest, and every error
+message, are json's (see `_loads`).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from producer.submit import BatchLine
+
+# orjson reads an integer past 64 bits as a float where json keeps it exact: a line with 19 digits in a
+# row may hold one. Found by mapping every digit to "9" (a C translate and a C find: a regex scan cost as
+# much as the parse).
+_DIGITS_AS_NINES = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN = b"9" * 19
+
+
+def _loads(raw: str | bytes) -> Any:
+    """json.loads(raw). orjson gives the same for what it accepts, except integers past 64 bits (so a line
+    holding 19 digits in a row is json's); what it refuses (NaN, a byte-order mark, a lone surrogate, bad
+    JSON…) is json's too, which takes some of it and words the errors."""
+    if isinstance(raw, bytes) and _LONG_RUN not in raw.translate(_DIGITS_AS_NINES):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def parse_line(raw: str | bytes, line_no: int) -> BatchLine | None:
@@ -14,7 +40,7 @@ def parse_line(raw: str | bytes, line_no: int) -> BatchLine | None:
     if not raw.strip():
         return None
     try:
-        obj = json.loads(raw)
+        obj = _loads(raw)
     except ValueError as e:
         return BatchLine(body=None, line_no=line_no, error=f"not valid JSON ({e})")
     return BatchLine.from_obj(obj, line_no)

@@ -7,24 +7,37 @@
 A batch is consumed as a stream and sent to Redis in pipelined chunks, so a 100k-line file is never
 held in memory. A bad line becomes a failed job naming the line and the cause; the rest goes on.
 A line whose result is already cached is answered here, at submit time, and never enqueued.
+
+A batch line is the hot path of a big submit (100k lines in ~5 s), so it builds no JobRecord:
+its request is validated and dumped once (pydantic, the same models and messages as everywhere), its
+JSON made once from the dump for the record and the size check, its cache key from what the batch's
+jobs share, serialised once (mmq.cache.KeyScope), and its record written from those parts
+(mmq.records.new_batch_spec, queued_row). Lines that cannot run, and cache hits, take the JobRecord path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
-import uuid
-from collections.abc import AsyncIterable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Iterable, Iterator
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
+import hiredis
+import pydantic_core
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import DataError, ResponseError
 
 from mmq import queue
 from mmq.batch_options import BatchOptions
-from mmq.cache import Cache, answer_from, job_cache_key
+from mmq.cache import Cache, CacheEntry, KeyScope, answer_from, job_cache_key
+from mmq.connections import PackedConnection
 from mmq.contract import (
     BLOB_SCHEME,
     BatchRecord,
@@ -54,7 +67,7 @@ from mmq.media import (
     parse_data_url,
     sniff,
 )
-from mmq.records import Records
+from mmq.records import JobRow, Records, batch_row, new_batch_spec, queued_row, spec_options_json
 from mmq.settings import Settings
 from mmq.storage import BlobNotFound, Storage, put_blob, safe_segment
 from producer.options import (
@@ -77,8 +90,26 @@ def _check_pixels(data: bytes, max_pixels: int, what: str) -> None:
         return
 
 
+# An id's random part: 24 characters of a 32-letter alphabet (lowercase letters and 2-7, base32's), 5
+# random bits each: 120 bits (a uuid4 has 122), safe in Redis keys, storage paths and file names on
+# case-insensitive disks. Every id is written five times per job (its hash's key, its batch's specs hash,
+# arq's key, payload and queue entry): 24 characters instead of uuid4's 32 hex keep each of those a size
+# class smaller in Redis (~60 B a queued job).
+_ID_CHARS = 24
+# a random byte → the letter of its low 5 bits
+_ID_ALPHABET = bytes(b"abcdefghijklmnopqrstuvwxyz234567"[b & 31] for b in range(256))
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{os.urandom(_ID_CHARS).translate(_ID_ALPHABET).decode()}"
+
+
+def _new_ids(prefix: str, n: int = 512) -> Iterator[str]:
+    """`new_id`s, made `n` at a time (one urandom call and one translation for all)."""
+    while True:
+        text = os.urandom(_ID_CHARS * n).translate(_ID_ALPHABET).decode()
+        for start in range(0, len(text), _ID_CHARS):
+            yield f"{prefix}_{text[start : start + _ID_CHARS]}"
 
 
 @dataclass
@@ -115,6 +146,128 @@ class BatchLine:
         )
 
 
+_DEFAULT_CACHE = CacheOptions()
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A batch line made into a job, not yet written: the parts of its record, or (a line that cannot
+    run, or a cache hit) the record itself."""
+
+    id: str
+    custom_id: str | None
+    kind: Kind
+    cache: CacheOptions | None
+    cache_key: str | None = None
+    request: dict[str, Any] | None = None
+    request_key: str | None = None
+    spec: bytes = b""  # mmq.records.new_batch_spec
+    record: JobRecord | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+class _Shared:
+    """What every line of one `add_lines` shares, made once: the batch's options as its jobs' records and
+    cache keys hold them."""
+
+    def __init__(
+        self,
+        batch: BatchRecord,
+        config: dict[str, Any] | None,
+        media: MediaPrep | None,
+        cache: CacheOptions | None,
+    ) -> None:
+        self.batch = batch
+        self.config = config
+        self.metadata = (batch.metadata or {}) if config else {}  # for conditional routing only
+        self.media = media
+        self.cache = cache
+        self.tenant_segment = safe_segment(batch.tenant)
+        self.keys = KeyScope(
+            tenant=batch.tenant,
+            config=config,
+            metadata=self.metadata,
+            media=media.model_dump(exclude_none=True) if media else None,
+        )
+        self.spec_options = self.options_for(cache)
+
+    def record(self, job_id: str, custom_id: str | None, kind: Kind, cache: CacheOptions | None) -> JobRecord:
+        batch = self.batch
+        return JobRecord(
+            id=job_id,
+            batch_id=batch.id,
+            custom_id=custom_id,
+            tenant=batch.tenant,
+            kind=kind,
+            config=self.config,
+            metadata=self.metadata,
+            media=self.media,
+            cache=cache,
+            priority=batch.priority,
+            deadline=batch.deadline,
+        )
+
+    def options_for(self, cache: CacheOptions | None) -> bytes:
+        """The spec members a job with these cache options shares with the batch's other jobs."""
+        return spec_options_json(self.record("", None, Kind.chat, cache))
+
+    def hit(self, draft: _Draft, entry: CacheEntry) -> JobRecord:
+        """The record of a line answered from the cache at submit."""
+        job = self.record(draft.id, draft.custom_id, draft.kind, draft.cache)
+        job.created_at, job.cache_key = draft.created_at, draft.cache_key
+        if draft.request_key is not None:
+            job.request_key = draft.request_key
+        else:
+            job.request = draft.request
+        job.started_at = time.time()
+        answer_from(job, entry)
+        return job
+
+
+class _WritePipeline(Pipeline):
+    """A pipeline for the submit path's writes (two commands a line, replies unread but errors): each
+    command packed by hiredis as it goes out and each reply read straight off the connection, without
+    redis-py's Python packing loop, response parsing layers and callbacks (4.2 µs a command in all, 2.3
+    here). execute() keeps redis-py's connection handling, retries and reset; it returns the replies
+    raw, and raises the first error reply once every reply is read (the connection stays in step).
+    Other connections (TLS, the embedded fakeredis) take redis-py's own path."""
+
+    async def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: bool) -> list[Any]:
+        if not isinstance(connection, PackedConnection):
+            return await super()._execute_pipeline(connection, commands, raise_on_error)
+        await connection.send_packed_command([_pack(connection, args) for args, _ in commands])
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as e:
+                replies.append(e)
+        if raise_on_error:
+            self.raise_first_error(commands, replies)
+        return replies
+
+
+def _pack(connection: PackedConnection, args: tuple[Any, ...]) -> bytes:
+    if isinstance(args[0], str) and " " not in args[0]:  # HSET, PSETEX…: hiredis takes the tuple as it is
+        try:
+            return hiredis.pack_command(args)
+        except TypeError as e:  # as PackedConnection: redis-py's DataError for a value it cannot send
+            raise DataError(str(e)) from None
+    return connection.pack_command(*args)[0]
+
+
+def _write_pipeline(redis: Redis) -> Pipeline:
+    return _WritePipeline(redis.connection_pool, redis.response_callbacks, False, None)
+
+
+def _asks_at_submit(cache_key: str | None, cache: CacheOptions | None) -> bool:
+    """Whether the producer asks the cache for a job's key. Perceptual keys are compared by distance,
+    which the worker does; a refresh, or a job at the perceptual level, is the worker's to look up."""
+    if not cache_key or cache_key.startswith("p:"):
+        return False
+    return not (cache and (cache.refresh or cache.level is CacheLevel.perceptual))
+
+
 class Producer:
     def __init__(
         self,
@@ -141,6 +294,8 @@ class Producer:
         self.allow_local_paths = allow_local_paths
         self.base_dir = base_dir or Path.cwd()
         self.trusted_blob_refs = trusted_blob_refs
+        self._kinds: dict[str, Kind] = {}  # a batch's url → its kind
+        self._fingerprinters: dict[CacheLevel, Fingerprints] = {}
 
     # ------------------------------------------------------------------ media → blobs
     async def _store_checked(self, data: bytes, allowed: frozenset[str], what: str) -> str:
@@ -195,19 +350,47 @@ class Producer:
         else:
             raise LineError("file: must be a data: URL of the audio")
 
-    async def _prepare_body(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+    async def _prepare_body(self, kind: Kind, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """The request validated and dumped (media moved to blob storage), and its JSON. Raises
+        LineError naming the field."""
         try:
             request = parse_request(kind, body)
         except ValidationError as e:
             raise LineError(format_validation_error(e)) from None
-        if kind is Kind.chat and _foreign_blob_ref(body, self.trusted_blob_refs):
+        if kind is Kind.chat and _foreign_blob_ref_in(body, self.trusted_blob_refs):
             raise LineError("mmq-blob:// references are internal; send images as http(s) or data: URLs")
         data = dump_request(request)
+        # pydantic's JSON, as the record's spec writes it; a few hundred ns for a small request
+        text = pydantic_core.to_json(data)
         if kind is Kind.chat:
-            await self._externalize_chat(data)
+            if b'"data:' in text:  # inline media to move (a data: URL's JSON starts so; none escaped)
+                await self._externalize_chat(data)
+                text = pydantic_core.to_json(data)
         elif kind in (Kind.transcription, Kind.translation):
             await self._externalize_audio(data)
-        return data
+            text = pydantic_core.to_json(data)
+        return data, text
+
+    def _too_big(self, request: dict[str, Any], text: bytes) -> str | None:
+        """The request's JSON (non-ASCII escaped, as its size is counted) when it is too big to keep in
+        Redis (inline_request_max_bytes), else None. That JSON is at most 6 times `text` (a \\uXXXX
+        escape for a byte): a smaller request is not serialised again."""
+        limit = self.settings.inline_request_max_bytes
+        if 6 * len(text) <= limit:
+            return None
+        encoded = json.dumps(request, separators=(",", ":"))
+        return encoded if len(encoded) > limit else None
+
+    def _kind(self, url: str | None) -> Kind:
+        kind = self._kinds.get(url or "")
+        if kind is None:
+            try:
+                kind = kind_for_url(url or "")
+            except ValueError as e:
+                raise LineError(str(e)) from None
+            if len(self._kinds) < 64:  # a file names a handful of urls; a hostile one, not many more here
+                self._kinds[url or ""] = kind
+        return kind
 
     # ------------------------------------------------------------------ cache
     async def _load_blob(self, ref: str) -> bytes | None:
@@ -220,21 +403,20 @@ class Producer:
         except BlobNotFound:
             return None
 
+    def _fingerprints(self, level: CacheLevel) -> Fingerprints:
+        found = self._fingerprinters.get(level)
+        if found is None:
+            found = Fingerprints(level, self._load_blob, self.settings.image_max_pixels)
+            self._fingerprinters[level] = found
+        return found
+
     async def _key(self, job: JobRecord, request: dict[str, Any], options: CacheOptions) -> str | None:
-        fingerprints = Fingerprints(options.level, self._load_blob, self.settings.image_max_pixels)
-        return await job_cache_key(job, request, fingerprints)
+        return await job_cache_key(job, request, self._fingerprints(options.level))
 
     async def _answer_cached(self, jobs: list[tuple[JobRecord, bool]]) -> list[tuple[JobRecord, bool]]:
-        """Jobs whose result is cached become hits (not runnable); one MGET per chunk. Perceptual keys are
-        compared by distance, which the worker does."""
-        asked = [
-            job
-            for job, runnable in jobs
-            if runnable
-            and job.cache_key
-            and not job.cache_key.startswith("p:")
-            and not (job.cache and (job.cache.refresh or job.cache.level is CacheLevel.perceptual))
-        ]
+        """Jobs whose result is cached become hits (not runnable). Perceptual keys are compared by
+        distance, which the worker does."""
+        asked = [job for job, runnable in jobs if runnable and _asks_at_submit(job.cache_key, job.cache)]
         if not asked:
             return jobs
         hits = {
@@ -251,21 +433,20 @@ class Producer:
             out.append((job, runnable))
         return out
 
-    # ------------------------------------------------------------------ records
+    # ------------------------------------------------------------------ one job
     async def _build_job(
         self,
         line: BatchLine,
         tenant: str,
-        batch_id: str | None,
         config: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         media: MediaPrep | None = None,
         cache: CacheOptions | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Returns (record, runnable). A line that cannot run becomes a failed record."""
+        """A job outside any batch: returns (record, runnable). A line that cannot run becomes a failed
+        record."""
         job = JobRecord(
             id=new_id("job"),
-            batch_id=batch_id,
             custom_id=line.custom_id,
             tenant=tenant,
             kind=Kind.chat,
@@ -274,36 +455,26 @@ class Producer:
             media=media,
             cache=cache,
         )
-        where = f"line {line.line_no}: " if line.line_no is not None else ""
         try:
             if line.error:
                 raise LineError(line.error)
             if line.cache is not None:
                 job.cache = validate_cache(line.cache)
-            try:
-                job.kind = kind_for_url(line.url or "")
-            except ValueError as e:
-                raise LineError(str(e)) from None
-            request = await self._prepare_body(job.kind, dict(line.body or {}))
+            job.kind = self._kind(line.url)
+            request, text = await self._prepare_body(job.kind, line.body or {})
         except LineError as e:
             job.status = JobStatus.failed
-            job.error = JobError(type="invalid_request", message=f"{where}{e}")
+            job.error = JobError(type="invalid_request", message=str(e))
             return job, False
         options = job.cache or CacheOptions()
         if options.enabled:
             job.cache_key = await self._key(job, request, options)
-        encoded = json.dumps(request, separators=(",", ":"))
-        if len(encoded) > self.settings.inline_request_max_bytes:
-            job.request_key = f"requests/{safe_segment(tenant)}/{batch_id or 'single'}/{job.id}.json"
+        if (encoded := self._too_big(request, text)) is not None:
+            job.request_key = f"requests/{safe_segment(tenant)}/single/{job.id}.json"
             await self.storage.put(job.request_key, encoded.encode())
         else:
             job.request = request
         return job, True
-
-    def _write(self, pipe: Any, job: JobRecord, runnable: bool) -> None:
-        self.records.add_job(pipe, job)
-        if runnable:
-            queue.enqueue(pipe, job.id, self.settings.queue_name, priority=job.priority.value)
 
     async def submit_job(
         self,
@@ -327,7 +498,6 @@ class Producer:
         job, runnable = await self._build_job(
             BatchLine(body=body, url=url, custom_id=custom_id),
             tenant,
-            None,
             opts.config,
             metadata,
             opts.media,
@@ -338,7 +508,9 @@ class Producer:
         job.priority = opts.priority
         [(job, runnable)] = await self._answer_cached([(job, runnable)])
         pipe = self.redis.pipeline(transaction=False)
-        self._write(pipe, job, runnable)
+        self.records.add_job(pipe, job)
+        if runnable:
+            queue.enqueue(pipe, job.id, self.settings.queue_name, priority=job.priority.value)
         await pipe.execute()
         return job
 
@@ -352,6 +524,66 @@ class Producer:
         await pipe.execute()
         return batch
 
+    # ------------------------------------------------------------------ a batch's lines
+    async def _draft(self, line: BatchLine, job_id: str, shared: _Shared) -> _Draft:
+        """One batch line made into a job, not yet written; a line that cannot run, its failed record."""
+        kind, cache = Kind.chat, shared.cache
+        try:
+            if line.error:
+                raise LineError(line.error)
+            if line.cache is not None:
+                cache = validate_cache(line.cache)
+            kind = self._kind(line.url)
+            request, text = await self._prepare_body(kind, line.body or {})
+        except LineError as e:
+            where = f"line {line.line_no}: " if line.line_no is not None else ""
+            job = shared.record(job_id, line.custom_id, kind, cache)
+            job.status = JobStatus.failed
+            job.error = JobError(type="invalid_request", message=f"{where}{e}")
+            return _Draft(job_id, line.custom_id, kind, cache, record=job)
+        options = cache or _DEFAULT_CACHE
+        draft = _Draft(job_id, line.custom_id, kind, cache, request=request)
+        if options.enabled:
+            # a chat whose JSON names no image or file part has no media to fingerprint: not walked
+            media = kind is not Kind.chat or b'"image_url"' in text or b'"file"' in text
+            fingerprints = self._fingerprints(options.level)
+            draft.cache_key = await shared.keys.key(kind, request, options, fingerprints, media=media)
+        if (encoded := self._too_big(request, text)) is not None:
+            draft.request_key = f"requests/{shared.tenant_segment}/{shared.batch.id}/{job_id}.json"
+            await self.storage.put(draft.request_key, encoded.encode())
+            text = encode_basestring(draft.request_key).encode()
+        custom_id = b"null" if line.custom_id is None else encode_basestring(line.custom_id).encode()
+        spec_options = shared.spec_options if cache is shared.cache else shared.options_for(cache)
+        draft.spec = new_batch_spec(
+            custom_id, kind, text, spec_options, draft.created_at, stored=draft.request_key is not None
+        )
+        return draft
+
+    async def _write_drafts(self, pipe: Any, shared: _Shared, drafts: list[_Draft], enqueue: bool) -> None:
+        """Queues the drafts' records (cache hits answered first: one MGET) and, with `enqueue`, the arq
+        jobs of those that run, on `pipe`."""
+        asked = [d for d in drafts if d.record is None and _asks_at_submit(d.cache_key, d.cache)]
+        if asked:
+            entries = await self.cache.get_many([d.cache_key or "" for d in asked])
+            for draft, entry in zip(asked, entries, strict=True):
+                if entry is not None:
+                    draft.record = shared.hit(draft, entry)
+        rows: list[JobRow] = []
+        runnable: list[str] = []
+        batch = shared.batch
+        for d in drafts:
+            if d.record is not None:
+                rows.append(batch_row(d.record))
+                continue
+            row = queued_row(
+                d.id, batch.id, d.spec, cache_key=d.cache_key, cache=d.cache, deadline=batch.deadline
+            )
+            rows.append(row)
+            runnable.append(d.id)
+        self.records.add_rows(pipe, batch.id, rows)
+        if enqueue:  # the ZADD goes last: no worker sees a job before its record
+            queue.enqueue_many(pipe, runnable, self.settings.queue_name, priority=batch.priority.value)
+
     async def add_lines(
         self,
         batch: BatchRecord,
@@ -361,46 +593,67 @@ class Producer:
         cache: CacheOptions | None = None,
     ) -> tuple[int, int]:
         """Streams lines into `batch`; returns (accepted, invalid). Sends one pipeline per chunk.
-        `config` must already be validated (validate_config)."""
+        `config` must already be validated (validate_config). A line's job can run unless its line is
+        invalid; a cache hit counts as accepted (it is answered, not run)."""
         accepted = invalid = 0
-        pending: list[tuple[JobRecord, bool]] = []
+        pending: list[_Draft] = []
         # the first chunks are small so workers start within milliseconds of a big submit
         chunk = min(50, self.settings.enqueue_chunk)
-
         # a scheduled batch's jobs wait in their records; the release job enqueues them when the window opens
         scheduled = batch.not_before is not None and batch.not_before > time.time()
-
+        shared = _Shared(batch, config, media, cache)
         config_stored = batch.config == config
+        ids = _new_ids("job")
+        # One chunk is written while the next is read: Redis (another core) stores a chunk meanwhile,
+        # instead of the producer waiting for it. Never more than one: chunks land in order, and memory
+        # holds two chunks at most, whatever the file's size.
+        writing: asyncio.Future[None] | None = None
+
+        async def write(drafts: list[_Draft], with_config: bool) -> None:
+            pipe = _write_pipeline(self.redis)
+            if with_config:  # once, before any job that runs with it
+                self.records.set_batch_config(pipe, batch.id, config)
+            await self._write_drafts(pipe, shared, drafts, enqueue=not scheduled)
+            await pipe.execute()
 
         async def flush() -> None:
-            nonlocal pending, chunk, config_stored
+            nonlocal pending, chunk, config_stored, writing
+            if writing is not None:
+                await writing
+                writing = None
             if pending:
-                answered = await self._answer_cached(pending)
-                pipe = self.redis.pipeline(transaction=False)
-                if not config_stored:  # once, before any job that runs with it
-                    self.records.set_batch_config(pipe, batch.id, config)
-                    batch.config, config_stored = config, True
-                self.records.add_jobs(pipe, batch.id, [job for job, _ in answered])
-                if not scheduled:  # the ZADD goes last: no worker sees a job before its record
-                    runnable_ids = [job.id for job, runnable in answered if runnable]
-                    queue.enqueue_many(
-                        pipe, runnable_ids, self.settings.queue_name, priority=batch.priority.value
-                    )
-                await pipe.execute()
+                writing = asyncio.ensure_future(write(pending, not config_stored))
+                batch.config, config_stored = config, True
                 pending = []
                 chunk = min(chunk * 2, self.settings.enqueue_chunk)
 
-        async for line in _aiter(lines):
-            job, runnable = await self._build_job(
-                line, batch.tenant, batch.id, config, batch.metadata, media, cache
-            )
-            job.priority, job.deadline = batch.priority, batch.deadline
-            pending.append((job, runnable))
-            accepted += runnable
-            invalid += not runnable
+        async def take(line: BatchLine) -> None:
+            nonlocal accepted, invalid
+            draft = await self._draft(line, next(ids), shared)
+            pending.append(draft)
+            if draft.record is None:
+                accepted += 1
+            else:
+                invalid += 1
             if len(pending) >= chunk:
                 await flush()
-        await flush()
+            elif len(pending) % 32 == 0 and writing is not None and not writing.done():
+                # reading a file does not wait, so the write would not move until the next chunk's: let
+                # it take its cache answers and send its commands while lines are read
+                await asyncio.sleep(0)
+
+        try:
+            if isinstance(lines, AsyncIterable):
+                async for line in lines:
+                    await take(line)
+            else:  # a file read line by line: no async generator step per line
+                for line in lines:
+                    await take(line)
+            await flush()
+            await flush()  # the last chunk's write
+        finally:
+            if writing is not None:  # the lines failed: the chunk being written still lands, or fails
+                await asyncio.gather(writing, return_exceptions=True)
         return accepted, invalid
 
     async def cancel_batch(self, batch_id: str) -> str:
@@ -473,6 +726,21 @@ class Producer:
         return await self.records.get_batch(batch.id) or batch
 
 
+_BLOB_SCHEME_BYTES = BLOB_SCHEME.encode()
+
+
+def _foreign_blob_ref_in(body: Any, trusted: frozenset[str]) -> bool:
+    """`_foreign_blob_ref` of a request body, without walking every value of every line: a body whose
+    JSON does not hold the scheme names no blob, in a key or in a value (the scheme has no character
+    JSON escapes). Only a body that holds it is walked."""
+    try:
+        if _BLOB_SCHEME_BYTES not in pydantic_core.to_json(body):
+            return False
+    except Exception:  # a value JSON cannot hold (given through the Python API): the walk decides
+        pass
+    return _foreign_blob_ref(body, trusted)
+
+
 def _foreign_blob_ref(value: Any, trusted: frozenset[str]) -> bool:
     """Whether `value` names a blob anywhere (keys included) other than as a whole string in `trusted`:
     a user who could name blobs could read another tenant's media by its hash."""
@@ -483,12 +751,3 @@ def _foreign_blob_ref(value: Any, trusted: frozenset[str]) -> bool:
     if isinstance(value, list):
         return any(_foreign_blob_ref(v, trusted) for v in value)
     return False
-
-
-async def _aiter(items: Iterable[BatchLine] | AsyncIterable[BatchLine]):
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
