@@ -19,8 +19,9 @@
     {p}:rl:{bucket}:cooldown     STR   its shared 429 pause
     {p}:cb:{bucket}              HASH  its circuit breaker (fails, open_until, probe_until)
 
-The front keeps two families of its own beside these: `{p}:oai:…` (the /v1 files and batches) and
-`{p}:templates:…` / `{p}:template-blobs:…` (prompt templates).
+The front keeps three families of its own beside these: `{p}:oai:…` (the /v1 files and batches),
+`{p}:templates:…` / `{p}:template-blobs:…` (prompt templates) and `{p}:console:session:…` /
+`{p}:console:stats:{batch}` (the web console's sessions, stored hashed, and its cached statistics).
 
 Lua scripts (mmq/lua) derive a job's batch keys and its cache keys from the job's own record, so that a
 job is claimed in one round trip knowing only its id: mmq, like arq, runs on one Redis server (with
