@@ -47,7 +47,9 @@ async def test_a_killed_workers_jobs_run_again_within_seconds_and_its_calls_are_
         batch = await producer.submit_batch(lines, tenant="t")
         first = _spawn(["worker"], env, tmp_path / "worker-1.log")
         deadline = time.monotonic() + 60
-        while _chat_calls(slow) == 0:  # its calls are on the wire, unanswered for 1.5 s
+        # all its calls on the wire, unanswered for 1.5 s (a call is counted as it is let go: one a
+        # crash stopped between that count and the send would be counted without being sent)
+        while _chat_calls(slow) < n:
             assert time.monotonic() < deadline, (tmp_path / "worker-1.log").read_text()[-2000:]
             await asyncio.sleep(0.05)
         first.send_signal(signal.SIGKILL)
@@ -60,7 +62,7 @@ async def test_a_killed_workers_jobs_run_again_within_seconds_and_its_calls_are_
         recovered_in = time.monotonic() - killed_at
         assert done.counts.succeeded == n, done
         calls = _chat_calls(slow)
-        assert calls > n and abandoned >= 1  # some were paid for twice
+        assert calls > n and abandoned == n  # some were paid for twice
         assert done.counts.provider_calls == calls  # and every one of them is counted
         assert recovered_in < 90, recovered_in
     finally:

@@ -118,7 +118,9 @@ async def test_a_worker_carries_on_through_a_redis_restart(simulator, storage_ur
         jobs = await records.get_jobs(ids)
         assert all(j.cached_from != j.id for j in jobs), [j.id for j in jobs if j.cached_from == j.id]
         calls = _chat_calls(simulator)
-        assert done.counts.provider_calls == calls  # every call counted, those a restart abandoned too
+        # every call counted, those a restart abandoned too; over only by a call whose count reached Redis
+        # as it went down but which was then not sent (at most one per job in flight: MMQ_MAX_JOBS=4)
+        assert calls <= done.counts.provider_calls <= calls + 4
         await redis.aclose()
     finally:
         if worker is not None:
