@@ -227,8 +227,38 @@ REQUEST_MODELS: dict[Kind, type[BaseModel]] = {
 }
 
 
+# How deep a request may nest. Real requests nest about six levels (messages → content → part → image_url
+# → url); a body 200 levels deep was accepted and then unreadable by the worker and the API, and one past
+# ~1,000 crashed the parser. 64 is far past any real shape.
+MAX_JSON_DEPTH = 64
+
+
+def check_json_values(body: Any, where: str = "body") -> None:
+    """Refuse what JSON cannot carry or mmq cannot read back, naming where: NaN and ±Infinity (Python's
+    json reads them; they turned into null, and two requests that differed only there shared a cache
+    entry) and nesting deeper than MAX_JSON_DEPTH. Raises ValueError."""
+    stack: list[tuple[Any, str, int]] = [(body, where, 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(
+                    f"{path}: {value} is not a JSON number (the OpenAI API refuses NaN and Infinity)"
+                )
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(item, float | dict | list):
+                    step = f"{path}.{key}" if isinstance(value, dict) else f"{path}[{key}]"
+                    stack.append((item, step, depth + 1))
+
+
 def parse_request(kind: Kind, body: Any) -> BaseModel:
-    """Validate a request body for `kind`; raises pydantic.ValidationError with the offending field."""
+    """Validate a request body for `kind`; raises pydantic.ValidationError with the offending field, or
+    ValueError for a value JSON cannot carry (see check_json_values)."""
+    check_json_values(body)
     return REQUEST_MODELS[kind].model_validate(body)
 
 

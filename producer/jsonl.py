@@ -43,6 +43,8 @@ def parse_line(raw: str | bytes, line_no: int) -> BatchLine | None:
         obj = _loads(raw)
     except ValueError as e:
         return BatchLine(body=None, line_no=line_no, error=f"not valid JSON ({e})")
+    except RecursionError:  # nesting past the parsers' own limits (about 1,000 levels)
+        return BatchLine(body=None, line_no=line_no, error="not valid JSON (nested too deep to read)")
     return BatchLine.from_obj(obj, line_no)
 
 

@@ -357,6 +357,8 @@ class Producer:
             request = parse_request(kind, body)
         except ValidationError as e:
             raise LineError(format_validation_error(e)) from None
+        except ValueError as e:  # NaN, Infinity, nesting past MAX_JSON_DEPTH
+            raise LineError(str(e)) from None
         if kind is Kind.chat and _foreign_blob_ref_in(body, self.trusted_blob_refs):
             raise LineError("mmq-blob:// references are internal; send images as http(s) or data: URLs")
         data = dump_request(request)

@@ -156,6 +156,8 @@ def check_spec(spec: TemplateSpec) -> Kind:
         parse_request(kind, probe)
     except ValidationError as e:
         raise TemplateError(format_validation_error(e)) from None
+    except ValueError as e:  # NaN, Infinity, nesting past MAX_JSON_DEPTH
+        raise TemplateError(str(e)) from None
     return kind
 
 
