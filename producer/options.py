@@ -28,15 +28,17 @@ def allowed_hosts(settings: Settings) -> list[str]:
 
 
 def validate_config(
-    config: dict[str, Any] | str | None, custom_hosts: Iterable[str] = ()
+    config: dict[str, Any] | str | None, custom_hosts: Iterable[str] = (), *, text_metadata: bool = False
 ) -> dict[str, Any] | None:
     """A routing config checked now, at submit time, never at 3 a.m. in a worker. Raises LineError.
-    `custom_hosts`: the base URLs a target's custom_host may use (allowed_hosts); none by default."""
+    `custom_hosts`: the base URLs a target's custom_host may use (allowed_hosts); none by default.
+    `text_metadata`: the metadata conditions will read is text (a batch's), so a condition comparing it
+    to true/false/null, an object or a list, or reaching below a value, can never match: refused."""
     if config is None:
         return None
     try:
         parsed = parse_config(config)
-        check_targets(parsed, custom_hosts)
+        check_targets(parsed, custom_hosts, text_metadata=text_metadata)
     except ValidationError as e:
         raise LineError(f"routing config: {format_validation_error(e)}") from None
     except ValueError as e:
@@ -107,10 +109,11 @@ def parse_options(fields: BatchOptions | Mapping[str, Any] | None = None, **more
         raise LineError(f"{_LABELS.get(field, field or 'options')}: {format_validation_error(e)}") from None
 
 
-def check_options(options: BatchOptions, settings: Settings) -> BatchOptions:
+def check_options(options: BatchOptions, settings: Settings, *, single_job: bool = False) -> BatchOptions:
     """The checks that need the operator's settings and the clock, made once per batch: the routing
     config (its schema, providers and custom hosts), the window and the webhook. Returns the options
-    with the config in its checked form."""
-    config = validate_config(options.config, allowed_hosts(settings))
+    with the config in its checked form. `single_job`: a job outside any batch, whose metadata may be
+    any JSON (a batch's is text)."""
+    config = validate_config(options.config, allowed_hosts(settings), text_metadata=not single_job)
     check_window(options.not_before, options.deadline, options.webhook_url, settings.webhook_allow_hosts)
     return options.model_copy(update={"config": config})

@@ -496,7 +496,7 @@ class Producer:
         The options are parsed and checked as a batch's are (`metadata` stays the job's own: conditional
         routing may read any JSON value in it)."""
         fields = {"config": config, "media": media, "cache": cache, "priority": priority}
-        opts = check_options(parse_options(fields), self.settings)
+        opts = check_options(parse_options(fields), self.settings, single_job=True)
         job, runnable = await self._build_job(
             BatchLine(body=body, url=url, custom_id=custom_id),
             tenant,

@@ -65,3 +65,24 @@ def test_every_spelling_of_an_option_gives_the_same_options():
 def test_a_bad_option_is_refused_naming_it(fields, message):
     with pytest.raises(LineError, match=message):
         parse_options(fields)
+
+
+def test_a_batch_condition_on_non_text_metadata_is_refused_and_a_single_jobs_is_not():
+    """A batch's metadata is text, so a condition comparing it to a boolean can never match: refused at
+    submit. A job outside any batch keeps JSON metadata, where the same condition can match."""
+    from mmq.batch_options import BatchOptions
+    from mmq.settings import Settings
+    from producer.options import LineError, check_options
+
+    config = {
+        "strategy": {
+            "mode": "conditional",
+            "conditions": [{"query": {"metadata.rush": {"$eq": True}}, "then": "fast"}],
+            "default": "slow",
+        },
+        "targets": [{"name": "fast", "provider": "openai"}, {"name": "slow", "provider": "openai"}],
+    }
+    options = BatchOptions(config=config)
+    with pytest.raises(LineError, match="can never match"):
+        check_options(options, Settings())
+    assert check_options(options, Settings(), single_job=True).config is not None
