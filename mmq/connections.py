@@ -5,7 +5,12 @@ from __future__ import annotations
 import hiredis
 import redis.asyncio
 from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# what a Redis restart or a network cut raises: nothing can be written until it is back
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 MMQ_CLIENT_NAME = "mmq-worker"  # the worker's own connections (CLIENT LIST; bench round-trip counts)
 

@@ -24,10 +24,8 @@ from arq import Retry, Worker
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import deserialize_job_raw
 from arq.utils import ms_to_datetime, timestamp_ms
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from mmq import metrics, scripts
+from mmq import connections, metrics, scripts
 from mmq.contract import JobError, JobStatus
 from mmq.queue import CLAIM_CTX, JOB_FUNCTION
 from mmq.records import Claim, claim_from
@@ -35,8 +33,8 @@ from worker import dedup
 
 log = logging.getLogger("arq.worker")
 
-# what a Redis restart or network cut raises: the worker waits and carries on
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# what a Redis restart or network cut raises (the socket's own errors too): the worker waits, carries on
+REDIS_DOWN = (*connections.REDIS_DOWN, ConnectionError, OSError)
 
 
 class OneTripWorker(Worker):

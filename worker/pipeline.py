@@ -1,8 +1,11 @@
-"""The job function arq runs: load record → cache lookup / single-flight → prepare media → provider call
-(with retries) → store result → cache entry → update record and batch counters.
+"""The job function arq runs, as a list of steps: claim (done by the worker's start script, or here) →
+cache look-up / single-flight (worker/dedup.py) → media (worker/prepare.py, worker/media_ready.py) →
+plan (worker/routes.py) → attempts through the gate (worker/gate.py) with retry and fallback → store
+the result (worker/results.py) → finish (worker/finish.py).
 
-It never lets an exception escape except arq's `Retry` (a deferred re-run): every other outcome is
-written to the job record, so one bad job can never take down the worker or its batch.
+It never lets an exception escape except arq's `Retry` (a deferred re-run) and a Redis outage (the run is
+abandoned and the job runs again after its lease): every other outcome is written to the job record, so
+one bad job can never take down the worker or its batch.
 """
 
 from __future__ import annotations
@@ -14,16 +17,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from arq import Retry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from mmq import metrics, scripts
+from mmq import metrics
 from mmq.cache import answer_from
+from mmq.connections import REDIS_DOWN
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchFailed, FetchPolicy
@@ -32,6 +34,7 @@ from mmq.records import Claim
 from mmq.settings import Settings
 from mmq.storage import Storage
 from worker import batch_tasks, dedup
+from worker.finish import Writes, fail, finish
 from worker.gate import Outcome, counts_against_target, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
 from worker.prepare import ImageFacts, prepare
@@ -43,8 +46,6 @@ from worker.routes import Route, candidate_buckets, fetches_urls_itself, has_loa
 from worker.runtime import Runtime
 
 log = logging.getLogger("mmq.worker")
-
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)  # a restart or a network cut
 
 
 def _redact(text: str, target: Target) -> str:
@@ -403,77 +404,12 @@ def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
     )
 
 
-@dataclass
-class _Writes:
-    """Writes that ride with a job's finish in its one round trip: `before` it, the last call's settle;
-    `after` it, arq's clean-up (the job leaves arq only once its record has ended)."""
-
-    before: list[Callable[[Any], None]] = field(default_factory=list)
-    after: list[Callable[[Any], None]] = field(default_factory=list)
-
-
-async def _finish(
-    rt: Runtime,
-    job: JobRecord,
-    to: JobStatus,
-    from_: JobStatus = JobStatus.running,
-    *,
-    remember: bool = False,
-    writes: _Writes | None = None,
-) -> None:
-    """The job's outcome, its batch's counters and end, the `writes` that ride along and (`remember`:
-    after a provider answer) its cache entry with the single-flight lock released: one round trip."""
-    job.finished_at = time.time()
-    writes = writes or _Writes()
-    pipe = rt.records.redis.pipeline(transaction=False)
-    for queue_write in writes.before:
-        queue_write(pipe)
-    await rt.records.finish(job, (from_,), to, pipe=pipe)  # its calls were counted as they went
-    at = len(pipe.command_stack) - 1
-    if remember:
-        # after the outcome: an entry must never exist for a job whose own record did not end (a Redis
-        # restart between the two made the re-run answer itself from its own entry)
-        dedup.remember(rt, job, pipe)
-    for queue_write in writes.after:
-        queue_write(pipe)
-    outcome = (await scripts.execute(pipe))[at]
-    _log_outcome(job, to)
-    metrics.JOBS_FINISHED.labels(job.kind.value, to.value, "yes" if job.cached else "no").inc()
-    if job.cached:
-        metrics.CACHE_HITS.labels(job.cache.level.value if job.cache else "exact").inc()
-    if (outcome.decode() if isinstance(outcome, bytes) else outcome) == "ended" and job.batch_id:
-        await batch_tasks.batch_ended(rt, job.batch_id)
-
-
-def _log_outcome(job: JobRecord, to: JobStatus) -> None:
-    """One line per job outcome, with its ids as fields (mmq/logs.py writes them as JSON keys)."""
-    fields: dict[str, Any] = {
-        "job_id": job.id,
-        "batch_id": job.batch_id,
-        "tenant": job.tenant,
-        "kind": job.kind.value,
-        "status": to.value,
-        "cached": job.cached,
-        "attempts": len(job.attempts),
-        "seconds": round((job.finished_at or 0) - (job.started_at or job.finished_at or 0), 3),
-    }
-    if job.error is not None:
-        fields |= {"error_type": job.error.type, "error": job.error.message}
-    message = f"job {job.id} {to.value}" + (f": {job.error.type}: {job.error.message}" if job.error else "")
-    log.info(message, extra=fields)
-
-
-async def _fail(rt: Runtime, job: JobRecord, error: JobError, writes: _Writes | None = None) -> None:
-    job.error = error
-    await _finish(rt, job, JobStatus.failed, writes=writes)
-
-
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     """claim → cache look-up / single-flight → media → plan → attempts → store → finish."""
     rt: Runtime = ctx["mmq"]
     queue = rt.settings.queue_name
     claim: Claim | None = ctx.get(CLAIM_CTX)  # claimed by mmq's worker as it started the job
-    writes = _Writes()
+    writes = Writes()
     if claim is None:
         # started by arq's own Worker (the stock `arq` command): the job keeps its queue score, which arq
         # moves by a deferral's delay (ZINCRBY) when the job asks to run again later
@@ -491,7 +427,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         job.error = batch_tasks.BATCH_EXPIRED  # its window closed before it could run (again)
         if job.batch_id:
             await rt.records.mark_expired(job.batch_id)  # maybe before the expire job ran: ends `expired`
-        await _finish(rt, job, JobStatus.failed, from_=job.status, writes=writes)
+        await finish(rt, job, JobStatus.failed, from_=job.status, writes=writes)
         return {"ok": False, "status": job.status.value, **done}
     # a lock claim took is this job's to release if it fails, even before its own look-up runs
     lookup = dedup.Lookup(leader=claim.cache == "lead")
@@ -501,7 +437,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             lookup = await dedup.look_up(rt, job, request, claim.cache)
             if lookup.entry is not None:
                 answer_from(job, lookup.entry)
-                await _finish(rt, job, JobStatus.succeeded, writes=writes)
+                await finish(rt, job, JobStatus.succeeded, writes=writes)
                 return {"ok": True, "status": job.status.value, "cached": True, **done}
             if lookup.wait_s is not None:
                 raise _Defer(lookup.wait_s, job.resume)  # an identical job is calling the provider
@@ -511,16 +447,16 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             media = (job.usage or {}).get("media")
             job.usage = {**(resp.usage or {}), "media": media} if media else resp.usage
             job.error = None
-            await _finish(rt, job, JobStatus.succeeded, remember=True, writes=writes)
+            await finish(rt, job, JobStatus.succeeded, remember=True, writes=writes)
             return {"ok": True, "status": job.status.value, **done}
     except _Defer as d:
         job.resume = d.resume
         await rt.records.save(job)
         raise Retry(defer=d.seconds) from None  # the job stays arq's: it runs again
     except InvalidJob as e:
-        await _fail(rt, job, JobError(type=e.type, message=str(e)), writes)
+        await fail(rt, job, JobError(type=e.type, message=str(e)), writes)
     except ProviderError as e:
-        await _fail(
+        await fail(
             rt,
             job,
             JobError(
@@ -533,12 +469,12 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         )
     except TimeoutError:
         timeout = JobError(type="timeout", message=f"job exceeded {rt.settings.job_timeout_s}s")
-        await _fail(rt, job, timeout, writes)
+        await fail(rt, job, timeout, writes)
     except REDIS_DOWN:
         raise  # nothing can be written: the run is abandoned and the job runs again after its lease
     except Exception as e:  # a bug must cost one job, never the worker
         log.exception("job %s crashed", job_id)
-        await _fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"), writes)
+        await fail(rt, job, JobError(type="internal", message=f"{type(e).__name__}: {e}"), writes)
     if lookup.leader:
         await dedup.give_up_lead(rt, job)  # a waiting duplicate takes over
     return {"ok": job.status is JobStatus.succeeded, "status": job.status.value, **done}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,7 @@ from PIL import Image
 
 from mmq.simulator import encode_speech_wav
 from tests.conftest import data_url
-from tests.e2e.conftest import KEY_A, KEY_B, ROOT, _spawn, _stop, free_port, wait_http
+from tests.e2e.conftest import KEY_A, KEY_B, ROOT
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
@@ -35,16 +34,9 @@ WAIT_MS = 120_000  # generous: a busy 2-core machine runs the worker, the API, R
 
 
 @pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[str]:
+def simulator(make_simulator) -> str:
     """A slower simulator than the suite's (400 ms a call), so a batch is seen running."""
-    port = free_port()
-    log = tmp_path / "simulator.log"
-    proc = _spawn(["simulate", "--port", str(port), "--latency-ms", "400", "--seed", "7"], {}, log)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _stop(proc)
+    return make_simulator("--latency-ms", "400", "--seed", "7")
 
 
 @pytest.fixture
