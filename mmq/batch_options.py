@@ -1,23 +1,34 @@
 """The options of a batch, one model for every entry point (Python, CLI, `/api/batches`, `/v1/batches`,
-templates): the routing config, media downscaling, the cache, the priority, the window, the webhook and
-the metadata. Each entry point only maps its own spelling onto it (JSON fields, query parameters, CLI
-flags); the model parses every spelling the same way, once: JSON text or objects for the config, media
-and cache options, `true`/`false` for the cache, epoch seconds for the window. The checks that need the
-operator's settings (custom hosts, webhook receivers) and the clock are the producer's
-(producer/options.py), made once when the batch is submitted.
+templates): the routing config, media downscaling, the cache, the priority, the window, the webhook, the
+budget and the metadata. Each entry point only maps its own spelling onto it (JSON fields, query
+parameters, CLI flags); the model parses every spelling the same way, once: JSON text or objects for
+the config, media and cache options, `true`/`false` for the cache, epoch seconds for the window, USD
+for the budget. The checks that need the operator's settings (custom hosts, webhook receivers) and the
+clock are the producer's (producer/options.py), made once when the batch is submitted.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mmq.contract import CacheOptions, MediaPrep, Priority
+from mmq.contract import CacheOptions, MediaPrep, OnBudget, Priority
 
-OPTION_NAMES = ("config", "media", "cache", "priority", "not_before", "deadline", "webhook_url")
+OPTION_NAMES = (
+    "config",
+    "media",
+    "cache",
+    "priority",
+    "not_before",
+    "deadline",
+    "webhook_url",
+    "max_cost",
+    "on_budget",
+)
 
 
 class BatchOptions(BaseModel):
@@ -32,12 +43,22 @@ class BatchOptions(BaseModel):
     not_before: float | None = Field(default=None, description="epoch seconds: no job starts before")
     deadline: float | None = Field(default=None, description="epoch seconds: what has not run expires")
     webhook_url: str | None = Field(default=None, description="POSTed the batch when it ends")
+    max_cost: Decimal | None = Field(
+        default=None, gt=0, le=10**9, description="USD: the batch's calls stop before spending more"
+    )
+    on_budget: OnBudget = Field(
+        default=OnBudget.wait, description="wait (resumable, `budget` state) | fail (budget_exceeded)"
+    )
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("config", "media", mode="before")
     @classmethod
     def _json_text(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+    @property
+    def max_cost_micro_usd(self) -> int | None:
+        return None if self.max_cost is None else int(self.max_cost * 1_000_000)
 
     @field_validator("cache", mode="before")
     @classmethod

@@ -302,6 +302,7 @@ def chat_media_slots(body: dict[str, Any]) -> Iterator[MediaSlot]:
 class JobStatus(StrEnum):
     queued = "queued"
     running = "running"
+    budget = "budget"  # waiting for a budget: resumes when it is raised or spending in flight settles
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -316,6 +317,13 @@ class Priority(StrEnum):
     high = "high"
     normal = "normal"
     low = "low"
+
+
+class OnBudget(StrEnum):
+    """What a job does when its call would take a budget past its limit."""
+
+    wait = "wait"  # `budget` state: resumes when the budget is raised or in-flight spending settles
+    fail = "fail"  # fails with `budget_exceeded`
 
 
 class BatchStatus(StrEnum):
@@ -351,6 +359,18 @@ class Attempt(BaseModel):
             other.error,
             other.skipped,
         )
+
+
+class JobCost(BaseModel):
+    """What a job's provider call cost (mmq/pricing priced its reported usage; the job record and its API
+    view carry it). `missing`: why it is not priced ("no price for openai/x"): the job still ran."""
+
+    usd: str  # an exact decimal, as text
+    micro_usd: int  # rounded up: what the batch's and the tenant's counters add
+    tier: str = "realtime"
+    priced_as: str | None = None
+    missing: str | None = None
+    estimated: bool = False  # some quantity came from a rule, not from the provider's usage
 
 
 class ResultFile(BaseModel):
@@ -424,6 +444,7 @@ class JobRecord(BaseModel):
     resume: dict[str, Any] | None = None  # {"target", "tries"}: where a deferred job picks up again
     result: JobResult | None = None
     usage: dict[str, Any] | None = None
+    cost: JobCost | None = None  # set once a provider answered (a cache hit costs nothing)
     error: JobError | None = None
     created_at: float = Field(default_factory=time.time)
     started_at: float | None = None
@@ -437,6 +458,7 @@ class BatchCounts(BaseModel):
     succeeded: int = 0
     failed: int = 0
     cancelled: int = 0
+    budget: int = 0  # waiting for a budget (resumable)
     cached: int = 0
     provider_calls: int = 0  # calls made by this batch's finished jobs (retries and fallbacks included)
 
@@ -458,5 +480,9 @@ class BatchRecord(BaseModel):
     deadline: float | None = None  # epoch s: what has not run by then expires
     webhook_url: str | None = None  # POSTed the batch when it ends
     config: dict[str, Any] | None = None  # the routing config of every job, stored once on the batch
+    max_cost_micro_usd: int | None = None  # the batch's budget (millionths of a dollar); None: none
+    on_budget: OnBudget = OnBudget.wait  # what a job does when the budget would be exceeded
+    spent_micro_usd: int = 0  # what its jobs' provider calls cost (added as each job ends)
+    reserved_micro_usd: int = 0  # estimates held by calls in flight against its budget
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None

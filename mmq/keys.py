@@ -9,7 +9,13 @@
     {p}:batch:{id}:specs         HASH  job id → that job's spec, without what the batch holds (its id,
                                        tenant and config): the job's own hash then holds only small
                                        values, which Redis packs (mmq/records.py)
-    {p}:tenant:{t}:batches       ZSET  batch ids by creation time
+    {p}:tenant:{t}:batches       ZSET  batch ids by creation time: every batch of the tenant, whatever made
+                                       it (CLI, /api, /v1, console, workflows, templates)
+    {p}:apikey:{sha256}          HASH  an API key made by `mmq keys create`, under the SHA-256 of the key
+                                       (never the key): tenant, name, created, prefix (its first 8
+                                       characters, to recognise it), revoked (when; a key of
+                                       MMQ_API_KEYS(_FILE) revoked by `mmq keys revoke` gets a record too)
+    {p}:apikeys                  ZSET  the SHA-256 of every key with a record → created (`mmq keys list`)
     {p}:store                    STR   the id of the store every process of this deployment must use
     {p}:cache:e:{key}            STR   a cache entry (JSON: the job whose result it shares)
     {p}:cache:lock:{key}         STR   the single-flight lock of a key (the leading job's id)
@@ -18,6 +24,13 @@
     {p}:rl:{bucket}:leases       ZSET  its concurrency leases
     {p}:rl:{bucket}:cooldown     STR   its shared 429 pause
     {p}:cb:{bucket}              HASH  its circuit breaker (fails, open_until, probe_until)
+    {p}:spend:{t}:d:{YYYY-MM-DD} HASH  a tenant's spending that day (UTC), in micro-USD: spent, reserved
+    {p}:spend:{t}:m:{YYYY-MM}    HASH  … that month (a batch's own is in its hash: spent, reserved)
+    {p}:budgets                  HASH  the operator's tenant budgets: "{t}:day" / "{t}:month" → micro-USD
+    {p}:budget:held              ZSET  estimates held by calls in flight: reservation id → expiry (ms)
+    {p}:budget:held:what         HASH  reservation id → "micro-USD key key…" (the spend hashes it holds)
+    {p}:budget:waiting           ZSET  jobs waiting for a budget: job id → when to try again (ms; +inf:
+                                       only a raise wakes it)
 
 The front keeps three families of its own beside these: `{p}:oai:…` (the /v1 files and batches),
 `{p}:templates:…` / `{p}:template-blobs:…` (prompt templates) and `{p}:console:session:…` /
@@ -29,6 +42,8 @@ Sentinel for failover), never on Redis Cluster.
 """
 
 from __future__ import annotations
+
+import time
 
 
 class Keys:
@@ -54,6 +69,13 @@ class Keys:
     def tenant_batches(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:batches"
 
+    def api_key(self, key_hash: str) -> str:
+        """One API key's record, under the SHA-256 (hex) of the key (producer/api_keys.py)."""
+        return f"{self.prefix}:apikey:{key_hash}"
+
+    def api_keys(self) -> str:
+        return f"{self.prefix}:apikeys"
+
     def cache_entry(self, key: str) -> str:
         return f"{self.prefix}:cache:e:{key}"
 
@@ -70,3 +92,22 @@ class Keys:
 
     def circuit(self, bucket: str) -> str:
         return f"{self.prefix}:cb:{{{bucket}}}"
+
+    def spend(self, tenant: str, period: str) -> str:
+        """A tenant's spending in one period: "d:2026-12-03" (a UTC day) or "m:2026-12"."""
+        return f"{self.prefix}:spend:{tenant}:{period}"
+
+    def tenant_spend(self, tenant: str, at: float) -> tuple[str, str]:
+        """(day, month) spend hashes of a tenant at epoch `at`, in UTC."""
+        day = time.strftime("%Y-%m-%d", time.gmtime(at))
+        return self.spend(tenant, f"d:{day}"), self.spend(tenant, f"m:{day[:7]}")
+
+    def budgets(self) -> str:
+        return f"{self.prefix}:budgets"
+
+    def budget_held(self) -> tuple[str, str]:
+        """(reservation expiries, what each reservation holds)."""
+        return f"{self.prefix}:budget:held", f"{self.prefix}:budget:held:what"
+
+    def budget_waiting(self) -> str:
+        return f"{self.prefix}:budget:waiting"

@@ -37,10 +37,14 @@ from mmq.contract import (
     JobRecord,
     JobStatus,
     Kind,
+    OnBudget,
 )
 from mmq.keys import Keys
 
-_COUNTERS = ("total", "queued", "running", "succeeded", "failed", "cancelled", "cached", "provider_calls")
+_COUNTERS = (
+    *("total", "queued", "running", "budget", "succeeded", "failed", "cancelled", "cached"),
+    "provider_calls",
+)
 # JobRecord fields kept in the immutable spec JSON; everything else is a state field of the hash
 _SPEC = frozenset(
     {"id", "custom_id", "tenant", "kind", "request", "request_key", "config", "metadata", "media", "cache"}
@@ -50,7 +54,7 @@ _SPEC = frozenset(
 _BATCH_HOLDS = frozenset({"id", "tenant", "config"})
 _FLOAT_FIELDS = ("deadline", "started_at", "finished_at")
 _TEXT_FIELDS = ("cache_key", "cached_from")
-_JSON_FIELDS = ("attempts", "resume", "result", "usage", "error")
+_JSON_FIELDS = ("attempts", "resume", "result", "usage", "cost", "error")
 STATE_FIELDS = (*_FLOAT_FIELDS, *_TEXT_FIELDS, *_JSON_FIELDS, "cached")
 
 
@@ -265,6 +269,8 @@ class Records:
                 "not_before": repr(batch.not_before) if batch.not_before else "",
                 "deadline": repr(batch.deadline) if batch.deadline else "",
                 "webhook_url": batch.webhook_url or "",
+                **({"max_cost": batch.max_cost_micro_usd} if batch.max_cost_micro_usd is not None else {}),
+                **({"on_budget": batch.on_budget.value} if batch.on_budget is not OnBudget.wait else {}),
                 **({"config": json.dumps(batch.config)} if batch.config is not None else {}),
                 **{c: 0 for c in _COUNTERS},
             },
@@ -331,25 +337,40 @@ class Records:
         args = [repr(time.time()), self.prefix, job_id, int(lock_ttl_s * 1000), queue, int(lease_s * 1000)]
         return claim_from(await self._claim([self.job_key(job_id)], args))
 
+    def spend_keys(self, tenant: str, at: float | None = None) -> tuple[str, str]:
+        """A tenant's spend hashes for the UTC day and month of `at` (now)."""
+        return self.keys.tenant_spend(tenant, at if at is not None else time.time())
+
     def finish_args(
         self,
         job: JobRecord,
         allowed_from: Iterable[JobStatus],
         to: JobStatus,
         provider_calls: int = 0,
+        reservation: str = "",
     ) -> tuple[list[str], list[Any]]:
         job.status = to
         fields = state_fields(job)
+        now = time.time()
         args: list[Any] = [
             ",".join(s.value for s in allowed_from),
             to.value,
-            repr(time.time()),
+            repr(now),
             "1" if job.cached and to is JobStatus.succeeded else "0",
             str(provider_calls),
+            str(job.cost.micro_usd) if job.cost is not None else "0",
+            reservation,
         ]
         for name, value in fields.items():
             args += [name, value]
-        return [self.job_key(job.id), self.batch_key(job.batch_id) if job.batch_id else ""], args
+        keys = [
+            self.job_key(job.id),
+            self.batch_key(job.batch_id) if job.batch_id else "",
+            *self.spend_keys(job.tenant, now),
+            *self.keys.budget_held(),
+            self.keys.budget_waiting(),
+        ]
+        return keys, args
 
     async def finish(
         self,
@@ -358,14 +379,16 @@ class Records:
         to: JobStatus,
         provider_calls: int = 0,
         *,
+        reservation: str = "",
         pipe: Any = None,
     ) -> str:
         """Move `job` to `to` if it is in one of `allowed_from`, writing its state; `provider_calls` (made
-        by this job) are added to its batch. With `pipe`, the call is queued there (the caller executes
-        it and reads the outcome) so other writes can share its round trip.
+        by this job) are added to its batch, and its cost to its batch's and its tenant's spending;
+        `reservation` (its last call's hold on budgets) is given back. With `pipe`, the call is queued
+        there (the caller executes it and reads the outcome) so other writes can share its round trip.
 
         Returns 'ended' (this ended the batch), 'ok', 'missing', or the status that blocked the move."""
-        keys, args = self.finish_args(job, allowed_from, to, provider_calls)
+        keys, args = self.finish_args(job, allowed_from, to, provider_calls, reservation)
         if pipe is not None:
             self._finish.queue(pipe, keys, args)
             return "queued"
@@ -445,6 +468,10 @@ class Records:
             deadline=float(v["deadline"]) if v.get("deadline") else None,
             webhook_url=v.get("webhook_url") or None,
             config=json.loads(v["config"]) if v.get("config") else None,
+            max_cost_micro_usd=int(v["max_cost"]) if v.get("max_cost") else None,
+            on_budget=v.get("on_budget") or OnBudget.wait,
+            spent_micro_usd=int(v.get("spent", 0)),
+            reserved_micro_usd=int(v.get("reserved", 0)),
             created_at=float(v["created_at"]),
             finished_at=float(v["finished_at"]) if v.get("finished_at") else None,
         )

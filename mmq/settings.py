@@ -92,13 +92,22 @@ class Settings(BaseSettings):
     default_config: dict[str, Any] | None = None
     secrets_file: Path | None = None
 
+    # quotes (mmq quote, --dry-run): a price file over the shipped book (mmq/pricing/prices.yaml), same shape
+    prices_file: Path | None = None
+
     # producer
     inline_request_max_bytes: int = 16_384  # bigger request bodies go to storage, Redis keeps a reference
     enqueue_chunk: int = 500
 
-    # API: {sha256(key) hex: tenant}; a JSON object in the env var, or a file of the same shape
+    # API: {sha256(key) hex: tenant}; a JSON object in the env var, or a file of the same shape (re-read
+    # when it changes); keys made by `mmq keys create` live in Redis beside these
     api_keys: dict[str, str] = {}
     api_keys_file: Path | None = None
+
+    # the CLI as a client of the API: with api_url set, submit/status/batches/results/cancel/retry-failed
+    # go through it with api_key (a key's tenant); without it the CLI works on Redis directly (admin mode)
+    api_url: str | None = None
+    api_key: SecretStr | None = None
 
     # API hardening: the largest JSON body and JSONL line accepted (413 beyond), and the served socket limits
     max_body_bytes: int = 32 * 1024 * 1024

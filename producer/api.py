@@ -7,8 +7,9 @@ probed). /metrics holds no tenant's data: the queue's depth and age.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -19,18 +20,20 @@ from redis.asyncio import Redis
 
 from mmq import metrics
 from mmq.batch_options import BatchOptions
+from mmq.budgets import Budgets
 from mmq.connections import connect
 from mmq.contract import BatchRecord, JobRecord
 from mmq.records import Records
 from mmq.settings import Settings, get_settings
 from mmq.shared_store import check_shared_store
 from mmq.storage import BlobNotFound, Storage, open_storage
-from producer.auth import Tenant
+from producer.auth import KeyTable, Tenant
 from producer.console import mount as mount_console
 from producer.guard import RequestGuard
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api import mount as mount_openai_api
 from producer.options import LineError, format_validation_error, parse_options
+from producer.quoting import QuoteUnavailable, quote_request
 from producer.submit import BatchLine, Producer
 from producer.templates.routes import router as templates_router
 from producer.views import batch_view, iter_output, job_view, result_body
@@ -46,6 +49,11 @@ class JobSubmission(BaseModel):
     cache: dict[str, Any] | bool | None = Field(
         default=None, description='false, or {"level": "exact"|"pixels"|"perceptual", "ttl_s", "refresh"}'
     )
+
+
+class BatchChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_cost: Decimal | None = Field(gt=0, le=10**9, description="the batch's budget in USD; null: none")
 
 
 class BatchSubmission(BaseModel):
@@ -69,6 +77,7 @@ def create_app(
         if settings.redis_url:  # the embedded mode's one process has only its own store
             await check_shared_store(r, s, settings.key_prefix)  # StoreMismatch: the API does not start
         app.state.redis, app.state.storage = r, s
+        app.state.keys.bind(r, settings.key_prefix)  # keys made by `mmq keys create` count from now on
         app.state.records = Records(r, settings.key_prefix)
         app.state.producer = Producer(r, s, settings)
         yield
@@ -76,9 +85,11 @@ def create_app(
             await r.aclose()
 
     app = FastAPI(title="mmq", version="0.1.0", lifespan=lifespan)
-    app.state.tenant_keys = settings.tenant_keys()
+    # one key table for /api, /v1 and the console: MMQ_API_KEYS, MMQ_API_KEYS_FILE and Redis (producer.auth)
+    app.state.keys = KeyTable(settings)
+    app.state.tenant_keys = app.state.keys.configured  # MMQ_API_KEYS ({sha256: tenant}), mutable
     # outermost: no body is read before its key is known, and none past its limit (producer.guard)
-    app.add_middleware(RequestGuard, settings=settings, keys=lambda: app.state.tenant_keys)
+    app.add_middleware(RequestGuard, settings=settings, tenant_of=lambda key: app.state.keys.tenant_of(key))
 
     async def own_job(request: Request, job_id: str, who: str) -> JobRecord:
         job = await request.app.state.records.get_job(job_id)
@@ -138,10 +149,12 @@ def create_app(
         return job_view(job)
 
     @app.post("/api/batches", status_code=201)
-    async def submit_batch(request: Request, who: Tenant) -> dict[str, Any]:
-        """JSON `{"requests": [...], "metadata": {...}}`, or a JSONL body (streamed, any size)."""
+    async def submit_batch(request: Request, who: Tenant, dry_run: bool = False) -> dict[str, Any]:
+        """JSON `{"requests": [...], "metadata": {...}}`, or a JSONL body (streamed, any size).
+        `?dry_run=true`: 200 with the batch's quote (producer.quoting); nothing is written or queued."""
         producer: Producer = request.app.state.producer
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        lines: Iterable[BatchLine] | AsyncIterable[BatchLine]
         try:
             if content_type == "application/json":
                 try:
@@ -150,17 +163,18 @@ def create_app(
                     raise HTTPException(422, format_validation_error(e)) from None
                 lines = (BatchLine.from_obj(obj, n) for n, obj in enumerate(sub.requests, start=1))
                 options = parse_options(sub.model_extra)
-                batch = await producer.submit_batch(lines, tenant=who, options=options)
             else:
                 # a JSONL body: the options are query parameters (JSON text for config, media and cache),
-                # every other parameter is metadata
-                batch = await producer.submit_batch(
-                    aiter_jsonl_chunks(request.stream(), producer.settings.max_line_bytes),
-                    tenant=who,
-                    options=parse_options(BatchOptions.from_query(request.query_params)),
-                )
+                # every other parameter (but dry_run) is metadata
+                lines = aiter_jsonl_chunks(request.stream(), producer.settings.max_line_bytes)
+                options = parse_options(BatchOptions.from_query(request.query_params, reserved=("dry_run",)))
+            if dry_run:
+                return JSONResponse(await quote_request(lines, options, producer.settings))
+            batch = await producer.submit_batch(lines, tenant=who, options=options)
         except LineError as e:  # a bad routing config refuses the whole batch, before any job exists
             raise HTTPException(422, str(e)) from None
+        except QuoteUnavailable as e:  # the operator's price file does not load
+            raise HTTPException(500, str(e)) from None
         return batch_view(batch)
 
     @app.get("/api/batches")
@@ -180,6 +194,22 @@ def create_app(
         await own_batch(request, batch_id, who)
         await request.app.state.producer.cancel_batch(batch_id)
         return batch_view(await own_batch(request, batch_id, who))
+
+    @app.patch("/api/batches/{batch_id}")
+    async def change_batch(
+        batch_id: str, body: BatchChange, request: Request, who: Tenant
+    ) -> dict[str, Any]:
+        """Raise, lower or remove (null) the batch's budget; its jobs waiting for it check it again."""
+        await own_batch(request, batch_id, who)
+        budgets = Budgets(request.app.state.redis, settings.key_prefix)
+        await budgets.set_batch(batch_id, body.max_cost)
+        return batch_view(await own_batch(request, batch_id, who))
+
+    @app.get("/api/spend")
+    async def spend(request: Request, who: Tenant) -> dict[str, Any]:
+        """The tenant's spending and budgets this UTC day and month (the operator sets the budgets)."""
+        periods = await Budgets(request.app.state.redis, settings.key_prefix).tenant(who)
+        return {"object": "mmq.spend", "tenant": who, **{p: s.to_dict() for p, s in periods.items()}}
 
     @app.post("/api/batches/{batch_id}/retry-failed")
     async def retry_failed(batch_id: str, request: Request, who: Tenant) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from mmq.settings import Settings
-from producer.auth import bearer_token, tenant_for
+from producer.auth import RESOLVED, UNAUTHORIZED, bearer_token
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,20 +55,25 @@ def _limit(scope: Scope, settings: Settings) -> tuple[int, str] | None:
 
 
 class RequestGuard:
-    """Pure ASGI (no body buffering of its own). `keys()` gives the current {sha256(key): tenant}."""
+    """Pure ASGI (no body buffering of its own). `tenant_of(key)` is the key's tenant, or None
+    (producer.auth.KeyTable); the tenant found is left in the request's state for the route."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, keys: Callable[[], dict[str, str]]) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, tenant_of: Callable[[str | None], Awaitable[str | None]]
+    ) -> None:
         self.app = app
         self.settings = settings
-        self.keys = keys
+        self.tenant_of = tenant_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        if tenant_for(bearer_token(_header(scope, b"authorization")), self.keys()) is None:
-            await _reply(scope, send, 401, "missing or unknown API key (send Authorization: Bearer <key>)")
+        tenant = await self.tenant_of(bearer_token(_header(scope, b"authorization")))
+        if tenant is None:
+            await _reply(scope, send, 401, UNAUTHORIZED)
             return
+        scope.setdefault("state", {})[RESOLVED] = tenant
         limit = _limit(scope, self.settings)
         if limit is None:
             await self.app(scope, receive, send)

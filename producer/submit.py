@@ -519,7 +519,8 @@ class Producer:
     async def create_batch(
         self, *, tenant: str, metadata: dict[str, str] | None = None, **schedule: Any
     ) -> BatchRecord:
-        """`schedule`: priority, not_before, deadline, webhook_url (see submit_batch)."""
+        """`schedule`: priority, not_before, deadline, webhook_url, max_cost_micro_usd, on_budget (see
+        submit_batch)."""
         batch = BatchRecord(id=new_id("batch"), tenant=tenant, metadata=metadata or {}, **schedule)
         pipe = self.redis.pipeline(transaction=False)
         self.records.add_batch(pipe, batch)
@@ -700,6 +701,8 @@ class Producer:
         `priority`: high | normal | low. `not_before` / `deadline` (epoch seconds): no job starts before the
         window opens, and what has not run by the deadline fails with `batch_expired` (the batch ends
         `expired`). `webhook_url`: POSTed the batch when it ends (signed with MMQ_WEBHOOK_SECRET).
+        `max_cost` (USD): no call starts that could take the batch's spending past it; `on_budget`:
+        "wait" (the job waits in `budget` state until the budget is raised) or "fail" (budget_exceeded).
         `metadata`: the batch's own, and the jobs' for conditional routing."""
         opts = check_options(parse_options(options, **fields), self.settings)
         batch = await self.create_batch(
@@ -709,6 +712,8 @@ class Producer:
             not_before=opts.not_before,
             deadline=opts.deadline,
             webhook_url=opts.webhook_url,
+            max_cost_micro_usd=opts.max_cost_micro_usd,
+            on_budget=opts.on_budget,
         )
         _, invalid = await self.add_lines(batch, lines, opts.config, opts.media, opts.cache)
         ended = await self.records.seal_batch(batch.id, invalid)

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
+from mmq.budgets import dollars
 from mmq.contract import TERMINAL, BatchRecord, JobRecord, JobStatus
 from mmq.records import Records
 from mmq.result_refs import file_url, resolve_file_refs
@@ -35,6 +36,7 @@ def job_view(job: JobRecord) -> dict[str, Any]:
         "attempts": [a.model_dump() for a in job.attempts],
         "error": job.error.model_dump() if job.error else None,
         "usage": job.usage,
+        "cost": job.cost.model_dump() if job.cost else None,
         "result": result,
         "created_at": job.created_at,
         "started_at": job.started_at,
@@ -46,6 +48,7 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
     return {
         "id": batch.id,
         "object": "mmq.batch",
+        "tenant": batch.tenant,
         "status": batch.status.value,
         "sealed": batch.sealed,
         "counts": batch.counts.model_dump(),
@@ -57,6 +60,12 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
         "not_before": batch.not_before,
         "deadline": batch.deadline,
         "webhook_url": batch.webhook_url,
+        "cost": {
+            "spent_usd": dollars(batch.spent_micro_usd),
+            "reserved_usd": dollars(batch.reserved_micro_usd),  # held by calls in flight
+            "max_cost_usd": dollars(batch.max_cost_micro_usd),
+            "on_budget": batch.on_budget.value,
+        },
         "output_url": f"/api/batches/{batch.id}/output.jsonl",
     }
 

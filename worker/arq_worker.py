@@ -31,6 +31,7 @@ from mmq.queue import CLAIM_CTX, JOB_FUNCTION
 from mmq.records import Claim, claim_from
 from worker import dedup
 
+WAKE_EVERY_S = 1.0
 log = logging.getLogger("arq.worker")
 
 # what a Redis restart or network cut raises (the socket's own errors too): the worker waits, carries on
@@ -42,6 +43,7 @@ class OneTripWorker(Worker):
         super().__init__(*args, **kwargs)
         self._leased: set[str] = set()  # the mmq jobs this worker runs: the heartbeat renews their leases
         self._redis_failures = 0  # polls in a row that could not reach Redis
+        self._next_wake = 0.0  # when this worker next sweeps the jobs waiting for a budget
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Take as many of `job_ids` as there are free slots (those not running elsewhere, finished or
@@ -98,6 +100,7 @@ class OneTripWorker(Worker):
         run again when their leases lapse (see `_run_claimed`)."""
         try:
             await super()._poll_iteration()
+            await self._wake_budget_waiters()
         except REDIS_DOWN as e:
             self._redis_failures += 1
             pause = min(5.0, 0.25 * 2 ** min(self._redis_failures, 5))
@@ -107,6 +110,18 @@ class OneTripWorker(Worker):
             if self._redis_failures:
                 log.warning("Redis reachable again")
             self._redis_failures = 0
+
+    async def _wake_budget_waiters(self) -> None:
+        """About once a second, jobs waiting for a budget whose time has come (a raise, spending that
+        settled, a new day) go back to the head of the queue (mmq/lua/wake.lua): one small call."""
+        runtime = self.ctx.get("mmq")
+        now = time.monotonic()
+        if runtime is None or now < self._next_wake:
+            return
+        self._next_wake = now + WAKE_EVERY_S
+        woken = await runtime.budgets.wake_due(self.queue_name)
+        if woken:
+            log.info("%d job(s) waiting for a budget check it again", woken)
 
     def _start_keys(self, job_id: str) -> list[str]:
         runtime = self.ctx.get("mmq")

@@ -30,6 +30,7 @@ class Writes:
 
     before: list[Callable[[Any], None]] = field(default_factory=list)
     after: list[Callable[[Any], None]] = field(default_factory=list)
+    reservation: str = ""  # the last call's hold on budgets: given back by the finish, after its cost
 
 
 async def finish(
@@ -48,7 +49,8 @@ async def finish(
     pipe = rt.records.redis.pipeline(transaction=False)
     for queue_write in writes.before:
         queue_write(pipe)
-    await rt.records.finish(job, (from_,), to, pipe=pipe)  # its calls were counted as they went
+    # its calls were counted as they went; its cost is added to its batch's and tenant's spending here
+    await rt.records.finish(job, (from_,), to, reservation=writes.reservation, pipe=pipe)
     at = len(pipe.command_stack) - 1
     if remember:
         # after the outcome: an entry must never exist for a job whose own record did not end (a Redis
@@ -75,6 +77,7 @@ def log_outcome(job: JobRecord, to: JobStatus) -> None:
         "status": to.value,
         "cached": job.cached,
         "attempts": sum(a.repeats for a in job.attempts),
+        "cost_usd": job.cost.usd if job.cost is not None else None,
         "seconds": round((job.finished_at or 0) - (job.started_at or job.finished_at or 0), 3),
     }
     if job.error is not None:

@@ -32,9 +32,16 @@ Outcome = Literal["ok", "sick", "429", "other"]
 
 @dataclass(frozen=True)
 class Admission:
-    code: int  # 1 admitted, 0 not now (nothing booked), -1 circuit open
+    code: int  # 1 admitted, 0 not now (nothing booked), -1 circuit open, -2 over a budget
     wait_s: float  # admitted: sleep this long, then call; otherwise: try again after about this long
     lease: str | None = None
+    reservation: str = ""  # admitted: the call's hold on budgets ('' none), given back when it ends
+    over_scope: int = 0  # over a budget: which spend hash said no (its position in `spend_keys`, from 1)
+    held_micro: int = 0  # … and what calls in flight hold there
+
+    @property
+    def over_budget(self) -> bool:
+        return self.code == -2
 
     @property
     def admitted(self) -> bool:
@@ -103,6 +110,9 @@ class Gate:
     def _bucket_keys(self, bucket: str) -> list[str]:
         return [self.keys.circuit(bucket), *self.keys.rate_limit(bucket)]
 
+    def _settle_keys(self, bucket: str) -> list[str]:
+        return [*self._bucket_keys(bucket), *self.keys.budget_held(), self.keys.budget_waiting()]
+
     def _ms_per_request(self, limit: RateLimit) -> float:
         rates = [r for r in (limit.rps, (limit.rpm or 0) / 60) if r]
         return (1000 / min(rates)) * (1 + self.margin) if rates else 0.0
@@ -120,12 +130,18 @@ class Gate:
         lease_ttl_s: float,
         poll_s: float = 0.05,
         count_in: str = "",
+        estimate_micro: int = 0,
+        spend_keys: list[str] | None = None,
+        spend_limits: list[str] | None = None,
     ) -> Admission:
-        """`count_in`: the hash whose `provider_calls` counts the call when it goes (a job's batch)."""
+        """`count_in`: the hash whose `provider_calls` counts the call when it goes (a job's batch).
+        `estimate_micro`: what the call may cost, held against every budget of `spend_keys` that has a
+        limit (`spend_limits`: where each one's limit is, see mmq/lua/admit.lua) if they all have room."""
         limit = limit or RateLimit()
         lease = uuid.uuid4().hex if limit.max_concurrent else None
+        reservation = uuid.uuid4().hex if estimate_micro > 0 else ""
         code, wait = await self._admit(
-            [*self._bucket_keys(bucket), count_in],
+            [*self._bucket_keys(bucket), count_in, *self._budget_keys(), *(spend_keys or ())],
             [
                 int(self.probe_ttl_s * 1000),
                 self._ms_per_request(limit),
@@ -137,10 +153,23 @@ class Gate:
                 int(lease_ttl_s * 1000),
                 max_wait_s * 1000,
                 int(poll_s * 1000),
+                estimate_micro,
+                reservation,
+                int(lease_ttl_s * 1000),
+                *(spend_limits or ()),
             ],
         )
         code = int(code)
-        return Admission(code, float(wait) / 1000, lease if code == 1 else None)
+        if code == -2:
+            position, held = (wait.decode() if isinstance(wait, bytes) else str(wait)).split(":")
+            return Admission(code, 0.0, over_scope=int(position), held_micro=int(float(held)))
+        return Admission(
+            code, float(wait) / 1000, lease if code == 1 else None, reservation if code == 1 else ""
+        )
+
+    def _budget_keys(self) -> list[str]:
+        """held zset, held-what hash, waiting zset, the operator's budgets hash (admit's KEYS[6..9])."""
+        return [*self.keys.budget_held(), self.keys.budget_waiting(), self.keys.budgets()]
 
     def _settle_args(
         self,
@@ -150,6 +179,7 @@ class Gate:
         estimated: int,
         actual: int | None,
         cooldown_s: float,
+        reservation: str = "",
     ) -> list[Any]:
         correction = 0.0
         if actual is not None and actual != estimated:
@@ -161,6 +191,7 @@ class Gate:
             max(1, int(cooldown_s * 1000)),
             self.threshold,
             int(self.open_s * 1000),
+            reservation,
         ]
 
     async def settle(
@@ -173,10 +204,12 @@ class Gate:
         estimated: int = 0,
         actual: int | None = None,
         cooldown_s: float = 1.0,
+        reservation: str = "",
     ) -> str:
-        """After a call (or to record one): returns the circuit's state, 'closed' or 'open'."""
-        args = self._settle_args(outcome, lease, limit, estimated, actual, cooldown_s)
-        state = await self._settle(self._bucket_keys(bucket), args)
+        """After a call (or to record one): returns the circuit's state, 'closed' or 'open'. A failed
+        call's `reservation` is given back here (a success's goes with its job's finish)."""
+        args = self._settle_args(outcome, lease, limit, estimated, actual, cooldown_s, reservation)
+        state = await self._settle(self._settle_keys(bucket), args)
         return state.decode() if isinstance(state, bytes) else str(state)
 
     def queue_settle(
@@ -192,7 +225,7 @@ class Gate:
     ) -> None:
         """`settle`, queued on a pipeline the caller executes (a success settles with the job's finish)."""
         args = self._settle_args(outcome, lease, limit, estimated, actual, 1.0)
-        self._settle.queue(pipe, self._bucket_keys(bucket), args)
+        self._settle.queue(pipe, self._settle_keys(bucket), args)
 
     async def go(self, bucket: str, count_in: str = "") -> float:
         """After sleeping until a booked slot: 0 when the call may go (counted in `count_in`), else the

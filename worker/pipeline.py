@@ -1,7 +1,8 @@
 """The job function arq runs, as a list of steps: claim (done by the worker's start script, or here) →
 cache look-up / single-flight (worker/dedup.py) → media (worker/prepare.py, worker/media_ready.py) →
-plan (worker/routes.py) → attempts through the gate (worker/gate.py) with retry and fallback → store
-the result (worker/results.py) → finish (worker/finish.py).
+plan (worker/routes.py) → attempts through the gate (worker/gate.py: rate limits, circuits and the
+budgets, worker/budget.py) with retry and fallback → store the result (worker/results.py) → finish
+(worker/finish.py: the outcome, with the call's cost added to its batch's and tenant's spending).
 
 It never lets an exception escape except arq's `Retry` (a deferred re-run) and a Redis outage (the run is
 abandoned and the job runs again after its lease): every other outcome is written to the job record, so
@@ -16,7 +17,6 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +33,7 @@ from mmq.queue import CLAIM_CTX, finish_arq_job
 from mmq.records import Claim
 from mmq.settings import Settings
 from mmq.storage import Storage
-from worker import batch_tasks, dedup
+from worker import batch_tasks, budget, dedup
 from worker.finish import Writes, fail, finish
 from worker.gate import Outcome, counts_against_target, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
@@ -114,14 +114,15 @@ class _CircuitOpen(Exception):
 
 
 async def _admit(
-    rt: Runtime, job: JobRecord, route: Route, tokens: int, resume: dict[str, Any]
-) -> str | None:
-    """Wait for this target's gate (circuit, 429 pause, concurrency, rate slot); defer the job when the
-    wait is long. Returns the concurrency lease to give back after the call. The call is counted in its
-    batch's `provider_calls` by the round trip that lets it go, before it is sent: a call a crash
-    abandons is still counted."""
+    rt: Runtime, job: JobRecord, route: Route, tokens: int, resume: dict[str, Any], estimate_micro: int
+) -> tuple[str | None, str]:
+    """Wait for this target's gate (circuit, 429 pause, concurrency, rate slot) and the job's budgets;
+    defer the job when the wait is long. Returns the concurrency lease and the budget reservation to
+    give back after the call. The call is counted in its batch's `provider_calls` by the round trip that
+    lets it go, before it is sent: a call a crash abandons is still counted."""
     settings = rt.settings
     count_in = rt.records.batch_key(job.batch_id) if job.batch_id else ""
+    spend = budget.scopes(rt.records, job)
     while True:
         admission = await rt.gate.admit(
             route.bucket,
@@ -130,18 +131,27 @@ async def _admit(
             max_wait_s=settings.rate_wait_max_s,
             lease_ttl_s=route.timeout_s + settings.rate_wait_max_s,
             count_in=count_in,
+            estimate_micro=estimate_micro,
+            spend_keys=spend.keys,
+            spend_limits=spend.limits,
         )
         if admission.circuit_open:
             raise _CircuitOpen(admission.wait_s)
+        if admission.over_budget:
+            scope = budget.scope_named(job, admission.over_scope)
+            key = spend.keys[admission.over_scope - 1]
+            raise budget.OverBudget(scope, admission.held_micro, estimate_micro, resume, key)
         if admission.admitted:
             metrics.RATE_WAIT.observe(max(0.0, admission.wait_s))
             if admission.wait_s <= 0:
-                return admission.lease
+                return admission.lease, admission.reservation
             await asyncio.sleep(admission.wait_s)
             # a 429 elsewhere while we slept pauses this call too; otherwise the booked slot is ours
             if await rt.gate.go(route.bucket, count_in) <= 0:
-                return admission.lease
-            await rt.gate.settle(route.bucket, "other", lease=admission.lease)
+                return admission.lease, admission.reservation
+            await rt.gate.settle(
+                route.bucket, "other", lease=admission.lease, reservation=admission.reservation
+            )
             continue
         if admission.wait_s > settings.retry_sleep_max_s:
             raise _Defer(admission.wait_s * random.uniform(1.0, 1.1), resume)
@@ -237,12 +247,13 @@ async def _call_with_retries(
     job: JobRecord,
     request: dict[str, Any],
     prefetched: dict[str, FetchedMedia],
-    pending: list[Callable[[Any], None]],
+    writes: Writes,
 ) -> ProviderResponse:
     """Walks the job's routes (fallback order); on each target retries what is worth retrying, sleeping
     through short waits and deferring the job (freeing the worker slot) for long ones. Targets whose
     circuit is open are skipped; if every remaining one is, the job waits for the first probe. The
-    success's settle is appended to `pending`: it goes with the job's finish, in one round trip."""
+    success's settle and its budget reservation go in `writes`: they ride with the job's finish, in one
+    round trip; its cost is set on the job."""
     facts: dict[str, ImageFacts] = {}
     audio = await prepare(job.kind, request, rt.storage, max_pixels=rt.settings.image_max_pixels, facts=facts)
     routes = await _plan(rt, job, request)
@@ -282,12 +293,13 @@ async def _call_with_retries(
                 )
                 continue
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
+        estimate = budget.estimate_micro(rt.prices, route.target.provider, job.kind, route.request)
         tries = first_tries if n == first else 0
         while True:
             tries += 1
             try:
-                lease = await _admit(
-                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}
+                lease, reservation = await _admit(
+                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}, estimate
                 )
             except _CircuitOpen as c:
                 _record(
@@ -318,7 +330,7 @@ async def _call_with_retries(
                         error=str(err),  # already redacted above
                     ),
                 )
-                await _observe_failure(rt, route, err, lease)
+                await _observe_failure(rt, route, err, lease, reservation)
                 if _real_attempts(job) >= rt.settings.max_total_attempts:
                     raise err from None
                 if tries < route.max_attempts and _may_retry(err, route):
@@ -346,7 +358,9 @@ async def _call_with_retries(
             actual = (
                 (resp.usage or {}).get("total_tokens") if route.rate_limit and route.rate_limit.tpm else None
             )
-            pending.append(
+            job.cost = budget.job_cost(rt.prices, route.target.provider, job.kind, route.request, resp.usage)
+            writes.reservation = reservation  # given back by the finish, after the cost is added
+            writes.before.append(
                 functools.partial(
                     rt.gate.queue_settle,
                     bucket=route.bucket,
@@ -372,16 +386,21 @@ async def _call_with_retries(
     raise InvalidJob("routing produced no targets", type="routing_error")
 
 
-async def _observe_failure(rt: Runtime, route: Route, err: ProviderError, lease: str | None) -> None:
-    """What every other worker should learn from this failure, with the lease given back: a 429 pauses
-    the target for all of them; a 5xx/timeout counts toward opening its circuit."""
+async def _observe_failure(
+    rt: Runtime, route: Route, err: ProviderError, lease: str | None, reservation: str
+) -> None:
+    """What every other worker should learn from this failure, with the lease and the budget reservation
+    given back: a 429 pauses the target for all of them; a 5xx/timeout counts toward opening its
+    circuit."""
     if err.status == 429 and err.code not in NON_RETRYABLE_CODES:
         outcome: Outcome = "429"
     elif counts_against_target(err.status, err.code):
         outcome = "sick"
     else:
         outcome = "other"
-    state = await rt.gate.settle(route.bucket, outcome, lease=lease, cooldown_s=err.retry_after_s or 1.0)
+    state = await rt.gate.settle(
+        route.bucket, outcome, lease=lease, cooldown_s=err.retry_after_s or 1.0, reservation=reservation
+    )
     if outcome == "sick" and state == "open":
         metrics.CIRCUIT_OPENED.labels(route.target.name).inc()
         log.warning("circuit open for %s after repeated failures", route.bucket)
@@ -441,7 +460,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
                 return {"ok": True, "status": job.status.value, "cached": True, **done}
             if lookup.wait_s is not None:
                 raise _Defer(lookup.wait_s, job.resume)  # an identical job is calling the provider
-            resp = await _call_with_retries(rt, job, request, lookup.prefetched, writes.before)
+            resp = await _call_with_retries(rt, job, request, lookup.prefetched, writes)
             job.result = await store_result(job, request, resp, rt.storage, rt.client)
             job.resume = None
             media = (job.usage or {}).get("media")
@@ -453,6 +472,15 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         job.resume = d.resume
         await rt.records.save(job)
         raise Retry(defer=d.seconds) from None  # the job stays arq's: it runs again
+    except budget.OverBudget as over:
+        # mmq's worker: the park moves arq's entry too (one atomic step, so no wake-up is lost to a
+        # re-queue after it); arq's own worker re-queues the job itself
+        own_queue = queue if done["arq_finished"] else ""
+        if await budget.waits(rt, job, over, own_queue):
+            if own_queue:
+                return {"ok": True, "status": JobStatus.budget.value, **done}
+            raise Retry(defer=budget.PARK_MAX_S) from None
+        await fail(rt, job, await budget.exceeded(rt, job, over), writes)
     except InvalidJob as e:
         await fail(rt, job, JobError(type=e.type, message=str(e)), writes)
     except ProviderError as e:

@@ -1,5 +1,6 @@
 """What every job in a worker process shares: settings, records, storage, the HTTP client, the default
-target, virtual keys, the gate and the cache (created once, in the worker's on_startup)."""
+target, virtual keys, the gate, the cache, the price book and the budgets (created once, in the worker's
+on_startup)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from dataclasses import dataclass, field
 import httpx
 from redis.asyncio import Redis
 
+from mmq.budgets import Budgets
 from mmq.cache import Cache
+from mmq.pricing.book import PriceBook, default_book
 from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import Storage
@@ -27,8 +30,10 @@ class Runtime:
     client: httpx.AsyncClient
     target: Target
     keys: VirtualKeys = field(default_factory=VirtualKeys)
+    prices: PriceBook = field(default_factory=default_book)  # the operator's MMQ_PRICES_FILE, if any
     gate: Gate = field(init=False)
     cache: Cache = field(init=False)
+    budgets: Budgets = field(init=False)
 
     def __post_init__(self) -> None:
         redis: Redis = self.records.redis
@@ -39,6 +44,7 @@ class Runtime:
             threshold=self.settings.circuit_threshold,
             open_s=self.settings.circuit_open_s,
         )
+        self.budgets = Budgets(redis, self.settings.key_prefix)
         self.cache = Cache(
             redis,
             self.settings.key_prefix,

@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 
 from mmq import metrics
 from mmq.connections import MMQ_CLIENT_NAME, PackedConnection, connect
+from mmq.pricing.book import PriceBookError, book_from_env
 from mmq.queue import (
     BATCH_TASK_TIMEOUT_S,
     EXPIRE_FUNCTION,
@@ -81,8 +82,13 @@ def make_startup(settings: Settings):
             await check_shared_store(own, storage, settings.key_prefix)
         except StoreMismatch as e:
             raise SystemExit(f"mmq worker: {e}") from None
+        try:
+            prices = book_from_env()
+        except PriceBookError as e:  # a worker that cannot price jobs would hold no budget: it stops
+            raise SystemExit(f"mmq worker: {e}") from None
         ctx["mmq"] = Runtime(
             settings=settings,
+            prices=prices,
             records=Records(own, settings.key_prefix),
             storage=storage,
             client=make_client(

@@ -4,14 +4,22 @@
 -- spaced and a waiting caller sleeps exactly until its slot). Redis' clock, so skewed machines agree.
 -- KEYS[1] circuit hash (fails, open_until, probe_until), KEYS[2] rate clocks hash (r, t: ms),
 -- KEYS[3] lease zset, KEYS[4] cooldown key, KEYS[5] the hash whose `provider_calls` counts calls sent
--- (the job's batch) or ''
+-- (the job's batch) or '', KEYS[6] budget held zset, KEYS[7] held-what hash, KEYS[8] waiting zset,
+-- KEYS[9] the operator's budgets hash, KEYS[10..] the job's spend hashes (its batch's, its tenant's
+-- day and month: see budget.lua)
 -- ARGV[1] probe ttl ms, ARGV[2] ms per request (0 = none), ARGV[3] ms per token (0 = none),
 -- ARGV[4] tokens, ARGV[5] token burst, ARGV[6] max concurrent (0 = none), ARGV[7] lease id,
--- ARGV[8] lease ttl ms, ARGV[9] max wait ms, ARGV[10] poll ms (a full concurrency pool's retry)
+-- ARGV[8] lease ttl ms, ARGV[9] max wait ms, ARGV[10] poll ms (a full concurrency pool's retry),
+-- ARGV[11] the call's estimated cost in micro-USD (0: unpriced, nothing held), ARGV[12] reservation id,
+-- ARGV[13] reservation ttl ms, ARGV[14..] per spend hash, where its limit is: '' (the hash's own
+-- `max_cost`: a batch) or a field of the budgets hash ("{tenant}:day")
 -- Returns {code, wait ms as a string}: 1 admitted (sleep `wait`, then call), 0 not admitted (nothing
--- booked: try again after `wait`), -1 circuit open (a probe may go after `wait`).
+-- booked: try again after `wait`), -1 circuit open (a probe may go after `wait`), -2 a budget would be
+-- exceeded (nothing booked; `wait` is "{the spend hash's position from 1}:{micro-USD held there by
+-- calls in flight}").
 -- A call admitted with no wait goes out now, so it is counted now (a crash during the call cannot lose
 -- it); one admitted to sleep is counted by `go` when it wakes.
+-- include: budget
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local probe = false
@@ -48,6 +56,27 @@ if per_tok > 0 then
   new_t = tat + tokens * per_tok
 end
 if wait > max_wait then return {0, tostring(wait)} end
+local estimate, limited = tonumber(ARGV[11]), {}
+if estimate > 0 then
+  local checked = false
+  for i = 10, #KEYS do
+    local limit
+    if ARGV[i + 4] == '' then
+      limit = redis.call('HGET', KEYS[i], 'max_cost')
+    else
+      limit = redis.call('HGET', KEYS[9], ARGV[i + 4])
+    end
+    if limit then
+      if not checked then budget_purge(KEYS[6], KEYS[7], KEYS[8], now); checked = true end
+      local v = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
+      local held = tonumber(v[2] or '0')
+      if tonumber(v[1] or '0') + held + estimate > tonumber(limit) then
+        return {-2, tostring(i - 9) .. ':' .. tostring(held)}
+      end
+      limited[#limited + 1] = i
+    end
+  end
+end
 if new_r then redis.call('HSET', KEYS[2], 'r', tostring(new_r)) end
 if new_t then redis.call('HSET', KEYS[2], 't', tostring(new_t)) end
 if new_r or new_t then redis.call('PEXPIRE', KEYS[2], 3600000) end
@@ -56,5 +85,15 @@ if max_conc > 0 then
   redis.call('PEXPIRE', KEYS[3], 3600000)
 end
 if probe then redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[1]))) end
+if #limited > 0 then
+  local names = {}
+  for n, i in ipairs(limited) do
+    redis.call('HINCRBY', KEYS[i], 'reserved', estimate)
+    if ARGV[i + 4] ~= '' then redis.call('EXPIRE', KEYS[i], 35000000) end  -- a tenant's period: ~13 months
+    names[n] = KEYS[i]
+  end
+  redis.call('ZADD', KEYS[6], now + wait + tonumber(ARGV[13]), ARGV[12])
+  redis.call('HSET', KEYS[7], ARGV[12], tostring(estimate) .. ' ' .. table.concat(names, ' '))
+end
 if wait <= 0 and KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], 'provider_calls', 1) end
 return {1, tostring(wait)}

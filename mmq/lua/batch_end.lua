@@ -1,9 +1,11 @@
--- batch_end(batch_key, now): ends a sealed batch once nothing is queued or running.
+-- batch_end(batch_key, now): ends a sealed batch once nothing is queued, running or waiting for a budget.
 -- An in_progress batch ends `completed` (or `expired` once its deadline passed); a cancelling one ends
 -- `cancelled`. Returns the status it ended in, or false. Included by every script that can end a batch.
 local function batch_end(batch_key, now)
-  local v = redis.call('HMGET', batch_key, 'sealed', 'queued', 'running', 'status', 'expired')
-  if v[1] ~= '1' or tonumber(v[2]) ~= 0 or tonumber(v[3]) ~= 0 then return false end
+  local v = redis.call('HMGET', batch_key, 'sealed', 'queued', 'running', 'status', 'expired', 'budget')
+  if v[1] ~= '1' or tonumber(v[2]) ~= 0 or tonumber(v[3]) ~= 0 or tonumber(v[6] or '0') ~= 0 then
+    return false
+  end
   local done = (v[5] == '1' and 'expired') or 'completed'
   local ended = (v[4] == 'in_progress' and done) or (v[4] == 'cancelling' and 'cancelled')
   if ended then redis.call('HSET', batch_key, 'status', ended, 'finished_at', now) end

@@ -1,5 +1,5 @@
 -- claim_job(job_key, now_s, prefix, job_id, lock_ttl_ms, queue, lease_ms): a worker takes a job
--- (queued -> running) and gets everything it needs: its fields, its batch's routing config and, when the
+-- (queued or budget -> running) and gets everything it needs: its fields, its batch's routing config and, when the
 -- producer keyed it (`cache_lookup` = 1), the cache's answer for its key. Included by claim and start.
 -- A running job stays in arq's queue until it ends, due, at the head: every worker with a free slot
 -- reads the head and checks each id there before finding one it may start, so 4 workers spent ~40 round
@@ -29,17 +29,17 @@ end
 local function claim_job(job_key, now_s, prefix, job_id, lock_ttl_ms, queue, lease_ms)
   local st = redis.call('HGET', job_key, 'status')
   if not st then return {'missing'} end
-  if st ~= 'queued' and st ~= 'running' then return {st} end
+  if st ~= 'queued' and st ~= 'running' and st ~= 'budget' then return {st} end
   local batch_id = redis.call('HGET', job_key, 'batch')
   local batch_key = batch_id and (prefix .. ':batch:' .. batch_id) or false
   local deadline = redis.call('HGET', job_key, 'deadline')
   if deadline and tonumber(deadline) <= tonumber(now_s) then
     return {'expired', job_fields(job_key, batch_key, job_id)}
   end
-  if st == 'queued' then
+  if st ~= 'running' then  -- queued, or waiting for a budget (it checks again as it runs)
     redis.call('HSET', job_key, 'status', 'running', 'started_at', now_s)
     if batch_key then
-      redis.call('HINCRBY', batch_key, 'queued', -1)
+      redis.call('HINCRBY', batch_key, st, -1)
       redis.call('HINCRBY', batch_key, 'running', 1)
     end
   end

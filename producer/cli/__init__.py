@@ -2,11 +2,16 @@
 
     processes.py     run (all-in-one), worker, api, simulate
     submit.py        submit, results, cancel, retry-failed
+    quote.py         quote (what a file would cost), and --dry-run on submit and the workflows
+    quote_view.py    a quote as a rich table, or --json
     status.py        status (human, or --json)
     batches.py       batches (a tenant's recent batches)
     workflows.py     caption, transcribe, generate-images, speak (run by workflow_run.py)
     templates.py     template save|list|show|run
-    keys.py          keys create
+    keys.py          keys create|list|revoke (API keys in Redis; admin mode)
+    budget.py        budget show|set|batch (spending, tenant budgets, a batch's max cost; admin mode)
+    remote.py        API mode: with MMQ_API_URL, submit/status/batches/results/cancel/retry-failed go
+                     through the HTTP API with MMQ_API_KEY; without it every command is admin mode (Redis)
     options.py       the option groups several commands share (cache, scheduling, images, --config)
     flags.py         one spelling per meaning (--out, --files, --format, --watch, --json) and old spellings
     common.py        the Redis connection (checked first), records and storage of a command; Ctrl-C
@@ -26,7 +31,18 @@ import logging
 import os
 import sys
 
-from producer.cli import batches, keys, processes, status, submit, templates, workflows
+from producer.cli import (
+    batches,
+    budget,
+    keys,
+    processes,
+    quote,
+    remote,
+    status,
+    submit,
+    templates,
+    workflows,
+)
 
 
 def _version() -> str:
@@ -39,17 +55,24 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmq", description="Batch multimodal AI jobs on Redis + arq workers")
+    p = argparse.ArgumentParser(
+        prog="mmq",
+        description="Batch multimodal AI jobs on Redis + arq workers",
+        epilog=remote.modes_help(),  # API mode (MMQ_API_URL + MMQ_API_KEY) or admin mode (Redis)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"mmq {_version()}", help="print mmq's version")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     processes.add_parsers(sub)
     submit.add_submit_parser(sub)
+    quote.add_parsers(sub)
     workflows.add_parsers(sub)
     templates.add_parsers(sub)
     status.add_parsers(sub)
     batches.add_parsers(sub)
     submit.add_batch_parsers(sub)
     keys.add_parsers(sub)
+    budget.add_parsers(sub)
     return p
 
 

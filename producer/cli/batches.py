@@ -1,8 +1,8 @@
 """`mmq batches`: a tenant's recent batches, newest first, with their state and counts.
 
 Read as the API lists them (`GET /api/batches`: Records.list_batches, the tenant's batches by creation
-time). `--all-tenants` merges every tenant's list, for an operator on the Redis host. `--json` prints
-the API's batch views for scripts.
+time; with MMQ_API_URL set, through that route, as the key's tenant). `--all-tenants` merges every
+tenant's list, for an operator on the Redis host (admin mode). `--json` prints the API's batch views.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from producer.cli import remote
 from producer.cli.common import with_records
 from producer.cli.flags import add_json, add_tenant, positive_int
 from producer.cli.humanize import clock, state
@@ -62,6 +63,9 @@ def table(batches: list[BatchRecord], now: float, *, with_tenant: bool) -> list[
 def cmd_batches(args: argparse.Namespace) -> int:
     from producer.views import batch_view
 
+    if (api := remote.api_mode()) is not None:  # MMQ_API_URL: the key's tenant's batches
+        return remote.run(remote.batches, api, args)
+
     async def go(settings, redis, records, storage):
         tenants = await _tenants(records) if args.all_tenants else [args.tenant]
         batches = await recent_batches(records, tenants, args.limit)
@@ -78,8 +82,10 @@ def cmd_batches(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    b = sub.add_parser("batches", help="recent batches, newest first, with state and counts")
-    add_tenant(b)
+    b = sub.add_parser(
+        "batches", help="recent batches, newest first, with state and counts", description=remote.mode_note()
+    )
+    add_tenant(b, api=True)
     b.add_argument("--all-tenants", action="store_true", help="every tenant's batches (operators)")
     b.add_argument(
         "--limit", type=positive_int, default=20, metavar="N", help="how many batches (default: 20)"

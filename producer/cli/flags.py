@@ -57,8 +57,17 @@ def add_json(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--json", action="store_true", help=f"print {what} as JSON (for scripts)")
 
 
-def add_tenant(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tenant", default="default", help="the tenant the batch belongs to (default: default)")
+DEFAULT_TENANT = "default"  # admin mode's tenant when none is named; a key of this tenant sees that work
+
+
+def add_tenant(p: argparse.ArgumentParser, *, api: bool = False) -> None:
+    """--tenant (admin mode); `api`: the command also runs through the API, where the key decides."""
+    p.add_argument(
+        "--tenant",
+        default=DEFAULT_TENANT,
+        help=f"the tenant in admin mode (default: {DEFAULT_TENANT}); the keys of that tenant see the work"
+        + ("; with MMQ_API_URL set, the tenant is MMQ_API_KEY's" if api else ""),
+    )
 
 
 def positive_int(text: str) -> int:

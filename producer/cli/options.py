@@ -87,6 +87,10 @@ def schedule_options(args: argparse.Namespace) -> dict[str, Any]:
         out["deadline"] = parse_when(args.deadline, after=out.get("not_before"))
     if getattr(args, "webhook", None):
         out["webhook_url"] = args.webhook
+    if getattr(args, "max_cost", None) is not None:
+        out["max_cost"] = args.max_cost
+    if getattr(args, "on_budget", None):
+        out["on_budget"] = args.on_budget
     return out
 
 
@@ -102,6 +106,17 @@ def add_schedule_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--deadline", metavar="WHEN", help="what has not run by then expires (batch_expired)")
     g.add_argument(
         "--webhook", metavar="URL", help="POST the batch here when it ends (MMQ_WEBHOOK_SECRET signs)"
+    )
+    b = p.add_argument_group("budget")
+    b.add_argument(
+        "--max-cost",
+        metavar="USD",
+        help="no call starts that could take the batch's spending past this (e.g. 40 for $40)",
+    )
+    b.add_argument(
+        "--on-budget",
+        choices=["wait", "fail"],
+        help="at the budget, jobs wait until it is raised (default) or fail with budget_exceeded",
     )
 
 

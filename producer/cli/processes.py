@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mmq import logs
+from mmq.keys import Keys
 from mmq.settings import get_settings
 from producer.cli.common import need_redis, with_records
 from producer.cli.errors import UserError
@@ -80,12 +81,13 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     need_redis(settings)
-    asyncio.run(with_records(lambda *_: asyncio.sleep(0)))  # Redis answers, the store is the shared one
+    # Redis answers, the store is the shared one; and how many keys `mmq keys create` made
+    made = asyncio.run(with_records(lambda s, redis, *_: redis.zcard(Keys(s.key_prefix).api_keys())))
     sock = bound_socket(args.host, args.port, "api")
-    if not settings.tenant_keys():
+    if not settings.tenant_keys() and not made:
         print(
-            "mmq api: no API keys configured (MMQ_API_KEYS / MMQ_API_KEYS_FILE); every request will be "
-            "refused. Create one with `mmq keys create --tenant NAME`.",
+            "mmq api: no API keys yet; every request is refused until one exists. Create one with "
+            "`mmq keys create --tenant NAME` (it works at once, no restart).",
             file=sys.stderr,
         )
     config = serve_config(create_app(settings), settings, host=args.host, port=args.port, log_level="info")

@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from producer.cli import remote
 from producer.cli.common import with_records
 from producer.cli.flags import add_json, add_watch
 from producer.cli.humanize import RUNNING, ago, clock, format_duration, moment, state
@@ -58,7 +59,10 @@ def batch_lines(batch: BatchRecord, failures: list[tuple[str, int, str]], now: f
         f"{c.total} in all: {c.succeeded} ok, {c.failed} failed, {c.cancelled} cancelled, "
         f"{c.queued} queued, {c.running} running"
     )
+    if c.budget:
+        jobs += f", {c.budget} waiting for the budget"
     rows.append(("jobs", jobs))
+    rows.append(("cost", _cost(batch)))
     extra = [f"{c.cached} from cache"] if c.cached else []
     if batch.invalid_lines:
         extra.append(f"{batch.invalid_lines} invalid lines (counted as failed)")
@@ -72,7 +76,22 @@ def batch_lines(batch: BatchRecord, failures: list[tuple[str, int, str]], now: f
     return [*lines, f"  next      {_next_step(batch)}"]
 
 
+def _cost(batch: BatchRecord) -> str:
+    from mmq.budgets import dollars
+
+    text = f"${dollars(batch.spent_micro_usd)} spent"
+    if batch.max_cost_micro_usd is not None:
+        text += f" of a ${dollars(batch.max_cost_micro_usd)} budget"
+        if batch.on_budget.value == "fail":
+            text += " (jobs past it fail)"
+    if batch.reserved_micro_usd:
+        text += f"; ${dollars(batch.reserved_micro_usd)} held by calls in flight"
+    return text
+
+
 def _next_step(batch: BatchRecord) -> str:
+    if batch.counts.budget and batch.status in RUNNING:
+        return f"mmq budget batch {batch.id} --max-cost USD    (raise it: the waiting jobs run)"
     if batch.status in RUNNING:
         return f"mmq status {batch.id} --watch"
     if batch.counts.failed:
@@ -95,6 +114,9 @@ def job_lines(job: JobRecord, now: float) -> list[str]:
     for n, a in enumerate(job.attempts, 1):
         outcome = a.error or ("skipped: circuit open" if a.skipped else f"HTTP {a.status}")
         rows.append((f"attempt {n}", f"{a.target}: {outcome} in {a.latency_ms:.0f} ms at {clock(a.at, now)}"))
+    if job.cost is not None:
+        priced = f"${job.cost.usd}" if job.cost.missing is None else job.cost.missing
+        rows.append(("cost", priced + (f" ({job.cost.tier} tier)" if job.cost.tier != "realtime" else "")))
     if job.error:
         code = f" ({job.error.code})" if job.error.code else ""
         rows.append(("error", f"{job.error.type}{code}: {job.error.message}"))
@@ -109,6 +131,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from producer.cli.progress import watch
     from producer.views import batch_view, job_view
+
+    if (api := remote.api_mode()) is not None:  # MMQ_API_URL: through the API, as the key's tenant
+        return remote.run(remote.status, api, args)
 
     async def go(settings, redis, records, storage):
         if args.id.startswith("job_"):
@@ -135,7 +160,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    st = sub.add_parser("status", help="a batch or a job: state, counts, times, failures by error type")
+    st = sub.add_parser(
+        "status",
+        help="a batch or a job: state, counts, times, failures by error type",
+        description=remote.mode_note(),
+    )
     st.add_argument("id", metavar="BATCH_ID|JOB_ID", help="batch_… or job_…")
     add_watch(st, default=False, then=", then the status")
     add_json(st, "the API's view of the batch or job")

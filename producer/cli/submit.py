@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmq.settings import get_settings
+from producer.cli import remote
 from producer.cli.common import with_records
 from producer.cli.flags import add_out, add_tenant, add_watch
 from producer.cli.inputs import input_file, opened_jsonl
@@ -24,6 +25,7 @@ from producer.cli.options import (
     add_schedule_options,
     batch_options,
 )
+from producer.cli.quote import add_dry_run
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -37,6 +39,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
         instead="for a folder of images use `mmq caption FOLDER`, of audio `mmq transcribe FOLDER`",
     )
     lines = opened_jsonl(path, get_settings().max_line_bytes)
+    if args.dry_run:  # the quote only: no Redis connection, nothing stored
+        from producer.cli.quote import quote_lines
+
+        options = batch_options(args, None)
+        metadata = {"source": path.name}
+        return quote_lines(
+            args, lines, base_dir=path.parent, metadata=metadata, options=options, dry_run=True
+        )
+    if (api := remote.api_mode()) is not None:  # MMQ_API_URL: through the API, as the key's tenant
+        return remote.run(remote.submit, api, args, path)
 
     async def go(settings, redis, records, storage):
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
@@ -62,6 +74,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from producer.submit import Producer
 
+    if (api := remote.api_mode()) is not None:
+        return remote.run(remote.cancel, api, args)
+
     async def go(settings, redis, records, storage):
         if await records.get_batch(args.id) is None:
             sys.exit(f"mmq: no batch {args.id}")
@@ -76,6 +91,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_retry_failed(args: argparse.Namespace) -> int:
     from producer.cli.progress import watch
     from producer.submit import Producer
+
+    if (api := remote.api_mode()) is not None:
+        return remote.run(remote.retry_failed, api, args)
 
     async def go(settings, redis, records, storage):
         try:
@@ -97,6 +115,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
     if not args.out:
         sys.exit("mmq results: give --out FILE.jsonl (where to write the output JSONL)")
+    if (api := remote.api_mode()) is not None:
+        return remote.run(remote.results, api, args)
 
     async def go(settings, redis, records, storage):
         if await records.get_batch(args.id) is None:
@@ -120,29 +140,42 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def add_submit_parser(sub: Any) -> None:
-    s = sub.add_parser("submit", help="submit a JSONL file (OpenAI Batch input format)")
+    s = sub.add_parser(
+        "submit", help="submit a JSONL file (OpenAI Batch input format)", description=remote.mode_note()
+    )
     s.add_argument("file", metavar="FILE.jsonl", help="one request per line: custom_id, method, url, body")
-    add_tenant(s)
+    add_tenant(s, api=True)
     add_watch(s, default=False)
     add_config_option(s)
     add_media_options(s)
     add_cache_options(s)
     add_schedule_options(s)
+    add_dry_run(s)
     s.set_defaults(fn=cmd_submit)
 
 
 def add_batch_parsers(sub: Any) -> None:
     """cancel, retry-failed, results: what follows a submit (listed after the submitting commands)."""
-    c = sub.add_parser("cancel", help="cancel a batch: queued jobs are cancelled, running ones finish")
+    c = sub.add_parser(
+        "cancel",
+        help="cancel a batch: queued jobs are cancelled, running ones finish",
+        description=remote.mode_note(),
+    )
     c.add_argument("id", metavar="BATCH_ID", help="the batch to cancel")
     c.set_defaults(fn=cmd_cancel)
 
-    rf = sub.add_parser("retry-failed", help="run a batch's failed jobs again (not invalid requests)")
+    rf = sub.add_parser(
+        "retry-failed",
+        help="run a batch's failed jobs again (not invalid requests)",
+        description=remote.mode_note(),
+    )
     rf.add_argument("id", metavar="BATCH_ID", help="the batch whose failed jobs run again")
     add_watch(rf, default=False)
     rf.set_defaults(fn=cmd_retry_failed)
 
-    r = sub.add_parser("results", help="write a batch's output JSONL (and its files)")
+    r = sub.add_parser(
+        "results", help="write a batch's output JSONL (and its files)", description=remote.mode_note()
+    )
     r.add_argument("id", metavar="BATCH_ID", help="the batch to write out")
     add_out(r, "the output JSONL file to write, OpenAI Batch output format (required)", old=True)
     r.add_argument("--files", metavar="DIR", help="also write every image/audio/text file to this folder")

@@ -128,11 +128,29 @@ def _report(wf: Workflow, batch: BatchRecord, written: Written, out: Path) -> No
         )
 
 
+def _dry_run(wf: Workflow, args: argparse.Namespace) -> int:
+    """The quote of what the workflow would submit (no Redis, nothing stored: producer/cli/quote.py)."""
+    from producer.cli.quote import quote_lines
+    from producer.workflows.inputs import WorkflowError
+
+    if args.resume:
+        sys.exit(f"mmq {wf.name}: --dry-run quotes an input; it does not take --resume")
+    lines, base_dir = _build_workflow(wf, args)
+    metadata = {"workflow": wf.name, "source": Path(args.source).name, **wf.metadata(args)}
+    try:
+        options = batch_options(args, None)
+        return quote_lines(args, lines, base_dir=base_dir, metadata=metadata, options=options, dry_run=True)
+    except WorkflowError as e:  # a CSV that went bad while it was read
+        sys.exit(f"mmq: {e}")
+
+
 def run_workflow(wf: Workflow, args: argparse.Namespace) -> int:
     from producer.cli.progress import watch
 
     if bool(args.resume) == bool(args.source):
         sys.exit(f"mmq {wf.name}: give an input or --resume BATCH_ID (one of them)")
+    if getattr(args, "dry_run", False):
+        return _dry_run(wf, args)
     state: dict[str, str] = {}
     built = None if args.resume else _build_workflow(wf, args)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from producer.cli.flags import add_deprecated, add_out, add_tenant, add_watch
 from producer.cli.inputs import input_file
 from producer.cli.options import add_cache_options, add_config_option, add_media_options, add_schedule_options
+from producer.cli.quote import add_dry_run
 from producer.cli.workflow_run import Workflow, run_workflow
 
 if TYPE_CHECKING:  # imported lazily at run time: `mmq --help` stays fast
@@ -175,6 +176,7 @@ def _workflow_parser(sub: Any, name: str, help: str, source: str, model: str | N
     )
     add_cache_options(p)
     add_schedule_options(p)
+    add_dry_run(p)
     p.set_defaults(fn=cmd_workflow)
     return p
 

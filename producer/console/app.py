@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import Storage
+from producer.auth import KeyTable
 from producer.console.session import COOKIE, Session, Sessions, SignInRequired
 from producer.progress import format_duration
 from producer.submit import Producer
@@ -124,8 +125,9 @@ class Console:
         return self.producer.settings
 
     @property
-    def tenant_keys(self) -> dict[str, str]:
-        return self.api.state.tenant_keys
+    def keys(self) -> KeyTable:
+        """The API's key table (producer/auth.py): sessions are worth what their key is worth."""
+        return self.api.state.keys
 
     @property
     def sessions(self) -> Sessions:
@@ -150,7 +152,7 @@ def console_of(request: Request) -> Console:
 async def viewer(request: Request) -> Session:
     """The signed-in viewer's session, or SignInRequired."""
     c = console_of(request)
-    session = await c.sessions.get(request.cookies.get(COOKIE), c.tenant_keys)
+    session = await c.sessions.get(request.cookies.get(COOKIE), c.keys)
     if session is None:
         raise SignInRequired()
     request.state.session = session

@@ -71,7 +71,7 @@ def _safe_next(target: str | None, prefix: str) -> str:
 # ------------------------------------------------------------------------------------------- sign-in
 async def login_page(request: Request) -> Response:
     c = console_of(request)
-    if await c.sessions.get(request.cookies.get(COOKIE), c.tenant_keys) is not None:
+    if await c.sessions.get(request.cookies.get(COOKIE), c.keys) is not None:
         return RedirectResponse(_safe_next(request.query_params.get("next"), PREFIX), 303)
     return _login_form(request, status=200)
 
@@ -99,7 +99,7 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     if not tokens_match(expected, form.get("login_token")):
         raise HTTPException(403, "sign-in refused: reload the sign-in page and try again")
-    opened = await c.sessions.open(form.get("key", "").strip(), c.tenant_keys)
+    opened = await c.sessions.open(form.get("key", "").strip(), c.keys)
     if opened is None:
         error = "That key is not an mmq API key of this server."
         return _login_form(request, status=401, error=error, next_=form.get("next", ""))

@@ -3,8 +3,9 @@
 A session is a random id in an HttpOnly, SameSite=Strict cookie scoped to `/console`; Redis keeps only the
 id's SHA-256 (`{p}:console:session:{sha256}`, a hash of the tenant, the SHA-256 of the API key that opened
 it and the session's CSRF token), for `SESSION_TTL_S`. A session is worth what its key is worth: it is
-refused as soon as the key is no longer in the API's key table (a key removed from config signs its
-sessions out), and it opens only the console, never `/api` or `/v1` (the cookie is not even sent there).
+refused as soon as the key is no longer in the API's key table (producer/auth.py: a key revoked with
+`mmq keys revoke` or removed from config signs its sessions out on their next request), and it opens only
+the console, never `/api` or `/v1` (the cookie is not even sent there).
 
 CSRF: every state-changing request (a POST) must carry the session's token — a hidden form field or the
 `X-CSRF-Token` header — compared in constant time, and, when the browser says where it comes from, come
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from producer.auth import hash_key
+from producer.auth import KeyTable, hash_key
 
 COOKIE = "mmq_console"
 LOGIN_COOKIE = "mmq_console_login"
@@ -63,10 +64,10 @@ class Sessions:
     def key(self, sid: str) -> str:
         return f"{self.prefix}:console:session:{_digest(sid)}"
 
-    async def open(self, api_key: str, tenant_keys: dict[str, str]) -> tuple[str, Session] | None:
+    async def open(self, api_key: str, keys: KeyTable) -> tuple[str, Session] | None:
         """A new session for a known API key (None for an unknown one): its cookie value and itself."""
         key_hash = hash_key(api_key)
-        tenant = tenant_keys.get(key_hash)
+        tenant = await keys.tenant_of_hash(key_hash) if api_key else None
         if tenant is None:
             return None
         sid, session = secrets.token_urlsafe(32), Session(tenant, secrets.token_urlsafe(32), key_hash)
@@ -76,7 +77,7 @@ class Sessions:
         await pipe.execute()
         return sid, session
 
-    async def get(self, sid: str | None, tenant_keys: dict[str, str]) -> Session | None:
+    async def get(self, sid: str | None, keys: KeyTable) -> Session | None:
         if not sid or len(sid) > 128:
             return None
         raw = await self.redis.hgetall(self.key(sid))
@@ -85,7 +86,7 @@ class Sessions:
         v = {_text(k): _text(x) for k, x in raw.items()}
         session = Session(v.get("tenant", ""), v.get("csrf", ""), v.get("key", ""))
         # the key that opened it must still be a key of the same tenant
-        if not session.tenant or tenant_keys.get(session.key_hash) != session.tenant:
+        if not session.tenant or await keys.tenant_of_hash(session.key_hash) != session.tenant:
             return None
         return session
 

@@ -15,16 +15,22 @@ only if there are any) and `file-err-<batch id>` (failed and cancelled lines, se
 any). Their content is streamed from the job records and stored results (views.iter_output).
 `request_counts.failed` counts failed and cancelled lines, so completed + failed == total at the end
 and the error file has exactly `failed` lines.
+
+A batch made outside /v1 (the CLI, /api, a workflow, a template) has no OpenAI fields of its own; they
+are derived from its record: `endpoint` is its first line's kind, `input_file_id` is empty (there is no
+uploaded file), `completion_window` and `expires_at` come from its deadline (`none` / null without one),
+`model` is its first line's. Its output and error files are named when it ends, as for any batch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
-from mmq.contract import BatchRecord, BatchStatus
-from producer.openai_api.context import Ctx, OaiBatch
+from mmq.contract import URL_BY_KIND, BatchRecord, BatchStatus
+from producer.openai_api.context import Ctx, OaiBatch, as_str
 from producer.openai_api.file_store import FileMeta
 
 
@@ -44,12 +50,36 @@ def _status(rec: BatchRecord, oai: OaiBatch) -> str:
     return "in_progress"
 
 
+async def _made_elsewhere(ctx: Ctx, rec: BatchRecord) -> dict[str, Any]:
+    """The OpenAI fields of a batch made outside /v1, derived from its record and its first line."""
+    first = await ctx.redis.lindex(ctx.records.batch_jobs_key(rec.id), 0)
+    job = (await ctx.records.get_jobs([as_str(first)]))[0] if first is not None else None
+    model = (job.request or {}).get("model") if job is not None else None
+    created = int(rec.created_at)
+    hours = math.ceil((rec.deadline - rec.created_at) / 3600) if rec.deadline else None
+    return {
+        "endpoint": URL_BY_KIND[job.kind] if job is not None else "/v1/chat/completions",
+        "input_file_id": "",
+        "completion_window": f"{max(hours, 1)}h" if hours is not None else "none",
+        "created_at": created,
+        "expires_at": int(rec.deadline) if rec.deadline else None,
+        "in_progress_at": created if rec.sealed else None,
+        "model": model if isinstance(model, str) else None,
+    }
+
+
 async def batch_object(ctx: Ctx, batch_id: str, who: str) -> dict[str, Any] | None:
     rec = await ctx.records.get_batch(batch_id)
-    oai = await ctx.get_oai(batch_id) if rec is not None and rec.tenant == who else None
-    if rec is None or oai is None:
+    if rec is None or rec.tenant != who:
         return None
+    fields = await ctx.oai_fields(batch_id)
     ended = rec.status in (BatchStatus.completed, BatchStatus.cancelled, BatchStatus.expired)
+    if "endpoint" not in fields:  # made outside /v1
+        derived = await _made_elsewhere(ctx, rec)
+        fields = {**derived, **fields}
+        if ended:  # nothing they come from changes any more: kept, later reads skip the derivation
+            await ctx.update(batch_id, **derived)
+    oai = OaiBatch.model_validate(fields)
     if ended and oai.finalized_at is None and oai.failed_at is None:
         oai = await _finalize(ctx, rec, oai)
     return _view(rec, oai)

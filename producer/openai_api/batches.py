@@ -6,7 +6,8 @@ and queues its lines. Lines OpenAI would refuse (another endpoint, a missing or 
 JSON) fail alone and are listed in `errors` with OpenAI's codes. Beyond OpenAI, `endpoint` may be any
 mmq kind, and `config` / `media` / `cache` (mmq extensions, via the SDK's `extra_body`) apply to every
 line. The completion window is the mmq batch's deadline: an expire job at `expires_at` ends what has not
-run.
+run. `dry_run: true` (mmq, via `extra_body`) answers the input file's quote instead and creates nothing
+(batch_quote.py documents its shape).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class CreateBatch(BaseModel):
     config: dict[str, Any] | str | None = Field(default=None, description="mmq: routing config (Portkey)")
     media: dict[str, Any] | None = Field(default=None, description='mmq: {"max_side", "max_bytes"}')
     cache: dict[str, Any] | bool | None = Field(default=None, description='mmq: false or {"level", ...}')
+    dry_run: bool = Field(default=False, description="mmq: answer the file's quote; create nothing")
+    max_cost: str | float | None = Field(default=None, description="mmq: the batch's budget in USD")
+    on_budget: str | None = Field(default=None, description="mmq: wait (default) | fail")
 
     @field_validator("endpoint")
     @classmethod
@@ -226,13 +230,23 @@ async def create_batch(body: CreateBatch, who: Tenant, ctx: Context) -> dict[str
     hours = int(_WINDOW.match(body.completion_window).group(1))  # type: ignore[union-attr]
     try:  # mmq's options from extra_body, parsed and checked as every entry point's are
         fields = {"config": body.config, "media": body.media, "cache": body.cache, "metadata": body.metadata}
+        budget = {"max_cost": body.max_cost, "on_budget": body.on_budget}
+        fields |= {name: value for name, value in budget.items() if value is not None}
         options = check_options(parse_options(fields), ctx.producer.settings)
     except LineError as e:
         head = str(e).split(":", 1)[0]  # "routing config: …", "media options: …", "cache options: …"
-        param = "media" if "media" in head else "cache" if "cache" in head else "config"
+        param = next((p for p in ("media", "cache", "max_cost", "on_budget") if p in head), "config")
         raise OpenAIError(400, str(e), param=param) from None
+    if body.dry_run:  # the quote only: nothing is written, queued or sent
+        from producer.openai_api.batch_quote import quote_file
+
+        return await quote_file(ctx, meta, body.endpoint, body.completion_window, options)
     batch = await ctx.producer.create_batch(
-        tenant=who, metadata=options.metadata, deadline=time.time() + hours * 3600
+        tenant=who,
+        metadata=options.metadata,
+        deadline=time.time() + hours * 3600,
+        max_cost_micro_usd=options.max_cost_micro_usd,
+        on_budget=options.on_budget,
     )
     now = int(batch.created_at)
     oai = OaiBatch(
@@ -258,8 +272,9 @@ async def list_batches(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    """Newest first; `after` is the id of the last batch of the previous page (the SDK's auto-pager)."""
-    ids, more = await page_ids(ctx.redis, ctx.tenant_batches_key(who), after, limit)
+    """Newest first; `after` is the id of the last batch of the previous page (the SDK's auto-pager).
+    Every batch of the tenant, whatever made it (the CLI, /api, a workflow…): one list, as /api's."""
+    ids, more = await page_ids(ctx.redis, ctx.records.tenant_batches_key(who), after, limit)
     data = [b for b in [await batch_object(ctx, i, who) for i in ids] if b is not None]
     return page(data, more)
 

@@ -1,7 +1,9 @@
 """What every /v1 route gets: the caller's tenant (from its mmq API key) and the per-app context.
 
 A batch is an mmq batch (mmq/records.py) plus the OpenAI-only fields (OaiBatch) in `{p}:oai:batch:{id}`;
-the batch ids are the same, and `{p}:oai:tenant:{t}:batches` lists a tenant's batches by creation time.
+the batch ids are the same. /v1/batches lists the tenant's mmq batches (`{p}:tenant:{t}:batches`), so a
+batch made elsewhere (the CLI, /api, a workflow, a template, the console) is listed and retrieved too:
+its OpenAI fields are derived from its record (batch_object.py) until /v1 writes some of its own.
 Work that outlives a request (reading an input file, sweeping a cancel) runs as the context's background
 tasks; the lifespan stops them at shutdown, before the app closes Redis.
 """
@@ -22,7 +24,7 @@ from redis.asyncio import Redis
 from mmq.contract import BatchRecord
 from mmq.records import Records
 from mmq.storage import Storage
-from producer.auth import bearer_token, tenant_for
+from producer.auth import request_tenant
 from producer.openai_api.errors import OpenAIError
 from producer.openai_api.file_store import FileStore
 from producer.submit import Producer
@@ -35,7 +37,7 @@ class OaiBatch(BaseModel):
     input_file_id: str
     completion_window: str
     created_at: int
-    expires_at: int
+    expires_at: int | None = None  # None: a batch made outside /v1 without a deadline
     output_expires_s: int | None = None
     model: str | None = None
     errors: list[dict[str, Any]] | None = None
@@ -65,21 +67,18 @@ class Ctx:
     def batch_key(self, batch_id: str) -> str:
         return f"{self.prefix}:oai:batch:{batch_id}"
 
-    def tenant_batches_key(self, tenant: str) -> str:
-        return f"{self.prefix}:oai:tenant:{tenant}:batches"
-
     async def add_batch(self, batch: BatchRecord, oai: OaiBatch) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self.batch_key(batch.id), mapping=_encode(oai.model_dump()))
-        pipe.zadd(self.tenant_batches_key(batch.tenant), {batch.id: batch.created_at})
-        await pipe.execute()
+        """The OpenAI fields of a batch made by /v1 (the batch is listed with the tenant's mmq batches)."""
+        await self.redis.hset(self.batch_key(batch.id), mapping=_encode(oai.model_dump()))
 
     async def update(self, batch_id: str, **fields: Any) -> None:
         await self.redis.hset(self.batch_key(batch_id), mapping=_encode(fields))
 
-    async def get_oai(self, batch_id: str) -> OaiBatch | None:
+    async def oai_fields(self, batch_id: str) -> dict[str, Any]:
+        """The OpenAI fields stored for a batch: all of them for a /v1 batch; for a batch made elsewhere,
+        none, or those /v1 wrote since (cancelling_at, the output files once it ended)."""
         raw = await self.redis.hgetall(self.batch_key(batch_id))
-        return OaiBatch.model_validate({as_str(k): json.loads(v) for k, v in raw.items()}) if raw else None
+        return {as_str(k): json.loads(v) for k, v in raw.items()}
 
     def spawn(self, work: Awaitable[Any]) -> None:
         """Background work that outlives the request (stopped, and accounted for, at shutdown)."""
@@ -112,7 +111,7 @@ async def get_ctx(request: Request) -> Ctx:
 
 
 async def caller_tenant(request: Request) -> str:
-    who = tenant_for(bearer_token(request.headers.get("authorization", "")), request.app.state.tenant_keys)
+    who = await request_tenant(request)
     if who is None:
         raise OpenAIError(
             401,

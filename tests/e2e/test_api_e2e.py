@@ -6,6 +6,7 @@ import io
 import json
 import time
 import wave
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -66,9 +67,12 @@ def test_batch_over_http_with_results_and_tenant_isolation(api):
         "succeeded": 3,
         "failed": 1,
         "cancelled": 0,
+        "budget": 0,
         "cached": 0,
         "provider_calls": 3,  # the broken line never reached a provider
     }
+    # what its calls cost, priced from the simulator's reported usage (a JSON number of dollars as text)
+    assert Decimal(batch["cost"]["spent_usd"]) > 0 and batch["cost"]["max_cost_usd"] is None
 
     jobs = {j["custom_id"]: j for j in a.get(f"/api/batches/{batch['id']}/jobs").json()["data"]}
     assert "green" in a.get(jobs["green"]["result"]["url"]).json()["choices"][0]["message"]["content"]
