@@ -15,6 +15,8 @@ from starlette.routing import Route
 from mmq.simulator.anthropic import anthropic_routes
 from mmq.simulator.audio import speech, transcriptions, translations
 from mmq.simulator.azure import azure_routes
+from mmq.simulator.batches.engine import BatchEngine
+from mmq.simulator.batches.routes import batch_routes
 from mmq.simulator.bedrock import bedrock_routes
 from mmq.simulator.chat import chat_completions
 from mmq.simulator.deepgram import deepgram_routes
@@ -44,6 +46,7 @@ async def health(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
+    await request.app.state.sim.batches.settle()  # batch lines due by now are run and billed first
     return json_response(request.app.state.stats.to_dict())
 
 
@@ -68,6 +71,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(config: SimulatorConfig | None = None) -> Starlette:
     sim = SimState(config or SimulatorConfig())
+    sim.batches = BatchEngine(sim.config, sim.stats)
     routes: list[Route] = []
     for path, handler in _API.items():
         endpoint = guarded(handler, "/v1" + path)
@@ -82,6 +86,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
     routes += stability_routes()  # Stability AI dialect: v2beta multipart and v1 JSON, guarded
     routes += anthropic_routes()  # Anthropic Messages dialect: x-api-key auth, guarded
     routes += vertex_anthropic_routes()  # Claude on Vertex AI: rawPredict, bearer auth, guarded
+    routes += batch_routes()  # native batch APIs (OpenAI/Azure/Groq, Anthropic, Gemini) and /sim/batches
     routes += [
         Route("/health", health, methods=["GET"]),
         Route("/sim/stats", stats, methods=["GET"]),

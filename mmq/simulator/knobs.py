@@ -1,4 +1,5 @@
-"""Simulator knobs: latency, rate limits and fault injection, settable from code or the environment."""
+"""Simulator knobs: latency, rate limits, fault injection and the native batch APIs' lifecycle, settable
+from code, the environment, or (the batch ones) at run time through POST /sim/batches."""
 
 from __future__ import annotations
 
@@ -16,7 +17,21 @@ _ENV_FIELDS: dict[str, str] = {
     "MMQ_SIM_HANG_RATE": "hang_rate",
     "MMQ_SIM_HANG_S": "hang_s",
     "MMQ_SIM_SEED": "seed",
+    "MMQ_SIM_BATCH_VALIDATE_S": "batch_validate_s",
+    "MMQ_SIM_BATCH_COMPLETE_S": "batch_complete_s",
+    "MMQ_SIM_BATCH_FINALIZE_S": "batch_finalize_s",
+    "MMQ_SIM_BATCH_FAIL_RATE": "batch_fail_rate",
+    "MMQ_SIM_BATCH_EXPIRE_S": "batch_expire_s",
+    "MMQ_SIM_BATCH_CANCEL_S": "batch_cancel_s",
+    "MMQ_SIM_BATCH_STALL": "batch_stall",
+    "MMQ_SIM_BATCH_MAX_REQUESTS": "batch_max_requests",
+    "MMQ_SIM_BATCH_MAX_BYTES": "batch_max_bytes",
 }
+# optional knobs an env value of "0"/"none"/"off" turns off rather than sets to zero
+_OFF = {"requests_per_window", "batch_expire_s", "batch_max_requests", "batch_max_bytes"}
+# the native batch knobs (mmq/simulator/batches/): read when a batch is created, so a change made at run
+# time applies to the batches created after it
+BATCH_KNOBS = frozenset(field for field in _ENV_FIELDS.values() if field.startswith("batch_"))
 
 
 class SimulatorConfig(BaseModel):
@@ -28,6 +43,16 @@ class SimulatorConfig(BaseModel):
     hang_rate: float = Field(0, ge=0, le=1)  # fraction delayed by hang_s
     hang_s: float = Field(300, ge=0)
     seed: int = 0
+    # native batch APIs (mmq/simulator/batches/engine.py has the timeline these drive)
+    batch_validate_s: float = Field(0.5, ge=0)  # validating (OpenAI family) / PENDING (Gemini)
+    batch_complete_s: float = Field(5.0, ge=0)  # from the end of validation to the last line done
+    batch_finalize_s: float = Field(0.5, ge=0)  # finalizing, after the last line
+    batch_fail_rate: float = Field(0, ge=0, le=1)  # this fraction of lines errors (a 500), not billed
+    batch_expire_s: float | None = Field(None, gt=0)  # expiry after create; None = the window (24 h…)
+    batch_cancel_s: float = Field(1.0, ge=0)  # cancelling lasts this long; due lines still finish
+    batch_stall: bool = False  # no line ever finishes: in progress until cancelled (or expired)
+    batch_max_requests: int | None = Field(None, ge=1)  # None = the provider's documented limit
+    batch_max_bytes: int | None = Field(None, ge=1)  # None = the provider's documented limit
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> SimulatorConfig:
@@ -37,8 +62,8 @@ class SimulatorConfig(BaseModel):
             raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
-            # "0"/"none" disables the rate limit rather than rejecting every request
-            if field == "requests_per_window" and raw.strip().lower() in {"0", "none", "off"}:
+            # "0"/"none" turns an optional knob off (no rate limit, no expiry…) rather than setting zero
+            if field in _OFF and raw.strip().lower() in {"0", "none", "off"}:
                 values[field] = None
                 continue
             values[field] = raw.strip()

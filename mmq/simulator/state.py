@@ -1,8 +1,10 @@
-"""Per-app simulator state: config, the single seeded RNG, counters, limiter, file store, HTTP client."""
+"""Per-app simulator state: config, the single seeded RNG, counters, limiter, file store, HTTP client,
+and the native batch engine."""
 
 from __future__ import annotations
 
 import random
+from typing import Protocol
 
 import httpx
 
@@ -13,6 +15,16 @@ from mmq.simulator.ratelimit import SlidingWindowLimiter
 from mmq.simulator.stats import SimStats
 
 
+class Engine(Protocol):
+    """What the state needs of the native batch engine (mmq/simulator/batches/engine.py BatchEngine)."""
+
+    def clear(self) -> None: ...
+
+    async def settle(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class SimState:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -21,6 +33,9 @@ class SimState:
         self.stats = SimStats()
         self.files = FileStore(256)
         self.faults = FaultScript()
+        # set by create_app: this module may not import the batches package, whose routes import the
+        # realtime handlers, which import this module (the import contract forbids the cycle)
+        self.batches: Engine | None = None
         self.limiter = (
             SlidingWindowLimiter(config.requests_per_window, config.window_s)
             if config.requests_per_window is not None
@@ -42,11 +57,15 @@ class SimState:
     def reset(self) -> None:
         self.stats.reset()
         self.faults.clear()
+        if self.batches is not None:
+            self.batches.clear()
         if self.limiter is not None:
             self.limiter.reset()
         self.rng.seed(self.config.seed)
 
     async def aclose(self) -> None:
+        if self.batches is not None:
+            await self.batches.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

@@ -29,6 +29,7 @@ async def make_sim() -> AsyncIterator[MakeSim]:
     yield make
     for client in clients:
         await client.aclose()
+        await client.app.state.sim.aclose()  # type: ignore[attr-defined]  # stops the batch driver task
 
 
 @pytest.fixture

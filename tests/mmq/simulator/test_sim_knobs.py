@@ -92,6 +92,10 @@ async def test_health_stats_and_reset(make_sim) -> None:
         "rate_limited": 1,
         "errors": 0,
         "hangs": 0,
+        "batches_created": {},
+        "batch_cancels": {},
+        "batch_lines_billed": {},
+        "batch_billed_ids": {},
     }
     assert (await sim.post("http://sim/sim/reset")).status_code == 200
     assert sim.app.state.stats.requests == 0
