@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mmq.contract import CacheOptions, MediaPrep, OnBudget, Priority
+from mmq.contract import CacheOptions, MediaPrep, OnBudget, Priority, Tier
 
 OPTION_NAMES = (
     "config",
@@ -28,6 +28,7 @@ OPTION_NAMES = (
     "webhook_url",
     "max_cost",
     "on_budget",
+    "tier",
 )
 
 
@@ -49,12 +50,25 @@ class BatchOptions(BaseModel):
     on_budget: OnBudget = Field(
         default=OnBudget.wait, description="wait (resumable, `budget` state) | fail (budget_exceeded)"
     )
+    tier: Tier | None = Field(
+        default=None,
+        description="realtime | batch | auto (default: auto when the deadline is an hour away or more)",
+    )
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("config", "media", mode="before")
     @classmethod
     def _json_text(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
+
+    def resolved_tier(self, now: float, min_window_s: float = 3600.0) -> Tier:
+        """The tier the batch runs on: `auto` (and no tier) is `auto` only when a deadline leaves at
+        least `min_window_s`, else realtime; `batch` asks for the providers' batch APIs outright."""
+        if self.tier is Tier.realtime or (self.tier is Tier.batch):
+            return self.tier
+        if self.deadline is not None and self.deadline - now >= min_window_s:
+            return Tier.auto
+        return Tier.realtime
 
     @property
     def max_cost_micro_usd(self) -> int | None:

@@ -107,9 +107,11 @@ class Client:
         webhook_url: str | None = None,
         max_cost: float | str | None = None,
         on_budget: str | None = None,
+        tier: str | None = None,
     ) -> Batch:
         """A batch from OpenAI Batch lines: a JSONL file (streamed, any size) or an iterable of dicts.
-        Options as the API's `POST /api/batches` (`max_cost`: the batch's budget in USD); a bad option
+        Options as the API's `POST /api/batches` (`max_cost`: the batch's budget in USD; `tier`:
+        realtime | batch | auto, how its jobs are called); a bad option
         refuses the whole batch (MMQError)."""
         if isinstance(requests, str | Path):
             params: dict[str, str] = {**(metadata or {}), "priority": priority}
@@ -119,7 +121,7 @@ class Client:
             params |= {k: repr(v) for k, v in times.items() if v is not None}
             if webhook_url:
                 params["webhook_url"] = webhook_url
-            budget = {"max_cost": max_cost, "on_budget": on_budget}
+            budget = {"max_cost": max_cost, "on_budget": on_budget, "tier": tier}
             params |= {k: str(v) for k, v in budget.items() if v is not None}
             with open(requests, "rb") as f:
                 response = self._call(
@@ -142,6 +144,7 @@ class Client:
                 "webhook_url": webhook_url,
                 "max_cost": None if max_cost is None else str(max_cost),
                 "on_budget": on_budget,
+                "tier": tier,
             }
             response = self._call("POST", "/api/batches", json=body)
         return Batch(response.json())

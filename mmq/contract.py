@@ -303,6 +303,7 @@ class JobStatus(StrEnum):
     queued = "queued"
     running = "running"
     budget = "budget"  # waiting for a budget: resumes when it is raised or spending in flight settles
+    provider_batch = "provider_batch"  # sent (or about to be) through its provider's own batch API
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -317,6 +318,15 @@ class Priority(StrEnum):
     high = "high"
     normal = "normal"
     low = "low"
+
+
+class Tier(StrEnum):
+    """How a batch's jobs are called: `realtime` (each its own call), `batch` (the eligible ones through
+    their provider's own batch API, at its batch price), `auto` (batch when the deadline leaves room)."""
+
+    realtime = "realtime"
+    batch = "batch"
+    auto = "auto"
 
 
 class OnBudget(StrEnum):
@@ -348,6 +358,8 @@ class Attempt(BaseModel):
     error: str | None = None
     at: float = Field(default_factory=time.time)  # the last of `repeats`
     skipped: bool = False  # not called: the target's circuit was open
+    tier: str | None = None  # "batch": answered through the provider's batch API (None: realtime)
+    provider_batch: str | None = None  # … in this provider batch
     # the same outcome several times in a row (a target down for hours, a job deferred again and again)
     # is one entry: the record stays bounded however long the job waits
     repeats: int = Field(default=1, ge=1)
@@ -435,6 +447,7 @@ class JobRecord(BaseModel):
     media: MediaPrep | None = None
     cache: CacheOptions | None = None  # None: the defaults (exact level)
     priority: Priority = Priority.normal
+    tier: Tier = Tier.realtime  # its batch's tier: `batch`/`auto` may send it through a provider batch
     deadline: float | None = None  # epoch s: a job that has not run by then fails with batch_expired
     cache_key: str | None = None  # set at submit when every input is at hand, else by the worker
     status: JobStatus = JobStatus.queued
@@ -459,8 +472,12 @@ class BatchCounts(BaseModel):
     failed: int = 0
     cancelled: int = 0
     budget: int = 0  # waiting for a budget (resumable)
+    provider_batch: int = 0  # in the providers' own batches (the batch tier)
     cached: int = 0
     provider_calls: int = 0  # calls made by this batch's finished jobs (retries and fallbacks included)
+    # lines a provider batch finished during its cancellation after their jobs had run realtime (the
+    # batch tier's fallback): the only jobs it pays twice
+    paid_twice: int = 0
 
     @property
     def done(self) -> int:
@@ -472,6 +489,10 @@ class BatchRecord(BaseModel):
     tenant: str
     status: BatchStatus = BatchStatus.in_progress
     sealed: bool = False  # every line has been submitted; until then a batch cannot complete
+    # why its submission ended before its input did: `submission_interrupted` (its process stopped or
+    # died; sealed with the lines it had sent, mmq/submissions.py), at `interrupted_at`
+    interrupted: str | None = None
+    interrupted_at: float | None = None
     counts: BatchCounts = Field(default_factory=BatchCounts)
     invalid_lines: int = 0
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -482,6 +503,7 @@ class BatchRecord(BaseModel):
     config: dict[str, Any] | None = None  # the routing config of every job, stored once on the batch
     max_cost_micro_usd: int | None = None  # the batch's budget (millionths of a dollar); None: none
     on_budget: OnBudget = OnBudget.wait  # what a job does when the budget would be exceeded
+    tier: Tier = Tier.realtime  # resolved at submit (`auto` with no deadline an hour away: realtime)
     spent_micro_usd: int = 0  # what its jobs' provider calls cost (added as each job ends)
     reserved_micro_usd: int = 0  # estimates held by calls in flight against its budget
     created_at: float = Field(default_factory=time.time)

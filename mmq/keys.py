@@ -11,6 +11,9 @@
                                        values, which Redis packs (mmq/records.py)
     {p}:tenant:{t}:batches       ZSET  batch ids by creation time: every batch of the tenant, whatever made
                                        it (CLI, /api, /v1, console, workflows, templates)
+    {p}:submitting               ZSET  batches not sealed yet: batch id → when their submission last showed
+                                       progress (ms); a worker seals those stalled past MMQ_SUBMIT_STALL_S
+                                       (mmq/submissions.py)
     {p}:apikey:{sha256}          HASH  an API key made by `mmq keys create`, under the SHA-256 of the key
                                        (never the key): tenant, name, created, prefix (its first 8
                                        characters, to recognise it), revoked (when; a key of
@@ -31,6 +34,15 @@
     {p}:budget:held:what         HASH  reservation id → "micro-USD key key…" (the spend hashes it holds)
     {p}:budget:waiting           ZSET  jobs waiting for a budget: job id → when to try again (ms; +inf:
                                        only a raise wakes it)
+    {p}:nb:open:{group}          ZSET  the batch tier's jobs waiting to be packed for one target, model
+                                       and kind (group): job id → when it came
+    {p}:nb:groups                SET   the open zsets that have held jobs (a dead gather's are found here)
+    {p}:nb:pack:{id}:lock        STR   the worker creating, polling or harvesting a pack (a lease)
+    {p}:nb:pack:{id}             HASH  one pack of jobs = one provider batch: group, target, state,
+                                       provider batch id, handles, deadline, counts
+    {p}:nb:pack:{id}:jobs        LIST  its job ids (its lines' custom_ids)
+    {p}:nb:packs                 ZSET  packs not yet harvested, by creation time
+    {p}:batch:{id}:packs         SET   the packs holding a batch's jobs
 
 The front keeps three families of its own beside these: `{p}:oai:…` (the /v1 files and batches),
 `{p}:templates:…` / `{p}:template-blobs:…` (prompt templates) and `{p}:console:session:…` /
@@ -68,6 +80,10 @@ class Keys:
 
     def tenant_batches(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:batches"
+
+    def submitting(self) -> str:
+        """Batches whose lines are still being submitted, by their last progress (mmq/submissions.py)."""
+        return f"{self.prefix}:submitting"
 
     def api_key(self, key_hash: str) -> str:
         """One API key's record, under the SHA-256 (hex) of the key (producer/api_keys.py)."""
@@ -111,3 +127,24 @@ class Keys:
 
     def budget_waiting(self) -> str:
         return f"{self.prefix}:budget:waiting"
+
+    def nb_open(self, group: str) -> str:
+        return f"{self.prefix}:nb:open:{group}"
+
+    def nb_groups(self) -> str:
+        return f"{self.prefix}:nb:groups"
+
+    def nb_pack_lock(self, pack_id: str) -> str:
+        return f"{self.prefix}:nb:pack:{pack_id}:lock"
+
+    def nb_pack(self, pack_id: str) -> str:
+        return f"{self.prefix}:nb:pack:{pack_id}"
+
+    def nb_pack_jobs(self, pack_id: str) -> str:
+        return f"{self.prefix}:nb:pack:{pack_id}:jobs"
+
+    def nb_packs(self) -> str:
+        return f"{self.prefix}:nb:packs"
+
+    def batch_packs(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}:packs"

@@ -14,7 +14,8 @@ A job outside any batch keeps its whole spec (id, tenant and config included) in
 Status changes go through Lua scripts (mmq/lua) so a job's status and its batch's counters move
 together, a re-run (arq is at-least-once) never counts twice, and a batch ends in the same call as its
 last job: `claim` (queued → running, returning everything the worker needs), `finish` (the outcome),
-`end_queued` (cancel/expire), `requeue_failed`, `seal`, `start_cancel`.
+`defer` (running → queued while a deferred job waits), `end_queued` (cancel/expire), `requeue_failed`,
+`seal`, `start_cancel`.
 """
 
 from __future__ import annotations
@@ -38,17 +39,18 @@ from mmq.contract import (
     JobStatus,
     Kind,
     OnBudget,
+    Tier,
 )
 from mmq.keys import Keys
 
 _COUNTERS = (
-    *("total", "queued", "running", "budget", "succeeded", "failed", "cancelled", "cached"),
-    "provider_calls",
+    *("total", "queued", "running", "budget", "provider_batch", "succeeded", "failed", "cancelled"),
+    *("cached", "provider_calls", "paid_twice"),
 )
 # JobRecord fields kept in the immutable spec JSON; everything else is a state field of the hash
 _SPEC = frozenset(
     {"id", "custom_id", "tenant", "kind", "request", "request_key", "config", "metadata", "media", "cache"}
-    | {"priority", "created_at"}
+    | {"priority", "tier", "created_at"}
 )
 # what a batch job's spec leaves to its batch: the id is the spec's field name in the batch's specs hash
 _BATCH_HOLDS = frozenset({"id", "tenant", "config"})
@@ -83,7 +85,7 @@ def spec_options_json(job: JobRecord) -> bytes:
     """The spec members a batch's jobs share (metadata, media, cache, priority; each only when it is not
     the default), as `batch_spec_json` writes them: ',"media":{…}' or b'' (see `new_batch_spec`)."""
     members = job.model_dump_json(
-        include={"metadata", "media", "cache", "priority"}, exclude_defaults=True
+        include={"metadata", "media", "cache", "priority", "tier"}, exclude_defaults=True
     ).encode()
     return b"," + members[1:-1] if members != b"{}" else b""
 
@@ -237,6 +239,7 @@ class Records:
         self._end_queued = scripts.register(redis, "end_queued")
         self._requeue_failed = scripts.register(redis, "requeue_failed")
         self._start_cancel = scripts.register(redis, "start_cancel")
+        self._defer = scripts.register(redis, "defer")
 
     # ------------------------------------------------------------------ keys
     def job_key(self, job_id: str) -> str:
@@ -271,11 +274,14 @@ class Records:
                 "webhook_url": batch.webhook_url or "",
                 **({"max_cost": batch.max_cost_micro_usd} if batch.max_cost_micro_usd is not None else {}),
                 **({"on_budget": batch.on_budget.value} if batch.on_budget is not OnBudget.wait else {}),
+                **({"tier": batch.tier.value} if batch.tier is not Tier.realtime else {}),
                 **({"config": json.dumps(batch.config)} if batch.config is not None else {}),
                 **{c: 0 for c in _COUNTERS},
             },
         )
         pipe.zadd(self.tenant_batches_key(batch.tenant), {batch.id: batch.created_at})
+        # being submitted until its seal: a worker seals it if its submission stalls (mmq/submissions.py)
+        pipe.zadd(self.keys.submitting(), {batch.id: int(batch.created_at * 1000)})
 
     def set_batch_config(self, pipe: Any, batch_id: str, config: dict[str, Any] | None) -> None:
         """The routing config every job of the batch runs with (stored once, read by `claim`)."""
@@ -324,7 +330,10 @@ class Records:
 
     async def seal_batch(self, batch_id: str, invalid_lines: int = 0) -> bool:
         """Marks every line submitted; returns True if that ended the batch (nothing left to run)."""
-        outcome = await self._seal([self.batch_key(batch_id)], [repr(time.time()), invalid_lines])
+        pipe = self.redis.pipeline(transaction=False)
+        self._seal.queue(pipe, [self.batch_key(batch_id)], [repr(time.time()), invalid_lines])
+        pipe.zrem(self.keys.submitting(), batch_id)  # no longer being submitted (mmq/submissions.py)
+        outcome, _ = await scripts.execute(pipe)
         return _s(outcome) == "ended"
 
     # ------------------------------------------------------------------ the worker's moves
@@ -406,6 +415,23 @@ class Records:
             pipe.hdel(self.job_key(job.id), *gone)
         await pipe.execute()
 
+    async def defer(self, job: JobRecord) -> str:
+        """A running job leaves its slot to run again later (a deferral): its state saved (as `save`) and
+        its status `queued`, where a cancel or an expiry reaches it and the claim takes it again; or
+        `cancelled`, when its batch is cancelling. One round trip, its batch's counters with it
+        (mmq/lua/defer.lua). Returns 'deferred' (queued), 'cancelled_now', 'ended' (cancelled, and its
+        batch ended), 'missing', or the status of a job that was not running (nothing written)."""
+        args: list[Any] = [repr(time.time())]
+        for name, value in state_fields(job).items():
+            args += [name, value]
+        keys = [self.job_key(job.id), self.batch_key(job.batch_id) if job.batch_id else ""]
+        outcome = _s(await self._defer(keys, args))
+        if outcome == "deferred":
+            job.status = JobStatus.queued
+        elif outcome in ("cancelled_now", "ended"):
+            job.status = JobStatus.cancelled
+        return outcome
+
     # ------------------------------------------------------------------ reads
     async def get_job(self, job_id: str) -> JobRecord | None:
         [job] = await self.get_jobs([job_id])
@@ -460,6 +486,8 @@ class Records:
             tenant=v["tenant"],
             status=BatchStatus(v["status"]),
             sealed=v.get("sealed") == "1",
+            interrupted=v.get("interrupted") or None,
+            interrupted_at=float(v["interrupted_at"]) if v.get("interrupted_at") else None,
             counts=BatchCounts(**{c: int(v.get(c, 0)) for c in _COUNTERS}),
             invalid_lines=int(v.get("invalid_lines", 0)),
             metadata=json.loads(v.get("metadata") or "{}"),
@@ -470,6 +498,7 @@ class Records:
             config=json.loads(v["config"]) if v.get("config") else None,
             max_cost_micro_usd=int(v["max_cost"]) if v.get("max_cost") else None,
             on_budget=v.get("on_budget") or OnBudget.wait,
+            tier=v.get("tier") or Tier.realtime,
             spent_micro_usd=int(v.get("spent", 0)),
             reserved_micro_usd=int(v.get("reserved", 0)),
             created_at=float(v["created_at"]),

@@ -92,12 +92,30 @@ class Settings(BaseSettings):
     default_config: dict[str, Any] | None = None
     secrets_file: Path | None = None
 
+    # the batch tier (worker/batch_tier): `auto` sends eligible jobs through their provider's batch API
+    # only when the deadline is at least `min_window_s` away; open jobs of one target are gathered for
+    # `gather_s` before a provider batch is made; polls back off from `poll_min_s` to `poll_max_s`; the
+    # fallback leaves `margin_s` past the realtime run of what is still pending, run at
+    # `realtime_rate` jobs/s where the target has no rate limit of its own; a step that died with its
+    # worker is found by every worker's sweep after `rescue_s`
+    batch_tier_min_window_s: float = 3600.0
+    batch_tier_gather_s: float = 5.0
+    batch_tier_poll_min_s: float = 30.0
+    batch_tier_poll_max_s: float = 300.0
+    batch_tier_margin_s: float = 600.0
+    batch_tier_realtime_rate: float = 10.0
+    batch_tier_rescue_s: float = 30.0  # a pack step lost with its worker is run again after this
+
     # quotes (mmq quote, --dry-run): a price file over the shipped book (mmq/pricing/prices.yaml), same shape
     prices_file: Path | None = None
 
     # producer
     inline_request_max_bytes: int = 16_384  # bigger request bodies go to storage, Redis keeps a reference
     enqueue_chunk: int = 500
+    # a batch whose submission (mmq submit, POST /api/batches, /v1 reading its file) shows no progress for
+    # this long is sealed by a worker with what it has, marked submission_interrupted (its process died);
+    # a live submission marks progress at least every min(30 s, a quarter of it) (mmq/submissions.py)
+    submit_stall_s: float = 600.0
 
     # API: {sha256(key) hex: tenant}; a JSON object in the env var, or a file of the same shape (re-read
     # when it changes); keys made by `mmq keys create` live in Redis beside these

@@ -23,6 +23,7 @@ from mmq.batch_options import BatchOptions
 from mmq.budgets import Budgets
 from mmq.connections import connect
 from mmq.contract import BatchRecord, JobRecord
+from mmq.packs import Packs
 from mmq.records import Records
 from mmq.settings import Settings, get_settings
 from mmq.shared_store import check_shared_store
@@ -36,7 +37,7 @@ from producer.options import LineError, format_validation_error, parse_options
 from producer.quoting import QuoteUnavailable, quote_request
 from producer.submit import BatchLine, Producer
 from producer.templates.routes import router as templates_router
-from producer.views import batch_view, iter_output, job_view, result_body
+from producer.views import batch_view, iter_output, job_view, provider_batches_view, result_body
 
 
 class JobSubmission(BaseModel):
@@ -186,7 +187,9 @@ def create_app(
 
     @app.get("/api/batches/{batch_id}")
     async def get_batch(batch_id: str, request: Request, who: Tenant) -> dict[str, Any]:
-        return batch_view(await own_batch(request, batch_id, who))
+        view = batch_view(await own_batch(request, batch_id, who))
+        packs = await Packs(request.app.state.redis, settings.key_prefix).batch_packs(batch_id)
+        return {**view, "provider_batches": provider_batches_view(packs)}
 
     @app.post("/api/batches/{batch_id}/cancel")
     async def cancel_batch(batch_id: str, request: Request, who: Tenant) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from mmq.settings import Settings
 from mmq.storage import BlobNotFound
 from producer.options import LineError, check_options, validate_cache
 from producer.quote_sums import MAX_LISTED, BatchQuote, Refused, Tally
-from producer.submit import BatchLine, Producer
+from producer.submit import BatchLine, CustomIds, Producer
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +192,11 @@ class Quoter:
     async def quote(self, lines: Iterable[BatchLine] | AsyncIterable[BatchLine]) -> BatchQuote:
         tally = Tally(self.book)
         seen = 0
+        custom_ids = CustomIds()  # a line whose custom_id is already used is refused, as at submit
 
         async def take(line: BatchLine) -> None:
             nonlocal seen
+            custom_ids.check(line)
             try:
                 tally.add(await self.measure(line))
             except LineError as e:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
-from collections.abc import AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -70,6 +71,8 @@ from mmq.media import (
 from mmq.records import JobRow, Records, batch_row, new_batch_spec, queued_row, spec_options_json
 from mmq.settings import Settings
 from mmq.storage import BlobNotFound, Storage, put_blob, safe_segment
+from mmq.submissions import Progress, after_seal, interrupt
+from producer.local_files import LocalFileError, read_local_file
 from producer.options import (
     LineError,
     check_options,
@@ -77,6 +80,8 @@ from producer.options import (
     parse_options,
     validate_cache,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _check_pixels(data: bytes, max_pixels: int, what: str) -> None:
@@ -146,6 +151,33 @@ class BatchLine:
         )
 
 
+class CustomIds:
+    """A batch's custom_ids as its lines go by, for one rule at every door (the CLI, /api, /v1, quotes):
+    a line whose custom_id an earlier line of the batch already used fails alone, naming both lines, and
+    the rest of the batch goes on. The output has one line per custom_id; OpenAI refuses such a file
+    (`duplicate_custom_id`), mmq refuses the line, as it refuses any other bad line. A line that could not
+    be read claims nothing. Memory: one entry per distinct custom_id (~100 B)."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, int] = {}
+        self._seen = 0
+
+    def check(self, line: BatchLine) -> None:
+        """Sets `line.error` when its custom_id is already used; the line is numbered by its position in
+        the batch when it has no number of its own."""
+        self._seen += 1
+        if line.custom_id is None or line.error is not None:
+            return
+        here = line.line_no if line.line_no is not None else self._seen
+        first = self._first.setdefault(line.custom_id, here)
+        if first != here:
+            line.error = duplicate_custom_id(line.custom_id, first)
+
+
+def duplicate_custom_id(custom_id: str, first_line: int) -> str:
+    return f"custom_id {custom_id!r} is already used by line {first_line} (each line needs its own)"
+
+
 _DEFAULT_CACHE = CacheOptions()
 
 
@@ -204,6 +236,7 @@ class _Shared:
             media=self.media,
             cache=cache,
             priority=batch.priority,
+            tier=batch.tier,
             deadline=batch.deadline,
         )
 
@@ -342,9 +375,9 @@ class Producer:
         elif self.allow_local_paths:
             path = (self.base_dir / ref).expanduser()
             try:
-                data = path.read_bytes()
-            except OSError as e:
-                raise LineError(f"file: cannot read {ref!r} ({e.strerror or e})") from None
+                data = read_local_file(path, ref, self.settings.max_line_bytes)
+            except LocalFileError as e:
+                raise LineError(f"file: {e}") from None
             body["file"] = await self._store_checked(data, AUDIO_TYPES, f"file {ref!r}")
             body.setdefault("filename", path.name)
         else:
@@ -517,13 +550,21 @@ class Producer:
         return job
 
     async def create_batch(
-        self, *, tenant: str, metadata: dict[str, str] | None = None, **schedule: Any
+        self,
+        *,
+        tenant: str,
+        metadata: dict[str, str] | None = None,
+        fail_if_interrupted: bool = False,
+        **schedule: Any,
     ) -> BatchRecord:
         """`schedule`: priority, not_before, deadline, webhook_url, max_cost_micro_usd, on_budget (see
-        submit_batch)."""
+        submit_batch). `fail_if_interrupted`: a submission that stops early fails the batch (its queued
+        jobs are cancelled, as /v1 does) instead of sealing it with what it has (mmq/submissions.py)."""
         batch = BatchRecord(id=new_id("batch"), tenant=tenant, metadata=metadata or {}, **schedule)
         pipe = self.redis.pipeline(transaction=False)
         self.records.add_batch(pipe, batch)
+        if fail_if_interrupted:
+            pipe.hset(self.records.batch_key(batch.id), "on_interrupt", "fail")
         await pipe.execute()
         return batch
 
@@ -597,7 +638,9 @@ class Producer:
     ) -> tuple[int, int]:
         """Streams lines into `batch`; returns (accepted, invalid). Sends one pipeline per chunk.
         `config` must already be validated (validate_config). A line's job can run unless its line is
-        invalid; a cache hit counts as accepted (it is answered, not run)."""
+        invalid (a custom_id already used is: CustomIds); a cache hit counts as accepted (it is answered,
+        not run). Progress is marked as lines go; raises SubmissionInterrupted when a worker sealed the
+        batch meanwhile (its submission had stalled past MMQ_SUBMIT_STALL_S: mmq/submissions.py)."""
         accepted = invalid = 0
         pending: list[_Draft] = []
         # the first chunks are small so workers start within milliseconds of a big submit
@@ -607,6 +650,8 @@ class Producer:
         shared = _Shared(batch, config, media, cache)
         config_stored = batch.config == config
         ids = _new_ids("job")
+        custom_ids = CustomIds()
+        progress = Progress(self.redis, self.records.keys, batch.id, self.settings.submit_stall_s)
         # One chunk is written while the next is read: Redis (another core) stores a chunk meanwhile,
         # instead of the producer waiting for it. Never more than one: chunks land in order, and memory
         # holds two chunks at most, whatever the file's size.
@@ -632,6 +677,9 @@ class Producer:
 
         async def take(line: BatchLine) -> None:
             nonlocal accepted, invalid
+            custom_ids.check(line)
+            if progress.due():  # a clock read; a round trip now and then (mmq/submissions.py)
+                await progress.mark()
             draft = await self._draft(line, next(ids), shared)
             pending.append(draft)
             if draft.record is None:
@@ -682,12 +730,19 @@ class Producer:
             await pipe.execute()
         return len(ids)
 
+    async def _interrupted(self, batch_id: str) -> None:
+        try:
+            await interrupt(self.records, self.settings.queue_name, batch_id)
+        except Exception:  # Redis away too: a worker's sweep seals it after MMQ_SUBMIT_STALL_S
+            log.warning("batch %s: could not seal the interrupted submission", batch_id, exc_info=True)
+
     async def submit_batch(
         self,
         lines: Iterable[BatchLine] | AsyncIterable[BatchLine],
         *,
         tenant: str,
         options: BatchOptions | None = None,
+        on_created: Callable[[BatchRecord], Any] | None = None,
         **fields: Any,
     ) -> BatchRecord:
         """A batch of `lines` with its options (mmq.batch_options.BatchOptions), given as `options` or as
@@ -703,7 +758,11 @@ class Producer:
         `expired`). `webhook_url`: POSTed the batch when it ends (signed with MMQ_WEBHOOK_SECRET).
         `max_cost` (USD): no call starts that could take the batch's spending past it; `on_budget`:
         "wait" (the job waits in `budget` state until the budget is raised) or "fail" (budget_exceeded).
-        `metadata`: the batch's own, and the jobs' for conditional routing."""
+        `tier`: realtime | batch | auto (the default: eligible jobs go through their provider's own batch
+        API at its batch price when the deadline is an hour away or more; worker/batch_tier).
+        `metadata`: the batch's own, and the jobs' for conditional routing.
+        `on_created(batch)` is called once the batch exists, before its first line (the CLI prints its id).
+        A submission whose lines raise is sealed with what it sent, marked submission_interrupted."""
         opts = check_options(parse_options(options, **fields), self.settings)
         batch = await self.create_batch(
             tenant=tenant,
@@ -714,22 +773,19 @@ class Producer:
             webhook_url=opts.webhook_url,
             max_cost_micro_usd=opts.max_cost_micro_usd,
             on_budget=opts.on_budget,
+            tier=opts.resolved_tier(time.time(), self.settings.batch_tier_min_window_s),
         )
-        _, invalid = await self.add_lines(batch, lines, opts.config, opts.media, opts.cache)
+        if on_created is not None:
+            on_created(batch)
+        try:
+            _, invalid = await self.add_lines(batch, lines, opts.config, opts.media, opts.cache)
+        except BaseException:
+            # the lines stopped (a file gone bad, a client gone, Ctrl-C, a stop): the batch is sealed with
+            # what was sent and says so, at once, instead of waiting for a worker's sweep
+            await asyncio.shield(self._interrupted(batch.id))
+            raise
         ended = await self.records.seal_batch(batch.id, invalid)
-        queue_name = self.settings.queue_name
-        if ended:
-            if batch.webhook_url:
-                await queue.schedule(self.redis, queue_name, queue.NOTIFY_FUNCTION, batch.id)
-        else:
-            if batch.not_before is not None and batch.not_before > time.time():
-                await queue.schedule(
-                    self.redis, queue_name, queue.RELEASE_FUNCTION, batch.id, batch.not_before
-                )
-            if batch.deadline is not None:
-                await queue.schedule(
-                    self.redis, queue_name, queue.EXPIRE_FUNCTION, batch.id, batch.deadline
-                )
+        await after_seal(self.redis, self.settings.queue_name, batch, ended)
         return await self.records.get_batch(batch.id) or batch
 
 

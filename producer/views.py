@@ -9,6 +9,7 @@ from typing import Any
 
 from mmq.budgets import dollars
 from mmq.contract import TERMINAL, BatchRecord, JobRecord, JobStatus
+from mmq.packs import Pack
 from mmq.records import Records
 from mmq.result_refs import file_url, resolve_file_refs
 from mmq.storage import Storage
@@ -44,6 +45,22 @@ def job_view(job: JobRecord) -> dict[str, Any]:
     }
 
 
+def provider_batches_view(packs: list[Pack]) -> list[dict[str, Any]]:
+    """The batch tier's provider batches holding a batch's jobs (mmq/packs.py)."""
+    return [
+        {
+            "provider": p.provider,
+            "target": p.target,
+            "model": p.model,
+            "id": p.provider_batch_id,
+            "state": p.state,
+            "jobs": p.jobs,
+            "fell_back_at": p.fell_back_at,
+        }
+        for p in packs
+    ]
+
+
 def batch_view(batch: BatchRecord) -> dict[str, Any]:
     return {
         "id": batch.id,
@@ -51,6 +68,7 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
         "tenant": batch.tenant,
         "status": batch.status.value,
         "sealed": batch.sealed,
+        "interrupted": batch.interrupted,  # submission_interrupted: its submission stopped early
         "counts": batch.counts.model_dump(),
         "invalid_lines": batch.invalid_lines,
         "metadata": batch.metadata,
@@ -66,6 +84,7 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
             "max_cost_usd": dollars(batch.max_cost_micro_usd),
             "on_budget": batch.on_budget.value,
         },
+        "tier": batch.tier.value,
         "output_url": f"/api/batches/{batch.id}/output.jsonl",
     }
 

@@ -30,8 +30,10 @@ from mmq.contract import JobError, JobStatus
 from mmq.queue import CLAIM_CTX, JOB_FUNCTION
 from mmq.records import Claim, claim_from
 from worker import dedup
+from worker.reaper import Reaper
 
 WAKE_EVERY_S = 1.0
+RESCUE_EVERY_S = 5.0
 log = logging.getLogger("arq.worker")
 
 # what a Redis restart or network cut raises (the socket's own errors too): the worker waits, carries on
@@ -44,6 +46,8 @@ class OneTripWorker(Worker):
         self._leased: set[str] = set()  # the mmq jobs this worker runs: the heartbeat renews their leases
         self._redis_failures = 0  # polls in a row that could not reach Redis
         self._next_wake = 0.0  # when this worker next sweeps the jobs waiting for a budget
+        self._reaper = Reaper()  # seals batches whose submission stopped (worker/reaper.py)
+        self._next_rescue = 0.0  # … and the batch tier's lost steps
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Take as many of `job_ids` as there are free slots (those not running elsewhere, finished or
@@ -101,6 +105,9 @@ class OneTripWorker(Worker):
         try:
             await super()._poll_iteration()
             await self._wake_budget_waiters()
+            if (runtime := self.ctx.get("mmq")) is not None:  # rarely: see worker/reaper.py
+                await self._reaper.maybe_sweep(runtime)
+            await self._rescue_batch_tier()
         except REDIS_DOWN as e:
             self._redis_failures += 1
             pause = min(5.0, 0.25 * 2 ** min(self._redis_failures, 5))
@@ -122,6 +129,17 @@ class OneTripWorker(Worker):
         woken = await runtime.budgets.wake_due(self.queue_name)
         if woken:
             log.info("%d job(s) waiting for a budget check it again", woken)
+
+    async def _rescue_batch_tier(self) -> None:
+        """Every few seconds, the batch tier's steps that died with their worker are run again."""
+        runtime = self.ctx.get("mmq")
+        now = time.monotonic()
+        if runtime is None or now < self._next_rescue:
+            return
+        self._next_rescue = now + RESCUE_EVERY_S
+        from worker.batch_tier.engine import rescue  # the engine imports the pipeline, loaded by then
+
+        await rescue(runtime)
 
     def _start_keys(self, job_id: str) -> list[str]:
         runtime = self.ctx.get("mmq")

@@ -4,7 +4,8 @@ trip; then one log line and the metrics for it.
 Whatever ended the job (an answer, a cache hit, a failure, an expired window) ends here, so the order of
 the writes is decided once: the last call's settle, the outcome, the cache entry (never before the
 outcome: a re-run must not answer itself from its own entry) and arq's clean-up (the job leaves arq only
-once its record has ended).
+once its record has ended). A deferral's move (`defer`: the job waits `queued`) is here too, as it ends
+the job `cancelled` when its batch is being cancelled.
 """
 
 from __future__ import annotations
@@ -41,16 +42,21 @@ async def finish(
     *,
     remember: bool = False,
     writes: Writes | None = None,
+    provider_calls: int = 0,
 ) -> None:
     """The job's outcome, its batch's counters and end, the `writes` that ride along and (`remember`:
-    after a provider answer) its cache entry with the single-flight lock released: one round trip."""
+    after a provider answer) its cache entry with the single-flight lock released: one round trip.
+    `provider_calls`: calls to add to the batch's count here (the batch tier's lines; a realtime call is
+    counted as it goes)."""
     job.finished_at = time.time()
     writes = writes or Writes()
     pipe = rt.records.redis.pipeline(transaction=False)
     for queue_write in writes.before:
         queue_write(pipe)
     # its calls were counted as they went; its cost is added to its batch's and tenant's spending here
-    await rt.records.finish(job, (from_,), to, reservation=writes.reservation, pipe=pipe)
+    await rt.records.finish(
+        job, (from_,), to, provider_calls, reservation=writes.reservation, pipe=pipe
+    )
     at = len(pipe.command_stack) - 1
     if remember:
         # after the outcome: an entry must never exist for a job whose own record did not end (a Redis
@@ -64,6 +70,20 @@ async def finish(
     if job.cached:
         metrics.CACHE_HITS.labels(job.cache.level.value if job.cache else "exact").inc()
     if (outcome.decode() if isinstance(outcome, bytes) else outcome) == "ended" and job.batch_id:
+        await batch_tasks.batch_ended(rt, job.batch_id)
+
+
+async def defer(rt: Runtime, job: JobRecord) -> None:
+    """A deferred job's record, before it leaves its slot (arq's Retry): its state saved and its status
+    `queued` while it waits, so a cancel reaches it (it counted as running, and a cancel of a batch whose
+    targets were all down stayed `cancelling` until each job ran again); a job whose batch is cancelling
+    is cancelled here, and its re-run finds nothing to do. One round trip (Records.defer)."""
+    outcome = await rt.records.defer(job)
+    if outcome in ("cancelled_now", "ended"):
+        job.finished_at = time.time()
+        log_outcome(job, JobStatus.cancelled)
+        metrics.JOBS_FINISHED.labels(job.kind.value, JobStatus.cancelled.value, "no").inc()
+    if outcome == "ended" and job.batch_id:
         await batch_tasks.batch_ended(rt, job.batch_id)
 
 

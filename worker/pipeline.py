@@ -1,6 +1,7 @@
 """The job function arq runs, as a list of steps: claim (done by the worker's start script, or here) →
 cache look-up / single-flight (worker/dedup.py) → media (worker/prepare.py, worker/media_ready.py) →
-plan (worker/routes.py) → attempts through the gate (worker/gate.py: rate limits, circuits and the
+plan (worker/routes.py) → (the batch tier: a job that can wait joins its provider's next batch,
+worker/batch_tier/engine.py) → attempts through the gate (worker/gate.py: rate limits, circuits and the
 budgets, worker/budget.py) with retry and fallback → store the result (worker/results.py) → finish
 (worker/finish.py: the outcome, with the call's cost added to its batch's and tenant's spending).
 
@@ -34,7 +35,8 @@ from mmq.records import Claim
 from mmq.settings import Settings
 from mmq.storage import Storage
 from worker import batch_tasks, budget, dedup
-from worker.finish import Writes, fail, finish
+from worker.batch_tier import engine as batch_tier
+from worker.finish import Writes, defer, fail, finish
 from worker.gate import Outcome, counts_against_target, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
 from worker.prepare import ImageFacts, prepare
@@ -57,7 +59,7 @@ def _redact(text: str, target: Target) -> str:
     return text
 
 
-async def _load_request(job: JobRecord, storage: Storage) -> dict[str, Any]:
+async def load_request(job: JobRecord, storage: Storage) -> dict[str, Any]:
     if job.request is not None:
         return job.request  # the spec is never written back, so preparing it in place is safe
     if job.request_key:
@@ -85,7 +87,7 @@ class _Defer(Exception):
         self.resume = resume
 
 
-async def _plan(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> list[Route]:
+async def plan_routes(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> list[Route]:
     config = job.config if job.config is not None else rt.settings.default_config
     unhealthy: set[str] = set()
     if has_loadbalance(config):
@@ -256,7 +258,7 @@ async def _call_with_retries(
     round trip; its cost is set on the job."""
     facts: dict[str, ImageFacts] = {}
     audio = await prepare(job.kind, request, rt.storage, max_pixels=rt.settings.image_max_pixels, facts=facts)
-    routes = await _plan(rt, job, request)
+    routes = await plan_routes(rt, job, request)
     first, first_tries = 0, 0
     if job.resume:
         names = [r.target.name for r in routes]
@@ -292,6 +294,8 @@ async def _call_with_retries(
                     ),
                 )
                 continue
+        if n == first and not first_tries and (native := batch_tier.eligible(rt, job, route)) is not None:
+            raise batch_tier.Deposit(route, native)  # the tier decides how the target is called
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
         estimate = budget.estimate_micro(rt.prices, route.target.provider, job.kind, route.request)
         tries = first_tries if n == first else 0
@@ -452,7 +456,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     lookup = dedup.Lookup(leader=claim.cache == "lead")
     try:
         async with asyncio.timeout(max(1.0, rt.settings.job_timeout_s - 5)):
-            request = await _load_request(job, rt.storage)
+            request = await load_request(job, rt.storage)
             lookup = await dedup.look_up(rt, job, request, claim.cache)
             if lookup.entry is not None:
                 answer_from(job, lookup.entry)
@@ -470,8 +474,13 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             return {"ok": True, "status": job.status.value, **done}
     except _Defer as d:
         job.resume = d.resume
-        await rt.records.save(job)
+        await defer(rt, job)
         raise Retry(defer=d.seconds) from None  # the job stays arq's: it runs again
+    except batch_tier.Deposit as d:
+        await batch_tier.deposit(rt, job, d, writes)
+        if lookup.leader:
+            await dedup.give_up_lead(rt, job)  # a duplicate may not wait hours for this one
+        return {"ok": True, "status": JobStatus.provider_batch.value, **done}
     except budget.OverBudget as over:
         # mmq's worker: the park moves arq's entry too (one atomic step, so no wake-up is lost to a
         # re-queue after it); arq's own worker re-queues the job itself

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from mmq.budgets import Budgets
 from mmq.cache import Cache
+from mmq.packs import Packs
 from mmq.pricing.book import PriceBook, default_book
 from mmq.records import Records
 from mmq.settings import Settings
@@ -34,6 +35,8 @@ class Runtime:
     gate: Gate = field(init=False)
     cache: Cache = field(init=False)
     budgets: Budgets = field(init=False)
+    packs: Packs = field(init=False)  # the batch tier's records
+    native_targets: dict[str, Target] = field(default_factory=dict)  # the batch tier's targets, by name
 
     def __post_init__(self) -> None:
         redis: Redis = self.records.redis
@@ -45,6 +48,7 @@ class Runtime:
             open_s=self.settings.circuit_open_s,
         )
         self.budgets = Budgets(redis, self.settings.key_prefix)
+        self.packs = Packs(redis, self.settings.key_prefix)
         self.cache = Cache(
             redis,
             self.settings.key_prefix,

@@ -29,6 +29,7 @@ from mmq.shared_store import StoreMismatch, check_shared_store
 from mmq.storage import open_storage
 from worker.arq_worker import OneTripWorker
 from worker.batch_tasks import WEBHOOK_TRIES, expire_batch, notify_batch, release_batch
+from worker.batch_tier.engine import GATHER_FUNCTION, POLL_FUNCTION, gather_pack, poll_pack
 from worker.credentials import VirtualKeys
 from worker.http import make_client
 from worker.pipeline import run_job
@@ -46,6 +47,9 @@ def _job_functions(settings: Settings) -> list[Any]:
         func(release_batch, name=RELEASE_FUNCTION, max_tries=20, timeout=BATCH_TASK_TIMEOUT_S),
         func(expire_batch, name=EXPIRE_FUNCTION, max_tries=20, timeout=BATCH_TASK_TIMEOUT_S),
         func(notify_batch, name=NOTIFY_FUNCTION, max_tries=WEBHOOK_TRIES + 1, timeout=WEBHOOK_TIMEOUT_S),
+        # the batch tier: a gather packs and creates; a poll runs again (arq Retry) until its harvest
+        func(gather_pack, name=GATHER_FUNCTION, max_tries=50, timeout=BATCH_TASK_TIMEOUT_S),
+        func(poll_pack, name=POLL_FUNCTION, max_tries=1_000_000, timeout=BATCH_TASK_TIMEOUT_S),
     ]
 
 

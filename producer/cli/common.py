@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from mmq.settings import Settings, get_settings
 from producer.cli.errors import UserError, redacted, redis_unreachable
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
+
+T = TypeVar("T")
 
 PING_TIMEOUT_S = 10.0  # a blackholed host would otherwise hang the command for the OS's connect timeout
 
@@ -92,9 +95,14 @@ async def with_records(fn):
         await redis.aclose()
 
 
+class Stopped(Exception):
+    """Ctrl-C stopped the lines a command was feeding (CtrlC.feed)."""
+
+
 class CtrlC:
     """The first Ctrl-C stops feeding lines (the batch is sealed with what was sent) or stops watching.
-    Either way the workers go on with the batch. Where signal handlers are unavailable, Ctrl-C raises
+    Either way the workers go on with the batch. A second one interrupts at once (a batch left unsealed
+    is sealed by a worker after MMQ_SUBMIT_STALL_S). Where signal handlers are unavailable, Ctrl-C raises
     KeyboardInterrupt as usual."""
 
     def __init__(self) -> None:
@@ -104,11 +112,25 @@ class CtrlC:
     def __enter__(self) -> CtrlC:
         loop = asyncio.get_running_loop()
         try:
-            loop.add_signal_handler(signal.SIGINT, self.event.set)
+            loop.add_signal_handler(signal.SIGINT, self._first)
             self._loop = loop
         except (NotImplementedError, RuntimeError):
             pass
         return self
+
+    def feed(self, lines: Iterable[T]) -> Iterator[T]:
+        """`lines` until the first Ctrl-C, which raises Stopped in their reader: a submit seals its batch
+        with what it sent, marked submission_interrupted (Producer.submit_batch)."""
+        for line in lines:
+            if self.event.is_set():
+                raise Stopped
+            yield line
+
+    def _first(self) -> None:
+        self.event.set()
+        if self._loop is not None:  # the next Ctrl-C raises KeyboardInterrupt, as by default
+            self._loop.remove_signal_handler(signal.SIGINT)
+            self._loop = None
 
     def __exit__(self, *exc: object) -> None:
         if self._loop is not None:

@@ -91,6 +91,8 @@ def schedule_options(args: argparse.Namespace) -> dict[str, Any]:
         out["max_cost"] = args.max_cost
     if getattr(args, "on_budget", None):
         out["on_budget"] = args.on_budget
+    if getattr(args, "tier", None):
+        out["tier"] = args.tier
     return out
 
 
@@ -104,6 +106,12 @@ def add_schedule_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--not-before", metavar="WHEN", help="no job starts before (01:00, ISO time, epoch s)")
     g.add_argument("--deadline", metavar="WHEN", help="what has not run by then expires (batch_expired)")
+    g.add_argument(
+        "--tier",
+        choices=["realtime", "batch", "auto"],
+        help="batch: through the providers' own batch APIs at their batch price; auto (the default with a "
+        "--deadline an hour away or more): batch for what can wait, realtime for the rest",
+    )
     g.add_argument(
         "--webhook", metavar="URL", help="POST the batch here when it ends (MMQ_WEBHOOK_SECRET signs)"
     )

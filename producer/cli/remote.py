@@ -226,14 +226,14 @@ def _inline_audio(raw: bytes, line_no: int, base_dir: Path) -> bytes:
     ref = body.get("file") if isinstance(body, dict) else None
     if not isinstance(ref, str) or ref.startswith(("data:", "http://", "https://", "mmq-blob://")):
         return raw
+    from mmq.settings import get_settings
+    from producer.local_files import LocalFileError, read_local_file
+
     path = (base_dir / ref).expanduser()
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        print(
-            f"mmq: line {line_no}: cannot read {ref!r} ({e.strerror or e}); that line will fail",
-            file=sys.stderr,
-        )
+        data = read_local_file(path, ref, get_settings().max_line_bytes)
+    except LocalFileError as e:
+        print(f"mmq: line {line_no}: {e}; that line will fail", file=sys.stderr)
         return raw
     mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     body["file"] = f"data:{mime};base64,{base64.b64encode(data).decode()}"
@@ -269,7 +269,7 @@ def _query(options: dict[str, Any], source: str) -> dict[str, str]:
     for name in ("not_before", "deadline"):
         if options.get(name) is not None:
             params[name] = repr(options[name])
-    for name in ("webhook_url", "max_cost", "on_budget"):
+    for name in ("webhook_url", "max_cost", "on_budget", "tier"):
         if options.get(name) is not None:
             params[name] = str(options[name])
     return params

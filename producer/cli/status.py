@@ -43,6 +43,8 @@ async def failures_by_type(records: Records, batch_id: str) -> list[tuple[str, i
 def batch_lines(batch: BatchRecord, failures: list[tuple[str, int, str]], now: float) -> list[str]:
     c = batch.counts
     rows: list[tuple[str, str]] = [("status", state(batch, now))]
+    if batch.interrupted:
+        rows.append(("submitted", f"only part of its input: {batch.interrupted} (its submission stopped)"))
     if source := batch.metadata.get("source"):
         made_by = batch.metadata.get("workflow")
         rows.append(("source", source + (f" (mmq {made_by})" if made_by else "")))
@@ -61,8 +63,10 @@ def batch_lines(batch: BatchRecord, failures: list[tuple[str, int, str]], now: f
     )
     if c.budget:
         jobs += f", {c.budget} waiting for the budget"
+    if c.provider_batch:
+        jobs += f", {c.provider_batch} in provider batches (tier {batch.tier.value})"
     rows.append(("jobs", jobs))
-    rows.append(("cost", _cost(batch)))
+    rows.append(("cost", _cost(batch) + (f"; {c.paid_twice} paid twice" if c.paid_twice else "")))
     extra = [f"{c.cached} from cache"] if c.cached else []
     if batch.invalid_lines:
         extra.append(f"{batch.invalid_lines} invalid lines (counted as failed)")
@@ -113,7 +117,10 @@ def job_lines(job: JobRecord, now: float) -> list[str]:
         rows.append(("finished", moment(job.finished_at)))
     for n, a in enumerate(job.attempts, 1):
         outcome = a.error or ("skipped: circuit open" if a.skipped else f"HTTP {a.status}")
-        rows.append((f"attempt {n}", f"{a.target}: {outcome} in {a.latency_ms:.0f} ms at {clock(a.at, now)}"))
+        via = f" (provider batch {a.provider_batch})" if a.tier == "batch" else ""
+        rows.append(
+            (f"attempt {n}", f"{a.target}{via}: {outcome} in {a.latency_ms:.0f} ms at {clock(a.at, now)}")
+        )
     if job.cost is not None:
         priced = f"${job.cost.usd}" if job.cost.missing is None else job.cost.missing
         rows.append(("cost", priced + (f" ({job.cost.tier} tier)" if job.cost.tier != "realtime" else "")))

@@ -29,6 +29,9 @@ from producer.cli.quote import add_dry_run
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from mmq.contract import BatchRecord
+    from mmq.submissions import SubmissionInterrupted
+    from producer.cli.common import CtrlC, Stopped
     from producer.cli.progress import watch
     from producer.options import LineError
     from producer.submit import Producer
@@ -50,25 +53,52 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if (api := remote.api_mode()) is not None:  # MMQ_API_URL: through the API, as the key's tenant
         return remote.run(remote.submit, api, args, path)
 
+    made: list[str] = []
+
+    def created(batch: BatchRecord) -> None:  # the id first: a submit stopped midway names its batch
+        made.append(batch.id)
+        print(batch.id, flush=True)
+
     async def go(settings, redis, records, storage):
         producer = Producer(redis, storage, settings, allow_local_paths=True, base_dir=path.parent)
-        try:
-            batch = await producer.submit_batch(
-                lines, metadata={"source": path.name}, **batch_options(args, producer)
+        with CtrlC() as ctrl_c:
+            try:
+                batch = await producer.submit_batch(
+                    ctrl_c.feed(lines),
+                    metadata={"source": path.name},
+                    on_created=created,
+                    **batch_options(args, producer),
+                )
+            except LineError as e:
+                sys.exit(f"mmq: {e}")
+            except (Stopped, SubmissionInterrupted) as e:  # sealed with the lines sent (mmq/submissions.py)
+                batch = await records.get_batch(made[0])
+                why = "interrupted" if isinstance(e, Stopped) else str(e)
+                sent = batch.counts.total if batch else "?"
+                print(
+                    f"\nmmq: {why}: batch {made[0]} keeps the {sent} lines sent before; the workers run "
+                    f"them. Follow with `mmq status {made[0]} --watch`",
+                    file=sys.stderr,
+                )
+                return 130 if isinstance(e, Stopped) else 1
+            print(
+                f"mmq: {batch.counts.total} jobs ({batch.counts.failed} invalid); "
+                f"follow with `mmq status {batch.id} --watch`",
+                file=sys.stderr,
             )
-        except LineError as e:
-            sys.exit(f"mmq: {e}")
-        print(batch.id, flush=True)
-        print(
-            f"mmq: {batch.counts.total} jobs ({batch.counts.failed} invalid); "
-            f"follow with `mmq status {batch.id} --watch`",
-            file=sys.stderr,
-        )
-        if args.watch:
-            await watch(records, batch.id)
+            if args.watch:
+                await watch(records, batch.id, stop=ctrl_c.event)
+                if ctrl_c.event.is_set():
+                    print(f"\nmmq: detached; batch {batch.id} keeps running in the workers", file=sys.stderr)
+                    return 130
         return 0
 
-    return asyncio.run(with_records(go))
+    try:
+        return asyncio.run(with_records(go))
+    except KeyboardInterrupt:  # a second Ctrl-C: a worker seals what was sent after MMQ_SUBMIT_STALL_S
+        where = f" batch {made[0]} keeps the lines sent;" if made else ""
+        print(f"\nmmq: interrupted;{where} see `mmq batches`", file=sys.stderr)
+        return 130
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

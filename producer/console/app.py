@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mmq.budgets import dollars
 from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import Storage
@@ -62,6 +63,11 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+def _usd(micro: int | None) -> str:
+    """Micro-USD as dollars: exact up to a millionth, without trailing zeros ("0.000042", "12.5")."""
+    return dollars(micro) or "0"
+
+
 def _duration(seconds: float | None) -> str:
     return format_duration(seconds) if seconds is not None else ""
 
@@ -84,7 +90,9 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, iso=_iso, pretty=_pretty, duration=_duration, number=_number)
+    env.filters.update(
+        when=_when, iso=_iso, pretty=_pretty, duration=_duration, number=_number, usd=_usd
+    )
     env.globals.update(query=_query, PREFIX=PREFIX)
     return env
 

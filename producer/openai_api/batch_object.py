@@ -2,6 +2,7 @@
 
 Status mapping (mmq record → OpenAI):
     submission failed (file unreadable, API stopped)     → failed
+    submission interrupted (the API died reading the file; sealed by a worker's sweep) → failed
     not sealed (lines still being read and queued)       → validating
     in_progress, sealed                                  → in_progress
     completed, output files not named yet                → finalizing (another request is naming them)
@@ -30,6 +31,7 @@ import time
 from typing import Any
 
 from mmq.contract import URL_BY_KIND, BatchRecord, BatchStatus
+from mmq.submissions import INTERRUPTED
 from producer.openai_api.context import Ctx, OaiBatch, as_str
 from producer.openai_api.file_store import FileMeta
 
@@ -80,9 +82,26 @@ async def batch_object(ctx: Ctx, batch_id: str, who: str) -> dict[str, Any] | No
         if ended:  # nothing they come from changes any more: kept, later reads skip the derivation
             await ctx.update(batch_id, **derived)
     oai = OaiBatch.model_validate(fields)
+    if rec.interrupted and oai.input_file_id and oai.failed_at is None:
+        oai = await _interrupted(ctx, rec, oai)
     if ended and oai.finalized_at is None and oai.failed_at is None:
         oai = await _finalize(ctx, rec, oai)
     return _view(rec, oai)
+
+
+async def _interrupted(ctx: Ctx, rec: BatchRecord, oai: OaiBatch) -> OaiBatch:
+    """A /v1 batch whose API stopped while reading its input file: a worker sealed it after
+    MMQ_SUBMIT_STALL_S and cancelled what was queued (mmq/submissions.py); it is `failed`, as when the
+    API sees its own submission fail. Written once, on the first read after."""
+    error = {
+        "code": INTERRUPTED,
+        "message": "the API stopped while reading the input file; what was queued was cancelled",
+        "param": None,
+        "line": None,
+    }
+    fields = {"failed_at": int(rec.interrupted_at or time.time()), "errors": [*(oai.errors or []), error]}
+    await ctx.update(rec.id, **fields)
+    return oai.model_copy(update=fields)
 
 
 async def _finalize(ctx: Ctx, rec: BatchRecord, oai: OaiBatch) -> OaiBatch:

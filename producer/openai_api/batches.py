@@ -43,7 +43,7 @@ from producer.openai_api.context import Context, Ctx, OaiBatch, Tenant, as_str, 
 from producer.openai_api.errors import OpenAIError, not_found
 from producer.openai_api.file_store import FileMeta, page_ids
 from producer.options import LineError, check_options, parse_options
-from producer.submit import BatchLine
+from producer.submit import BatchLine, duplicate_custom_id
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class CreateBatch(BaseModel):
     dry_run: bool = Field(default=False, description="mmq: answer the file's quote; create nothing")
     max_cost: str | float | None = Field(default=None, description="mmq: the batch's budget in USD")
     on_budget: str | None = Field(default=None, description="mmq: wait (default) | fail")
+    tier: str | None = Field(default=None, description="mmq: realtime | batch | auto (default: auto)")
 
     @field_validator("endpoint")
     @classmethod
@@ -106,7 +107,7 @@ class _Lines:
     endpoint: str
     line_nos: array[int] = field(default_factory=lambda: array("l"))
     codes: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # position → (code, param)
-    custom_ids: set[str] = field(default_factory=set)
+    custom_ids: dict[str, int] = field(default_factory=dict)  # custom_id → the line that used it first
     model: str | None = None
     cancelled: bool = False
 
@@ -128,10 +129,10 @@ def _check_line(line: BatchLine, st: _Lines) -> tuple[str, str | None] | None:
     if line.custom_id is None:
         line.error = "missing custom_id (each line needs one, unique in the file)"
         return "invalid_request", "custom_id"
-    if line.custom_id in st.custom_ids:
-        line.error = f"duplicate custom_id {line.custom_id!r}"
+    first = st.custom_ids.setdefault(line.custom_id, line.line_no or 0)
+    if first != (line.line_no or 0):  # the producer's rule (CustomIds), with OpenAI's code
+        line.error = duplicate_custom_id(line.custom_id, first)
         return "duplicate_custom_id", "custom_id"
-    st.custom_ids.add(line.custom_id)
     if st.model is None and isinstance(model := (line.body or {}).get("model"), str):
         st.model = model
     return None
@@ -230,23 +231,27 @@ async def create_batch(body: CreateBatch, who: Tenant, ctx: Context) -> dict[str
     hours = int(_WINDOW.match(body.completion_window).group(1))  # type: ignore[union-attr]
     try:  # mmq's options from extra_body, parsed and checked as every entry point's are
         fields = {"config": body.config, "media": body.media, "cache": body.cache, "metadata": body.metadata}
-        budget = {"max_cost": body.max_cost, "on_budget": body.on_budget}
+        budget = {"max_cost": body.max_cost, "on_budget": body.on_budget, "tier": body.tier}
         fields |= {name: value for name, value in budget.items() if value is not None}
         options = check_options(parse_options(fields), ctx.producer.settings)
     except LineError as e:
         head = str(e).split(":", 1)[0]  # "routing config: …", "media options: …", "cache options: …"
-        param = next((p for p in ("media", "cache", "max_cost", "on_budget") if p in head), "config")
+        param = next((p for p in ("media", "cache", "max_cost", "on_budget", "tier") if p in head), "config")
         raise OpenAIError(400, str(e), param=param) from None
     if body.dry_run:  # the quote only: nothing is written, queued or sent
         from producer.openai_api.batch_quote import quote_file
 
         return await quote_file(ctx, meta, body.endpoint, body.completion_window, options)
+    deadline = time.time() + hours * 3600
+    windowed = options.model_copy(update={"deadline": deadline})  # a /v1 batch's window is its deadline
     batch = await ctx.producer.create_batch(
         tenant=who,
         metadata=options.metadata,
-        deadline=time.time() + hours * 3600,
+        deadline=deadline,
+        tier=windowed.resolved_tier(time.time(), ctx.producer.settings.batch_tier_min_window_s),
         max_cost_micro_usd=options.max_cost_micro_usd,
         on_budget=options.on_budget,
+        fail_if_interrupted=True,  # an API killed while reading the file: the batch ends `failed`
     )
     now = int(batch.created_at)
     oai = OaiBatch(

@@ -127,6 +127,10 @@ def mmq_env(redis_url: str, simulator: str, storage_url: str) -> dict[str, str]:
         # the tests' image servers are on loopback, as a local deployment's image server would be inside
         # its network: the operator allows them (the simulator is a self-hosted target, fed bytes)
         "MMQ_FETCH_ALLOW_HOSTS": "127.0.0.1",
+        # a /v1 batch's 24 h window would make it `auto` (the batch tier: provider batches polled every
+        # 30 s); these tests are about everything else, so their batches run realtime
+        # (tests/e2e/test_batch_tier_e2e.py has the tier's own)
+        "MMQ_BATCH_TIER_MIN_WINDOW_S": str(30 * 86400),
     }
 
 

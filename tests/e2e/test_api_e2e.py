@@ -68,8 +68,10 @@ def test_batch_over_http_with_results_and_tenant_isolation(api):
         "failed": 1,
         "cancelled": 0,
         "budget": 0,
+        "provider_batch": 0,
         "cached": 0,
         "provider_calls": 3,  # the broken line never reached a provider
+        "paid_twice": 0,
     }
     # what its calls cost, priced from the simulator's reported usage (a JSON number of dollars as text)
     assert Decimal(batch["cost"]["spent_usd"]) > 0 and batch["cost"]["max_cost_usd"] is None

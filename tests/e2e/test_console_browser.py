@@ -237,6 +237,8 @@ def test_the_console_in_a_real_browser(api: str, browser, shots: Path):
     page.click(f"{row} a")
     page.wait_for_selector("#stats svg.chart")
     assert page.locator("#summary [data-count=succeeded]").inner_text() == str(batch["counts"]["total"])
+    spent = page.locator("#spent").inner_text()  # what the simulator's usage cost, from the price book
+    assert spent.startswith("$") and float(spent[1:].split()[0]) > 0, spent
     loaded(page, "#jobs tr[data-job] img.thumb")
     screenshot(page, shots / "batch.png")
     page.evaluate("document.querySelector('#job-filter').scrollIntoView()")

@@ -37,6 +37,9 @@ def api(redis_url: str, storage_url: str, make_simulator, tmp_path: Path) -> Ite
         "MMQ_POLL_DELAY_S": "0.05",
         "MMQ_RETRY_BASE_S": "0.05",
         "MMQ_MAX_JOBS": "2",
+        # a /v1 batch's 24 h window would make it `auto`: provider batches, polled every 30 s; these tests
+        # are about the OpenAI wire, so they run realtime (tests/e2e/test_batch_tier_e2e.py has the tier)
+        "MMQ_BATCH_TIER_MIN_WINDOW_S": str(30 * 86400),
     }
     port = free_port()
     keys = json.dumps({hash_key(KEY_A): "tenant-a", hash_key(KEY_B): "tenant-b"})

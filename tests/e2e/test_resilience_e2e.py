@@ -126,7 +126,7 @@ async def test_a_long_retry_after_defers_the_job_and_resumes_on_the_same_target(
     assert deferred.value.defer_score >= 60_000  # ms: the worker slot is free for a minute
     job = await rt.records.get_job(job_id)
     picked = job.attempts[0].target
-    assert job.status is JobStatus.running and [x.status for x in job.attempts] == [429]
+    assert job.status is JobStatus.queued and [x.status for x in job.attempts] == [429]
     assert job.resume == {"target": picked, "tries": 1}
     # the re-run (arq would start it in a minute) goes back to the same target, past its cooldown
     await rt.gate.redis.delete(*await rt.gate.redis.keys("mmq:rl:*"))
@@ -178,7 +178,7 @@ async def test_a_job_whose_every_target_is_sick_waits_for_the_probe_instead_of_f
         await run_job({"mmq": rt}, second)
     assert deferred.value.defer_score >= 25_000
     job = await rt.records.get_job(second)
-    assert job.status is JobStatus.running and [x.skipped for x in job.attempts] == [True]
+    assert job.status is JobStatus.queued and [x.skipped for x in job.attempts] == [True]
     assert chat_calls(a) == 2
 
 

@@ -70,7 +70,7 @@ async def test_a_long_retry_after_defers_the_job_and_frees_the_slot(make_runtime
         await run_job({"mmq": rt}, second)
     assert retry.value.defer_score >= 25_000  # ms
     job = await rt.records.get_job(second)
-    assert job.status is JobStatus.running and [a.status for a in job.attempts] == [429]
+    assert job.status is JobStatus.queued and [a.status for a in job.attempts] == [429]
 
 
 def scripted(*responses: httpx.Response) -> httpx.MockTransport:

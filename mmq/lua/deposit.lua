@@ -1,0 +1,23 @@
+-- deposit: a running job of the batch tier joins its target's open jobs, to go in the next provider
+-- batch of that target (status `provider_batch`, counted in its batch). Its arq entry is cleared by the
+-- caller in the same round trip: from here the batch tier's own tasks carry it (worker/batch_tier).
+-- KEYS[1] job hash, KEYS[2] batch hash or '', KEYS[3] the group's open zset, KEYS[4] the set of groups
+-- with open jobs (a gather that died is found from it)
+-- ARGV[1] job id, ARGV[2] now ms, ARGV[3..] field/value pairs of the job's state ('' deletes the field)
+-- Returns 'ok', 'missing' or the status that kept it from moving.
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 'missing' end
+if cur ~= 'running' then return cur end
+local sets, gone = {'status', 'provider_batch'}, {}
+for i = 3, #ARGV, 2 do
+  if ARGV[i + 1] == '' then gone[#gone + 1] = ARGV[i] else sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1] end
+end
+redis.call('HSET', KEYS[1], unpack(sets))
+if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+if KEYS[2] ~= '' then
+  redis.call('HINCRBY', KEYS[2], 'running', -1)
+  redis.call('HINCRBY', KEYS[2], 'provider_batch', 1)
+end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], KEYS[3])
+return 'ok'
