@@ -383,6 +383,7 @@ class JobCost(BaseModel):
     priced_as: str | None = None
     missing: str | None = None
     estimated: bool = False  # some quantity came from a rule, not from the provider's usage
+    saved_micro_usd: int = 0  # the batch tier: what the same usage costs realtime, less what it cost
 
 
 class ResultFile(BaseModel):
@@ -506,5 +507,6 @@ class BatchRecord(BaseModel):
     tier: Tier = Tier.realtime  # resolved at submit (`auto` with no deadline an hour away: realtime)
     spent_micro_usd: int = 0  # what its jobs' provider calls cost (added as each job ends)
     reserved_micro_usd: int = 0  # estimates held by calls in flight against its budget
+    saved_micro_usd: int = 0  # what the batch tier saved against the same usage realtime
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None

@@ -369,6 +369,7 @@ class Records:
             str(provider_calls),
             str(job.cost.micro_usd) if job.cost is not None else "0",
             reservation,
+            str(job.cost.saved_micro_usd) if job.cost is not None else "0",
         ]
         for name, value in fields.items():
             args += [name, value]
@@ -501,6 +502,7 @@ class Records:
             tier=v.get("tier") or Tier.realtime,
             spent_micro_usd=int(v.get("spent", 0)),
             reserved_micro_usd=int(v.get("reserved", 0)),
+            saved_micro_usd=int(v.get("saved", 0)),
             created_at=float(v["created_at"]),
             finished_at=float(v["finished_at"]) if v.get("finished_at") else None,
         )

@@ -82,6 +82,7 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
             "spent_usd": dollars(batch.spent_micro_usd),
             "reserved_usd": dollars(batch.reserved_micro_usd),  # held by calls in flight
             "max_cost_usd": dollars(batch.max_cost_micro_usd),
+            "saved_usd": dollars(batch.saved_micro_usd),  # by the batch tier, against realtime prices
             "on_budget": batch.on_budget.value,
         },
         "tier": batch.tier.value,

@@ -12,6 +12,7 @@ estimate, spending passes a budget only by what the calls in flight under-estima
 from __future__ import annotations
 
 import calendar
+import json
 import logging
 import math
 import time
@@ -47,6 +48,22 @@ PARK_MAX_S = 30 * 24 * 3600
 MICRO = 1_000_000
 
 
+_OVERRIDDEN: dict[tuple[int, str], PriceBook] = {}  # (the book's id, the target's prices JSON) → merged
+
+
+def book_for(book: PriceBook, prices: dict[str, Any] | None) -> PriceBook:
+    """The worker's book, with a routing target's own `prices` over it (merged once per process)."""
+    if not prices:
+        return book
+    key = (id(book), json.dumps(prices, sort_keys=True, default=str))
+    merged = _OVERRIDDEN.get(key)
+    if merged is None:
+        if len(_OVERRIDDEN) > 256:  # configs come and go: keep the memo bounded
+            _OVERRIDDEN.clear()
+        merged = _OVERRIDDEN[key] = book.with_overrides(prices, label="target")
+    return merged
+
+
 def model_of(request: dict[str, Any]) -> str:
     model = request.get("model")
     return model if isinstance(model, str) else ""
@@ -74,19 +91,16 @@ def job_cost(
     tier: str = "realtime",
 ) -> JobCost:
     """A provider's answer priced: its reported usage by the book (rules where it reports none)."""
-    cost = cost_of(
-        provider,
-        model_of(request),
-        kind.value,
-        usage,
-        request,
-        media=MediaFacts(audio_seconds=audio_seconds),
-        tier=tier,
-        book=book,
-    )
+    media = MediaFacts(audio_seconds=audio_seconds)
+    cost = cost_of(provider, model_of(request), kind.value, usage, request, media=media, tier=tier, book=book)
+    saved = 0
+    if tier != "realtime" and cost.priced:
+        realtime = cost_of(provider, model_of(request), kind.value, usage, request, media=media, book=book)
+        saved = max(0, realtime.micro_usd - cost.micro_usd)
     return JobCost(
         usd=str(cost.amount),
         micro_usd=cost.micro_usd,
+        saved_micro_usd=saved,
         tier=tier,
         priced_as=cost.priced_as,
         missing=cost.missing,

@@ -297,7 +297,8 @@ async def _call_with_retries(
         if n == first and not first_tries and (native := batch_tier.eligible(rt, job, route)) is not None:
             raise batch_tier.Deposit(route, native)  # the tier decides how the target is called
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
-        estimate = budget.estimate_micro(rt.prices, route.target.provider, job.kind, route.request)
+        prices = budget.book_for(rt.prices, route.prices)
+        estimate = budget.estimate_micro(prices, route.target.provider, job.kind, route.request)
         tries = first_tries if n == first else 0
         while True:
             tries += 1
@@ -362,7 +363,7 @@ async def _call_with_retries(
             actual = (
                 (resp.usage or {}).get("total_tokens") if route.rate_limit and route.rate_limit.tpm else None
             )
-            job.cost = budget.job_cost(rt.prices, route.target.provider, job.kind, route.request, resp.usage)
+            job.cost = budget.job_cost(prices, route.target.provider, job.kind, route.request, resp.usage)
             writes.reservation = reservation  # given back by the finish, after the cost is added
             writes.before.append(
                 functools.partial(

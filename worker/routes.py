@@ -43,6 +43,7 @@ class Route:
     # provider + virtual key + model: the unit of rate limits, 429 cooldowns and circuit breaking
     bucket: str = ""
     rate_limit: RateLimit | None = None
+    prices: dict[str, Any] | None = None  # the target's own prices over the worker's book (a config's)
 
 
 @functools.lru_cache(maxsize=256)
@@ -195,6 +196,7 @@ def routes_for(
                     request=params,
                     bucket=bucket_id(target.provider, leaf.virtual_key, params),
                     rate_limit=leaf.rate_limit,
+                    prices=leaf.prices,
                     # Portkey's `attempts` counts retries. Without a retry block a target gets one try
                     # while another target is left to fall back to; the last one gets the worker's
                     # retry policy, because an unattended batch must outlast a 429 or a passing 503.

@@ -8,14 +8,17 @@
 -- KEYS[5] budget held zset, KEYS[6] held-what hash, KEYS[7] waiting zset
 -- ARGV[1] allowed-from statuses (comma list), ARGV[2] to, ARGV[3] now, ARGV[4] cached (0/1),
 -- ARGV[5] provider calls to add to the batch, ARGV[6] cost in micro-USD, ARGV[7] the call's budget
--- reservation id or '', ARGV[8..] field/value pairs of the job's new state ('' as a value deletes the
--- field)
+-- reservation id or '', ARGV[8] what the batch tier saved on it (micro-USD), ARGV[9..] field/value pairs
+-- of the job's new state ('' as a value deletes the field)
 -- Returns 'ended' (this ended the batch), 'ok', 'missing', or the status that blocked the move.
 local cur = redis.call('HGET', KEYS[1], 'status')
 local allowed = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then allowed = true end end
 if allowed and ARGV[6] ~= '0' then
-  if KEYS[2] ~= '' then redis.call('HINCRBY', KEYS[2], 'spent', ARGV[6]) end
+  if KEYS[2] ~= '' then
+    redis.call('HINCRBY', KEYS[2], 'spent', ARGV[6])
+    if ARGV[8] ~= '0' then redis.call('HINCRBY', KEYS[2], 'saved', ARGV[8]) end
+  end
   for i = 3, 4 do
     redis.call('HINCRBY', KEYS[i], 'spent', ARGV[6])
     redis.call('EXPIRE', KEYS[i], 35000000)  -- ~13 months: a tenant's day and month stay readable
@@ -25,7 +28,7 @@ budget_release(KEYS[5], KEYS[6], KEYS[7], ARGV[7])
 if not cur then return 'missing' end
 if not allowed then return cur end
 local sets, gone = {'status', ARGV[2]}, {}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   if ARGV[i + 1] == '' then gone[#gone + 1] = ARGV[i] else sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1] end
 end
 redis.call('HSET', KEYS[1], unpack(sets))

@@ -129,6 +129,9 @@ class RoutingConfig(_Strict):
     request_timeout: int | None = Field(default=None, gt=0)  # ms, per attempt
     cache: Cache | None = None
     rate_limit: RateLimit | None = None  # mmq extension, inherited like retry
+    # mmq extension, inherited like retry: this target's prices in the price-file shape (mmq/pricing),
+    # over the operator's book: a negotiated rate, a self-hosted model's cost
+    prices: dict[str, Any] | None = None
     custom_host: str | None = None  # base URL
     forward_headers: list[str] | None = None
 
@@ -319,7 +322,19 @@ def check_targets(
             )
         if node.custom_host is not None:
             check_custom_host(node.custom_host, allowed, target=f"target {node.name or node.provider!r}")
+        if node.prices is not None:
+            _check_prices(node.prices, f"target {node.name or node.provider or 'node'!r}")
     check_conditions(config, text_metadata=text_metadata)
+
+
+def _check_prices(prices: dict[str, Any], where: str) -> None:
+    """A target's `prices` must be a valid price-file document (refused at submit, with the reason)."""
+    from mmq.pricing.book import PriceBookError, default_book  # the book's YAML only when a config has prices
+
+    try:
+        default_book().with_overrides(prices, label=where)
+    except PriceBookError as e:
+        raise ValueError(f"{where}: prices: {e}") from None
 
 
 # --- conditions that can never match ---------------------------------------------------------------

@@ -90,6 +90,8 @@ def _cost(batch: BatchRecord) -> str:
             text += " (jobs past it fail)"
     if batch.reserved_micro_usd:
         text += f"; ${dollars(batch.reserved_micro_usd)} held by calls in flight"
+    if batch.saved_micro_usd:
+        text += f"; ${dollars(batch.saved_micro_usd)} saved by the batch tier"
     return text
 
 

@@ -125,6 +125,7 @@ async def test_auto_sends_the_chats_through_the_provider_batch_at_half_price_and
     jobs = {j.custom_id: j for j in await jobs_of(records, batch.id)}
     [pack] = await packs.batch_packs(batch.id)
     assert pack.state == "harvested" and pack.jobs == 12 and pack.provider_batch_id
+    saved = 0
     for i in range(12):
         job = jobs[f"night-{i}"]
         assert job.status is JobStatus.succeeded
@@ -132,6 +133,7 @@ async def test_auto_sends_the_chats_through_the_provider_batch_at_half_price_and
         assert job.cost.tier == "batch"
         realtime = (job.usage["prompt_tokens"] * MINI_IN + job.usage["completion_tokens"] * MINI_OUT) / 10**6
         assert Decimal(job.cost.usd) == realtime / 2  # the batch price
+        saved += job.cost.saved_micro_usd
     for i in range(2):
         assert jobs[f"speech-{i}"].attempts[-1].tier is None  # no batch API for speech: realtime
     stats = sim_stats(base)
@@ -139,6 +141,7 @@ async def test_auto_sends_the_chats_through_the_provider_batch_at_half_price_and
     assert stats["batch_lines_billed"]["openai"] == 12
     assert stats["by_path"].get("/v1/chat/completions", 0) == 0  # no chat went realtime
     assert done.counts.provider_calls == 14
+    assert done.saved_micro_usd == saved > 0  # the batch view's saving is its jobs' savings
 
 
 async def test_a_stalled_provider_batch_falls_back_to_realtime_in_time_for_the_deadline(deployment):

@@ -19,6 +19,7 @@ from mmq.pricing import default_book
 from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import open_storage
+from producer.options import LineError
 from producer.submit import BatchLine, Producer
 from tests.e2e.conftest import KEY_A, KEY_B, _spawn, _stop, run_mmq, wait_batch
 from worker.budget import estimate_micro
@@ -255,3 +256,39 @@ def test_the_operator_sets_and_shows_tenant_budgets_from_the_command_line(mmq_en
     assert "acme this day: $0 spent of no budget" in removed.stdout
     missing = run_mmq("budget", "batch", "batch_nope", "--max-cost", "3", env=mmq_env)
     assert missing.returncode != 0 and "no batch batch_nope" in missing.stderr
+
+
+NEGOTIATED = {
+    "providers": {
+        "openai": {
+            "models": {
+                "gpt-4o-mini": {
+                    "effective_from": "2024-01-01",
+                    "source": "our contract",
+                    "chat": {"input": 0.10, "output": 0.40},
+                }
+            }
+        }
+    }
+}
+
+
+async def test_a_routing_targets_own_prices_price_its_jobs_and_a_bad_one_is_refused_at_submit(deployment):
+    start, producer, records, _ = deployment
+    start(1)
+    config = {"provider": "openai", "prices": NEGOTIATED}
+    batch = await producer.submit_batch(lines(3, "contract"), tenant="acme", cache=False, config=config)
+    done = await wait_batch(records, batch.id, timeout=60)
+    assert done.counts.succeeded == 3
+    for job in await jobs_of(records, batch.id):
+        usage = job.usage
+        expected = (
+            usage["prompt_tokens"] * Decimal("0.10") + usage["completion_tokens"] * Decimal("0.40")
+        ) / 10**6
+        assert Decimal(job.cost.usd) == expected
+    bad = {
+        "provider": "openai",
+        "prices": {"providers": {"openai": {"models": {"x": {"chat": {"input": "lots"}}}}}},
+    }
+    with pytest.raises(LineError, match="prices"):
+        await producer.submit_batch(lines(1, "bad"), tenant="acme", config=bad)
