@@ -37,6 +37,8 @@
     {p}:nb:open:{group}          ZSET  the batch tier's jobs waiting to be packed for one target, model
                                        and kind (group): job id → when it came
     {p}:nb:groups                SET   the open zsets that have held jobs (a dead gather's are found here)
+    {p}:nb:rates                 HASH  group → its target's realtime rate (jobs/s, from its rate limit):
+                                       how fast a deadline fallback can run its jobs
     {p}:nb:pack:{id}:lock        STR   the worker creating, polling or harvesting a pack (a lease)
     {p}:nb:pack:{id}             HASH  one pack of jobs = one provider batch: group, target, state,
                                        provider batch id, handles, deadline, counts
@@ -133,6 +135,9 @@ class Keys:
 
     def nb_groups(self) -> str:
         return f"{self.prefix}:nb:groups"
+
+    def nb_rates(self) -> str:
+        return f"{self.prefix}:nb:rates"
 
     def nb_pack_lock(self, pack_id: str) -> str:
         return f"{self.prefix}:nb:pack:{pack_id}:lock"

@@ -55,6 +55,7 @@ class Pack:
     handles: dict[str, Any] = field(default_factory=dict)
     fell_back_at: float | None = None  # when its pending jobs were sent realtime (the deadline fallback)
     error: str | None = None
+    rate: float | None = None  # its target's realtime rate (jobs/s), when its routing gives one
     next_poll_at: float | None = None  # when its poll is due (the rescue sweep re-schedules a late one)
 
     @classmethod
@@ -79,6 +80,7 @@ class Pack:
             fell_back_at=float(v["fell_back_at"]) if v.get("fell_back_at") else None,
             error=v.get("error") or None,
             next_poll_at=float(v["next_poll_at"]) if v.get("next_poll_at") else None,
+            rate=float(v["rate"]) if v.get("rate") else None,
         )
 
 
@@ -120,6 +122,15 @@ class Packs:
         ]
         ids = await self._pack_open(keys, args)
         return pack_id, [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    def queue_rate(self, pipe: Any, group: str, rate: float | None) -> None:
+        """The group's realtime rate (jobs/s) as its target's rate limit gives it (None: not known)."""
+        if rate:
+            pipe.hset(self.keys.nb_rates(), group, repr(rate))
+
+    async def rate(self, group: str) -> float | None:
+        value = await self.redis.hget(self.keys.nb_rates(), group)
+        return float(value) if value else None
 
     async def waiting(self, group: str) -> int:
         return int(await self.redis.zcard(self.keys.nb_open(group)))

@@ -89,6 +89,15 @@ def eligible(rt: Runtime, job: JobRecord, route: Route) -> NativeBatchAPI | None
     return api
 
 
+def _realtime_rate(route: Route) -> float | None:
+    """Jobs/s the route's target takes realtime, from its rate limit (the tighter of rps and rpm)."""
+    limit = route.rate_limit
+    if limit is None:
+        return None
+    rates = [r for r in (limit.rps, (limit.rpm or 0) / 60) if r]
+    return min(rates) if rates else None
+
+
 def _model(route: Route) -> str:
     model = route.request.get("model")
     return model if isinstance(model, str) else ""
@@ -118,6 +127,7 @@ async def deposit(rt: Runtime, job: JobRecord, d: Deposit, writes: Writes) -> No
     state = {k: v for k, v in state_fields(job).items() if k in ("attempts", "resume", "started_at")}
     pipe = rt.records.redis.pipeline(transaction=False)
     rt.packs.queue_deposit(pipe, job.id, job.batch_id, group, state)
+    rt.packs.queue_rate(pipe, group, _realtime_rate(d.route))
     for queue_write in writes.after:
         queue_write(pipe)
     _schedule(
@@ -165,6 +175,9 @@ async def gather_pack(ctx: dict[str, Any], group: str) -> dict[str, Any]:
         await _create(rt, pack)  # a gather that died between intent and record
         made += 1
     fields = {"target": target_name, "model": model, "kind": kind, "provider": provider}
+    rate = await rt.packs.rate(group)
+    if rate:
+        fields["rate"] = repr(rate)
     while True:
         pack_id, ids = await rt.packs.open_pack(group, api.max_requests, fields)
         if not ids:
@@ -269,9 +282,10 @@ async def rescue(rt: Runtime) -> int:
 
 # ------------------------------------------------------------------------------------------------- poll
 def fallback_at(rt: Runtime, pack: Pack, pending: int) -> float:
-    """The latest moment to send `pending` jobs realtime and still finish by the deadline."""
+    """The latest moment to send `pending` jobs realtime and still finish by the deadline: at their
+    target's rate limit where its routing gives one, else at MMQ_BATCH_TIER_REALTIME_RATE."""
     deadline = pack.deadline if pack.deadline is not None else pack.created_at + 24 * 3600
-    rate = max(rt.settings.batch_tier_realtime_rate, 0.001)
+    rate = max(pack.rate or rt.settings.batch_tier_realtime_rate, 0.001)
     return deadline - pending / rate - rt.settings.batch_tier_margin_s
 
 
