@@ -9,6 +9,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from mmq.extras import require
+
 # what a Redis restart or a network cut raises: nothing can be written until it is back
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
@@ -40,7 +42,11 @@ def connect(url: str, *, client_name: str | None = None) -> ArqRedis:
 
 
 def embedded_redis(server: object | None = None) -> ArqRedis:
-    """An in-memory Redis (fakeredis, with Lua via lupa) for the all-in-one `mmq run`."""
+    """An in-memory Redis (fakeredis, with Lua via lupa) for the all-in-one `mmq run`: the `embedded`
+    extra, imported here only (MissingExtra naming it when it is not installed)."""
+    feature = "mmq run (the all-in-one mode, on an in-memory Redis)"
+    require("fakeredis", extra="embedded", feature=feature)
+    require("lupa", extra="embedded", feature=feature)  # the Lua scripts (mmq/lua) run on lupa
     import fakeredis
 
     server = server or fakeredis.FakeServer()

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from arq import Retry
 
-from mmq import metrics
+from mmq import metrics, tracing
 from mmq.cache import answer_from
 from mmq.connections import REDIS_DOWN
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
@@ -318,8 +318,10 @@ async def _call_with_retries(
                 break  # next target
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(route.timeout_s):
-                    resp = await adapter.call(rt.client, route.target, job.kind, route.request, audio)
+                with tracing.call_span(route.target, job.kind, route.request) as call:
+                    async with asyncio.timeout(route.timeout_s):
+                        resp = await adapter.call(rt.client, route.target, job.kind, route.request, audio)
+                    call.answered(resp)
             except (ProviderError, httpx.TransportError, TimeoutError) as exc:
                 err = _as_provider_error(exc, route.target)
                 err.message = _redact(err.message, route.target)
@@ -428,6 +430,7 @@ def _as_provider_error(exc: Exception, target: Target) -> ProviderError:
     )
 
 
+@tracing.traced_job
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     """claim → cache look-up / single-flight → media → plan → attempts → store → finish."""
     rt: Runtime = ctx["mmq"]
@@ -447,6 +450,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
             return {"ok": False, "error": "no record"}
         return {"ok": True, "status": claim.outcome}  # ended already (a re-run), or cancelled meanwhile
     job = claim.job
+    tracing.job_started(job)
     if claim.outcome == "expired":
         job.error = batch_tasks.BATCH_EXPIRED  # its window closed before it could run (again)
         if job.batch_id:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlparse
 
+from mmq.extras import require
 from mmq.media import extension_for
 
 # Local reads and writes up to this size run on the event loop; larger ones in a thread.
@@ -151,7 +152,9 @@ def open_storage(url: str) -> Storage:
         path = url[len("file://") :] if url.startswith("file://") else url
         return LocalStorage(path)
     if parsed.scheme == "s3":
-        from mmq.storage.s3 import S3Storage  # imported lazily: local-only setups never load obstore
+        # the `s3` extra, imported lazily: local-only setups never load obstore (nor need it installed)
+        require("obstore", extra="s3", feature=f"MMQ_STORAGE_URL={_redacted(url)} (S3 storage)")
+        from mmq.storage.s3 import S3Storage
 
         return S3Storage.from_url(url)
     raise ValueError(

@@ -7,7 +7,8 @@ Credentials come only from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACC
 logged and copied into Redis, so a URL that carries a secret is refused outright.
 
 The client is obstore (Rust `object_store` underneath): native async, streaming GETs, one small wheel,
-and no botocore pin to fight with (we use botocore for Bedrock SigV4).
+and no botocore pin to fight with (we use botocore for Bedrock SigV4). It is the `s3` extra
+(`pip install 'mmq[s3]'`); without it, opening S3 storage raises mmq.extras.MissingExtra naming it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ import re
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-import obstore as obs
-from obstore.exceptions import NotFoundError
-from obstore.store import S3Store
-
+from mmq.extras import MissingExtra
 from mmq.storage import BlobNotFound, StorageKeyError, validate_key
+
+try:  # the `s3` extra: a base install imports this module only when MMQ_STORAGE_URL is s3://…
+    import obstore as obs
+    from obstore.exceptions import NotFoundError
+    from obstore.store import S3Store
+except ModuleNotFoundError as e:
+    if (e.name or "").split(".")[0] != "obstore":
+        raise
+    raise MissingExtra("S3 storage (MMQ_STORAGE_URL=s3://…)", "s3", "obstore") from None
 
 # S3 limits a whole object key (prefix included) to 1024 bytes; our keys are ASCII, so chars == bytes
 MAX_S3_KEY = 1024

@@ -80,10 +80,11 @@ def explain(exc: BaseException, command: str) -> str | None:
     from pydantic_settings import SettingsError
     from redis.exceptions import RedisError
 
+    from mmq.extras import MissingExtra
     from mmq.settings import get_settings
     from mmq.storage import BlobNotFound
 
-    if isinstance(exc, UserError):
+    if isinstance(exc, (UserError, MissingExtra)):  # MissingExtra: a feature whose extra is not installed
         return str(exc)
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         return settings_invalid(exc)

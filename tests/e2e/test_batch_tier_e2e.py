@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import time
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -123,13 +124,16 @@ async def test_auto_sends_the_chats_through_the_provider_batch_at_half_price_and
     assert done.status.value == "completed" and done.counts.succeeded == 14, done.counts
     assert done.counts.provider_batch == 0 and done.counts.paid_twice == 0
     jobs = {j.custom_id: j for j in await jobs_of(records, batch.id)}
-    [pack] = await packs.batch_packs(batch.id)
-    assert pack.state == "harvested" and pack.jobs == 12 and pack.provider_batch_id
+    # one pack per gather window: one on a quiet machine, more when deposits spread over windows
+    made = await packs.batch_packs(batch.id)
+    assert all(p.state == "harvested" and p.provider_batch_id for p in made)
+    assert sum(p.jobs for p in made) == 12
+    provider_batches = {p.provider_batch_id for p in made}
     saved = 0
     for i in range(12):
         job = jobs[f"night-{i}"]
         assert job.status is JobStatus.succeeded
-        assert (job.attempts[-1].tier, job.attempts[-1].provider_batch) == ("batch", pack.provider_batch_id)
+        assert job.attempts[-1].tier == "batch" and job.attempts[-1].provider_batch in provider_batches
         assert job.cost.tier == "batch"
         realtime = (job.usage["prompt_tokens"] * MINI_IN + job.usage["completion_tokens"] * MINI_OUT) / 10**6
         assert Decimal(job.cost.usd) == realtime / 2  # the batch price
@@ -137,7 +141,7 @@ async def test_auto_sends_the_chats_through_the_provider_batch_at_half_price_and
     for i in range(2):
         assert jobs[f"speech-{i}"].attempts[-1].tier is None  # no batch API for speech: realtime
     stats = sim_stats(base)
-    assert stats["batches_created"] == {"openai": 1}
+    assert stats["batches_created"] == {"openai": len(made)}
     assert stats["batch_lines_billed"]["openai"] == 12
     assert stats["by_path"].get("/v1/chat/completions", 0) == 0  # no chat went realtime
     assert done.counts.provider_calls == 14
@@ -155,12 +159,12 @@ async def test_a_stalled_provider_batch_falls_back_to_realtime_in_time_for_the_d
     done = await wait_batch(records, batch.id, timeout=120)
     assert done.status.value == "completed" and done.counts.succeeded == 8, done.counts
     assert done.finished_at < deadline  # the deadline held
-    [pack] = await packs.batch_packs(batch.id)
-    assert pack.fell_back_at is not None and pack.fell_back_at < deadline
+    made = await packs.batch_packs(batch.id)
+    assert made and all(p.fell_back_at is not None and p.fell_back_at < deadline for p in made)
     jobs = await jobs_of(records, batch.id)
     assert all(j.attempts[-1].tier is None and j.cost.tier == "realtime" for j in jobs)
     stats = sim_stats(base)
-    assert stats["batch_cancels"] == {"openai": 1}
+    assert stats["batch_cancels"] == {"openai": len(made)}
     assert stats["batch_lines_billed"].get("openai", 0) == 0 == done.counts.paid_twice  # nothing paid twice
     assert stats["by_path"]["/v1/chat/completions"] == 8
 
@@ -197,7 +201,8 @@ async def test_a_worker_killed_during_a_step_loses_nothing_and_creates_no_provid
     done = await wait_batch(records, batch.id, timeout=120)
     assert done.counts.succeeded == 6 and done.counts.paid_twice == 0, done.counts
     stats = sim_stats(base)
-    assert stats["batches_created"] == {"openai": 1}  # adopted after the crash, never created twice
+    made = await packs.batch_packs(batch.id)
+    assert stats["batches_created"] == {"openai": len(made)}  # adopted after the crash, never twice
     assert stats["batch_lines_billed"]["openai"] == 6
     assert max(stats["batch_billed_ids"].values()) == 1
 
@@ -223,9 +228,10 @@ async def test_a_worker_killed_during_a_harvest_finishes_it_after_a_restart_with
     assert done.counts.succeeded == n and done.counts.paid_twice == 0, done.counts
     assert done.counts.provider_calls == n  # each line counted once, the re-harvest added none
     stats = sim_stats(base)
-    assert stats["batches_created"] == {"openai": 1} and stats["batch_lines_billed"]["openai"] == n
-    [pack] = await packs.batch_packs(batch.id)
-    assert pack.state == "harvested"
+    made = await packs.batch_packs(batch.id)
+    assert all(p.state == "harvested" for p in made) and sum(p.jobs for p in made) == n
+    assert stats["batches_created"] == {"openai": len(made)} and stats["batch_lines_billed"]["openai"] == n
+    assert max(stats["batch_billed_ids"].values()) == 1
 
 
 def mixed_lines() -> list[BatchLine]:
@@ -300,24 +306,26 @@ async def test_a_mixed_batch_on_auto_uses_each_providers_batch_api_and_runs_the_
     done = await wait_batch(records, batch.id, timeout=120)
     assert done.status.value == "completed" and done.counts.succeeded == 12, done.counts
     jobs = {j.custom_id: j for j in await jobs_of(records, batch.id)}
-    by_provider = {(p.provider, p.kind): p for p in await packs.batch_packs(batch.id)}
-    assert set(by_provider) == {
+    made = await packs.batch_packs(batch.id)
+    assert {(p.provider, p.kind) for p in made} == {
         ("openai", "chat"),
         ("openai", "image"),
         ("anthropic", "chat"),
         ("gemini", "chat"),
     }
-    assert all(p.state == "harvested" for p in by_provider.values())
+    assert all(p.state == "harvested" for p in made)
     for tag, provider in (("oa", "openai"), ("an", "anthropic"), ("ge", "gemini")):
+        theirs = {p.provider_batch_id for p in made if (p.provider, p.kind) == (provider, "chat")}
         for i in range(3):
             job = jobs[f"{tag}-{i}"]
             assert job.attempts[-1].tier == "batch", (job.custom_id, job.attempts)
-            assert job.attempts[-1].provider_batch == by_provider[provider, "chat"].provider_batch_id
+            assert job.attempts[-1].provider_batch in theirs
             assert job.cost.tier == "batch" and job.cost.missing is None and Decimal(job.cost.usd) > 0
     assert jobs["img"].attempts[-1].tier == "batch" and jobs["img"].result.files  # OpenAI batches images
     for realtime in ("speech-0", "stt"):
         assert jobs[realtime].attempts[-1].tier is None and jobs[realtime].status is JobStatus.succeeded
     stats = sim_stats(base)
-    assert stats["batches_created"] == {"openai": 2, "anthropic": 1, "gemini": 1}  # chat and images apart
+    per_provider = Counter(p.provider for p in made)  # chat and images apart; more packs under load
+    assert stats["batches_created"] == dict(per_provider) and per_provider["openai"] >= 2
     assert max(stats["batch_billed_ids"].values()) == 1
     assert done.spent_micro_usd == sum(j.cost.micro_usd for j in jobs.values())

@@ -10,6 +10,8 @@
   `:` where botocore signed `%3A` still verifies.
 - Or a Bedrock API key as `Authorization: Bearer <key>`, any value.
 The key id (or API key) becomes the guard's rate-limit identity.
+botocore is the `bedrock` extra, imported when a signature is checked: without it a SigV4 request gets
+500 naming the extra (`pip install 'mmq[bedrock]'`); bearer keys and every other dialect need nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +23,6 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from starlette.requests import Request
 
 from mmq.simulator.bedrock.errors import BedrockError, _forbidden
@@ -104,6 +103,17 @@ def verify_sigv4(request: Request, body: bytes, now: float | None = None) -> str
     url = f"http://{headers['host']}{canonical_path(raw_path.decode('latin-1'))}"
     if request.url.query:
         url += "?" + request.url.query
+    try:  # the `bedrock` extra (the simulator imports nothing of the engine, so no mmq.extras here)
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+    except ModuleNotFoundError:
+        raise BedrockError(
+            500,
+            "InternalServerException",
+            "the mmq simulator verifies SigV4 with botocore: install mmq[bedrock] "
+            "(pip install 'mmq[bedrock]'), or send a Bedrock API key as Authorization: Bearer",
+        ) from None
     aws = AWSRequest(method=request.method, url=url, data=body, headers=headers)
     aws.context["timestamp"] = amz_date
     token = request.headers.get("x-amz-security-token")

@@ -16,6 +16,8 @@ job: the same Converse or InvokeModel body is signed differently per region and 
                       sent as `Authorization: Bearer <key>`.
   e.g. a secrets-file entry {"bedrock-prod": {"api_key": "AKIA...:wJalr...",
   "headers": {"x-mmq-aws-region": "eu-central-1"}}}.
+SigV4 needs botocore, the `bedrock` extra (`pip install 'mmq[bedrock]'`); without it a SigV4 target fails
+its jobs with target_misconfigured naming the extra. Bearer API keys need nothing more.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from mmq.errors import ProviderError
+from mmq.extras import MissingExtra, require
 from worker.providers.base import Target
+
+if TYPE_CHECKING:  # botocore is the `bedrock` extra: imported when a request is signed, not before
+    from botocore.credentials import Credentials
 
 DEFAULT_BASE_URL = "https://bedrock-runtime.{region}.amazonaws.com"
 DEFAULT_REGION = "us-east-1"
@@ -59,14 +63,24 @@ def base_url_for(target: Target) -> str:
     return base.replace("{region}", region_for(target))
 
 
+SIGV4_FEATURE = "AWS SigV4 signing for Bedrock targets (an API key with x-mmq-aws-auth: bearer needs nothing)"
+
+
+def _botocore(submodule: str):  # type: ignore[no-untyped-def]
+    """botocore.`submodule`, or MissingExtra naming the `bedrock` extra."""
+    require("botocore", extra="bedrock", feature=SIGV4_FEATURE)
+    return require(f"botocore.{submodule}", extra="bedrock", feature=SIGV4_FEATURE)
+
+
 def parse_credentials(api_key: str) -> Credentials:
     """Target.api_key "ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]" -> botocore Credentials.
 
-    Raises ValueError (without echoing the key)."""
+    Raises ValueError (without echoing the key), MissingExtra without botocore."""
     parts = api_key.split(":", 2)
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise ValueError("expected ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]")
-    return Credentials(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
+    credentials = _botocore("credentials").Credentials
+    return credentials(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
 
 
 def sigv4_headers(
@@ -74,9 +88,9 @@ def sigv4_headers(
 ) -> dict[str, str]:
     """The headers that sign a POST of exactly `body` to `url`: Authorization, X-Amz-Date, the payload
     hash and, for session credentials, X-Amz-Security-Token. Every header in `headers` is signed."""
-    request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+    request = _botocore("awsrequest").AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
     request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(body).hexdigest()
-    SigV4Auth(credentials, SIGNING_NAME, region).add_auth(request)
+    _botocore("auth").SigV4Auth(credentials, SIGNING_NAME, region).add_auth(request)
     return {k: v for k, v in request.headers.items() if k.lower() not in {h.lower() for h in headers}}
 
 
@@ -100,6 +114,8 @@ def request_headers(target: Target, url: str, body: bytes, provider: str) -> dic
         raise _config_error(f"{AUTH_HEADER} must be 'sigv4' or 'bearer', not {auth!r}", provider)
     try:
         credentials = parse_credentials(target.api_key)
+    except MissingExtra as e:  # a deployment without the `bedrock` extra: every job on this target fails
+        raise _config_error(f"bedrock target {target.name!r}: {e}", provider) from None
     except ValueError as e:
         raise _config_error(
             f"bedrock target {target.name!r}: api_key {e} (or set {AUTH_HEADER}: bearer for an API key)",
