@@ -75,7 +75,7 @@ def estimate_micro(book: PriceBook, provider: str, kind: Kind, request: dict[str
     url = _URL.get(kind)
     if url is None:
         return 0
-    estimate = estimate_job(url, request, MediaFacts(), provider=provider, book=book)
+    estimate = estimate_job(url, request, MediaFacts(), provider=provider, book=book, high_only=True)
     if not estimate.priced:
         return 0
     return max(1, math.ceil(estimate.high * MICRO))

@@ -23,7 +23,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -408,10 +408,24 @@ class PriceBook:
     version: str
     providers: Mapping[str, ProviderEntry]
     sources: tuple[str, ...] = ()
+    # find's answers: a worker prices every job of a batch with the same few models (the book is frozen,
+    # so an answer never changes for a given day)
+    _found: dict[tuple[str, str, str, date], Match | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def find(self, provider: str, model: str, kind: str, at: date | None = None) -> Match | None:
         """The prices of `provider`/`model` for `kind` on `at` (today), or None: never a guess beyond the
         documented look-up (aliases, inheritance, the reductions of model_candidates)."""
+        key = (provider, model, str(kind), at or today())
+        if key in self._found:
+            return self._found[key]
+        if len(self._found) > 4096:  # many models or many days: keep it bounded
+            self._found.clear()
+        found = self._found[key] = self._find(provider, model, kind, key[3])
+        return found
+
+    def _find(self, provider: str, model: str, kind: str, at: date) -> Match | None:
         block = BLOCK_FOR_KIND.get(str(kind))
         if not block or not isinstance(model, str) or not model:
             return None
@@ -421,7 +435,7 @@ class PriceBook:
         aliases: dict[str, str] = {}
         for name in reversed(chain):
             aliases.update(self.providers[name].aliases)
-        day = at or today()
+        day = at
         tried: list[str] = []
         for candidate in model_candidates(model):
             tried.append(candidate)

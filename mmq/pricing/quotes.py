@@ -106,9 +106,11 @@ def estimate_job(
     provider: str = DEFAULT_PROVIDER,
     book: PriceBook | None = None,
     at: date | None = None,
+    high_only: bool = False,
 ) -> JobEstimate:
     """One request's estimate (what a quote adds up, and what a budget reserves: `high`). Never raises:
-    a request that cannot be priced has `missing` set."""
+    a request that cannot be priced has `missing` set. `high_only`: the realtime high alone (a budget's
+    reservation, per call on the worker), without the low and the batch tier."""
     book = book or default_book()
     media = media or MediaFacts()
     try:
@@ -121,7 +123,7 @@ def estimate_job(
     if not isinstance(model, str) or not model:
         return JobEstimate(kind, provider, "", missing="invalid request: no model")
     try:
-        return _estimate(kind, provider, model, body, media, book, at)
+        return _estimate(kind, provider, model, body, media, book, at, high_only)
     except Exception as e:  # a quote reports what it cannot price; it never stops on one request
         return JobEstimate(kind, provider, model, missing=f"could not estimate: {type(e).__name__}: {e}")
 
@@ -134,6 +136,7 @@ def _estimate(
     media: MediaFacts,
     book: PriceBook,
     at: date | None,
+    high_only: bool = False,
 ) -> JobEstimate:
     match = book.find(provider, model, kind, at)
     block = BLOCK_FOR_KIND[kind]
@@ -196,8 +199,9 @@ def _estimate(
         return bill
 
     try:
-        low, high = run(REALTIME, "low"), run(REALTIME, "high")
-        batch = (run(BATCH, "low"), run(BATCH, "high")) if match.batch else None
+        high = run(REALTIME, "high")
+        low = high if high_only else run(REALTIME, "low")
+        batch = (run(BATCH, "low"), run(BATCH, "high")) if match.batch and not high_only else None
     except NoPrice as e:
         return JobEstimate(
             kind, provider, model, missing=f"{e} ({provider}/{model})", priced_as=match.priced_as, **facts
