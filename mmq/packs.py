@@ -209,6 +209,19 @@ class Packs:
                 await self.redis.srem(self.keys.nb_groups(), key)
         return out
 
+    async def give_back(self, pack_id: str, group: str, keep: int, job_ids: list[str]) -> None:
+        """A pack keeps its first `keep` jobs; `job_ids` (the rest) wait in `group` again, in one
+        transaction (before its provider batch exists: nothing was sent for them)."""
+        now_ms = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=True) as tr:
+            tr.ltrim(self.keys.nb_pack_jobs(pack_id), 0, keep - 1)
+            tr.hset(self.keys.nb_pack(pack_id), "jobs", keep)
+            tr.zadd(self.keys.nb_open(group), dict.fromkeys(job_ids, now_ms))
+            tr.sadd(self.keys.nb_groups(), self.keys.nb_open(group))
+            for job_id in job_ids:
+                tr.hdel(self.keys.job(job_id), "pack")
+            await tr.execute()
+
     async def done(self, pack_id: str) -> None:
         """A harvested pack leaves the active set (its record stays, for the batch's view)."""
         await self.redis.zrem(self.keys.nb_packs(), pack_id)

@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     batch_tier_margin_s: float = 600.0
     batch_tier_realtime_rate: float = 10.0
     batch_tier_rescue_s: float = 30.0  # a pack step lost with its worker is run again after this
+    batch_tier_max_bytes: int | None = None  # cap a provider batch's size below the provider's own limit
 
     # quotes (mmq quote, --dry-run): a price file over the shipped book (mmq/pricing/prices.yaml), same shape
     prices_file: Path | None = None

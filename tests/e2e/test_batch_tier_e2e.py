@@ -329,3 +329,21 @@ async def test_a_mixed_batch_on_auto_uses_each_providers_batch_api_and_runs_the_
     assert stats["batches_created"] == dict(per_provider) and per_provider["openai"] >= 2
     assert max(stats["batch_billed_ids"].values()) == 1
     assert done.spent_micro_usd == sum(j.cost.micro_usd for j in jobs.values())
+
+
+async def test_a_pack_past_the_byte_limit_is_split_and_every_part_goes_through_the_provider_batch(
+    deployment,
+):
+    producer, records, packs = deployment.producer, deployment.records, deployment.packs
+    base = deployment.simulator({"MMQ_SIM_BATCH_COMPLETE_S": "1", "MMQ_SIM_BATCH_VALIDATE_S": "0.2"})
+    deployment.worker({"MMQ_BATCH_TIER_MAX_BYTES": "1000", "MMQ_BATCH_TIER_GATHER_S": "2"})  # ~5 lines a pack
+    batch = await producer.submit_batch(chat_lines(12, "split"), tenant="acme", cache=False, tier="batch")
+    done = await wait_batch(records, batch.id, timeout=120)
+    assert done.counts.succeeded == 12 and done.counts.paid_twice == 0, done.counts
+    made = await packs.batch_packs(batch.id)
+    assert len(made) >= 3 and sum(p.jobs for p in made) == 12  # a byte limit, not the request count
+    jobs = await jobs_of(records, batch.id)
+    assert all(j.attempts[-1].tier == "batch" for j in jobs)
+    stats = sim_stats(base)
+    assert stats["batches_created"] == {"openai": len(made)}
+    assert stats["batch_lines_billed"]["openai"] == 12 and max(stats["batch_billed_ids"].values()) == 1

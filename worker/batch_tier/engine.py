@@ -218,7 +218,7 @@ async def _create_locked(rt: Runtime, pack: Pack) -> None:
     try:
         found = await api.find(rt.client, target, PACK_KEY, pack.id)
         if found is None:
-            lines = [json.loads(await rt.storage.get(line_key(job_id))) for job_id in ids]
+            lines, ids = await _lines_within(rt, pack, api, ids)
             kind = Kind(pack.kind)
             found = await api.create(rt.client, target, kind, pack.model, lines, {PACK_KEY: pack.id})
     except ProviderError as e:
@@ -239,6 +239,33 @@ async def _create_locked(rt: Runtime, pack: Pack) -> None:
         handles=dict(found.handles) or {},
     )
     log.info("pack %s: provider batch %s with %d job(s)", pack.id, found.id, len(ids))
+
+
+async def _lines_within(
+    rt: Runtime, pack: Pack, api: NativeBatchAPI, ids: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The pack's lines, as many as fit the provider's byte limit (and the operator's
+    MMQ_BATCH_TIER_MAX_BYTES); the rest go back to wait for the group's next pack, which a gather makes
+    at once. Base64 media make a pack's bytes, not its count, the limit that bites first."""
+    cap = min(api.max_bytes, rt.settings.batch_tier_max_bytes or api.max_bytes)
+    lines: list[dict[str, Any]] = []
+    size = 0
+    for job_id in ids:
+        raw = await rt.storage.get(line_key(job_id))
+        if lines and size + len(raw) + 1 > cap:
+            break
+        lines.append(json.loads(raw))
+        size += len(raw) + 1
+    if len(lines) < len(ids):
+        rest = ids[len(lines) :]
+        await rt.packs.give_back(pack.id, pack.group, len(lines), rest)
+        pipe = rt.records.redis.pipeline(transaction=False)
+        now = time.time()
+        arq_id = f"nbgather:{pack.group}:split:{pack.id}"
+        _schedule(pipe, rt.settings.queue_name, GATHER_FUNCTION, pack.group, arq_id, now)
+        await pipe.execute()
+        log.info("pack %s: %d job(s) past the byte limit wait for the next pack", pack.id, len(rest))
+    return lines, ids[: len(lines)]
 
 
 async def _schedule_poll(rt: Runtime, pack_id: str, after_s: float, **fields: Any) -> None:
