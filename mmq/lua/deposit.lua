@@ -5,15 +5,11 @@
 -- with open jobs (a gather that died is found from it)
 -- ARGV[1] job id, ARGV[2] now ms, ARGV[3..] field/value pairs of the job's state ('' deletes the field)
 -- Returns 'ok', 'missing' or the status that kept it from moving.
+-- include: job_state
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return 'missing' end
 if cur ~= 'running' then return cur end
-local sets, gone = {'status', 'provider_batch'}, {}
-for i = 3, #ARGV, 2 do
-  if ARGV[i + 1] == '' then gone[#gone + 1] = ARGV[i] else sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1] end
-end
-redis.call('HSET', KEYS[1], unpack(sets))
-if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+job_state(KEYS[1], 'provider_batch', 3)
 if KEYS[2] ~= '' then
   redis.call('HINCRBY', KEYS[2], 'running', -1)
   redis.call('HINCRBY', KEYS[2], 'provider_batch', 1)

@@ -4,6 +4,7 @@
 -- adds nothing), and then its budget reservation is given back (so no other call sees the room first).
 -- include: batch_end
 -- include: budget
+-- include: job_state
 -- KEYS[1] job hash, KEYS[2] batch hash or '', KEYS[3] tenant's day spend hash, KEYS[4] month's,
 -- KEYS[5] budget held zset, KEYS[6] held-what hash, KEYS[7] waiting zset
 -- ARGV[1] allowed-from statuses (comma list), ARGV[2] to, ARGV[3] now, ARGV[4] cached (0/1),
@@ -27,12 +28,7 @@ end
 budget_release(KEYS[5], KEYS[6], KEYS[7], ARGV[7])
 if not cur then return 'missing' end
 if not allowed then return cur end
-local sets, gone = {'status', ARGV[2]}, {}
-for i = 9, #ARGV, 2 do
-  if ARGV[i + 1] == '' then gone[#gone + 1] = ARGV[i] else sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1] end
-end
-redis.call('HSET', KEYS[1], unpack(sets))
-if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+job_state(KEYS[1], ARGV[2], 9)
 if KEYS[2] ~= '' and cur ~= ARGV[2] then
   redis.call('HINCRBY', KEYS[2], cur, -1)
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)

@@ -12,15 +12,11 @@
 -- ARGV[3] arq payload ttl ms, ARGV[4] micro-USD held there when it refused, ARGV[5] arq's latest re-run
 -- (ms), ARGV[6..] field/value pairs of the job's state ('' deletes the field)
 -- Returns 'ok', 'due' (waiting, but to try again now), 'missing' or the status that kept it from waiting.
+-- include: job_state
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return 'missing' end
 if cur ~= 'running' then return cur end
-local sets, gone = {'status', 'budget'}, {}
-for i = 6, #ARGV, 2 do
-  if ARGV[i + 1] == '' then gone[#gone + 1] = ARGV[i] else sets[#sets + 1] = ARGV[i]; sets[#sets + 1] = ARGV[i + 1] end
-end
-redis.call('HSET', KEYS[1], unpack(sets))
-if #gone > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
+job_state(KEYS[1], 'budget', 6)
 if KEYS[2] ~= '' then
   redis.call('HINCRBY', KEYS[2], 'running', -1)
   redis.call('HINCRBY', KEYS[2], 'budget', 1)
