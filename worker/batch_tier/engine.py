@@ -358,6 +358,7 @@ async def _poll_locked(rt: Runtime, pack: Pack) -> dict[str, Any]:
         counts = await harvest(rt, pack, api, target, batch)
         await rt.packs.update(pack.id, state="harvested", **{f"harvest_{k}": v for k, v in counts.items()})
         await rt.packs.done(pack.id)
+        await _clean_up(rt, pack)
         return {"ok": True, "state": "harvested", **counts}
     pending = pack.jobs - (batch.done or 0) - (batch.failed or 0)
     fall_back = fallback_at(rt, pack, max(pending, 0))
@@ -411,9 +412,14 @@ async def harvest(
             counts[outcome] += 1
     again += [i for i in await rt.packs.job_ids(pack.id) if i not in seen]
     counts["realtime"] = len(await rt.packs.to_realtime(rt.settings.queue_name, again))
+    return counts
+
+
+async def _clean_up(rt: Runtime, pack: Pack) -> None:
+    """The pack's batch lines leave storage once its harvest is recorded (a crash before leaves them for
+    the re-harvest, which does not need them either)."""
     for job_id in await rt.packs.job_ids(pack.id):
         await rt.storage.delete(line_key(job_id))
-    return counts
 
 
 async def _take_line(rt: Runtime, pack: Pack, batch: ProviderBatch, job: JobRecord, line: LineResult) -> str:
