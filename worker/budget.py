@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
+from mmq.budgets import dollars
 from mmq.contract import JobCost, JobError, JobRecord, Kind, OnBudget
 from mmq.pricing.book import PriceBook
 from mmq.pricing.cost import cost_of
@@ -221,9 +222,6 @@ async def exceeded(rt: Runtime, job: JobRecord, over: OverBudget) -> JobError:
     return JobError(type="budget_exceeded", message=f"{call} would exceed the {over.scope} budget{spending}")
 
 
-def usd(micro: int | None) -> str:
-    """Micro-USD as dollars for people: $0.000042, $12.50."""
-    if micro is None:
-        return "-"
-    dollars = micro / MICRO
-    return f"${dollars:,.2f}" if dollars >= 1 else f"${dollars:.6f}".rstrip("0").rstrip(".")
+def usd(micro: int) -> str:
+    """Micro-USD for people, as every other view writes it (mmq.budgets.dollars)."""
+    return f"${dollars(micro)}"
