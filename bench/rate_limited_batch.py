@@ -143,6 +143,11 @@ def _top(commands: dict[str, int], n: int = 8) -> list[tuple[str, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument(
+        "--store-dir",
+        metavar="DIR",
+        help="the result folder's parent (default: the system's temp; /dev/shm: no disk)",
+    )
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rps", type=int, default=100)
     parser.add_argument("--margin", type=float, default=0.02, help="MMQ_RATE_LIMIT_MARGIN")
@@ -158,7 +163,11 @@ def main() -> None:
         "error_rate": str(args.error_rate),
         "seed": "11",
     }
-    with clean_redis_db() as redis_url, simulator(**knobs) as sim_url, tempfile.TemporaryDirectory() as store:
+    with (
+        clean_redis_db() as redis_url,
+        simulator(**knobs) as sim_url,
+        tempfile.TemporaryDirectory(dir=args.store_dir) as store,
+    ):
         result = asyncio.run(run(args, redis_url, sim_url, store))
     for key, value in result.items():
         print(f"{key:>15}: {value}")

@@ -32,7 +32,7 @@ Outcome = Literal["ok", "sick", "429", "other"]
 
 @dataclass(frozen=True)
 class Admission:
-    code: int  # 1 admitted, 0 not now (nothing booked), -1 circuit open, -2 over a budget
+    code: int  # 1 admitted, 0 not now (nothing booked), -1 circuit open, -2 over a budget, -3 price it
     wait_s: float  # admitted: sleep this long, then call; otherwise: try again after about this long
     lease: str | None = None
     reservation: str = ""  # admitted: the call's hold on budgets ('' none), given back when it ends
@@ -42,6 +42,11 @@ class Admission:
     @property
     def over_budget(self) -> bool:
         return self.code == -2
+
+    @property
+    def needs_estimate(self) -> bool:
+        """A budget applies to a call admitted without its estimate (-1): price it and ask again."""
+        return self.code == -3
 
     @property
     def admitted(self) -> bool:
@@ -136,7 +141,8 @@ class Gate:
     ) -> Admission:
         """`count_in`: the hash whose `provider_calls` counts the call when it goes (a job's batch).
         `estimate_micro`: what the call may cost, held against every budget of `spend_keys` that has a
-        limit (`spend_limits`: where each one's limit is, see mmq/lua/admit.lua) if they all have room."""
+        limit (`spend_limits`: where each one's limit is, see mmq/lua/admit.lua) if they all have room;
+        -1 when not yet priced: a call no budget applies to goes without, otherwise `needs_estimate`."""
         limit = limit or RateLimit()
         lease = uuid.uuid4().hex if limit.max_concurrent else None
         reservation = uuid.uuid4().hex if estimate_micro > 0 else ""
@@ -160,6 +166,8 @@ class Gate:
             ],
         )
         code = int(code)
+        if code == -3:
+            return Admission(code, 0.0)
         if code == -2:
             position, held = (wait.decode() if isinstance(wait, bytes) else str(wait)).split(":")
             return Admission(code, 0.0, over_scope=int(position), held_micro=int(float(held)))

@@ -108,6 +108,11 @@ async def plan_routes(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> l
     )
 
 
+def _estimate(rt: Runtime, job: JobRecord, route: Route) -> int:
+    prices = budget.book_for(rt.prices, route.prices)
+    return budget.estimate_micro(prices, route.target.provider, job.kind, route.request)
+
+
 class _CircuitOpen(Exception):
     """The target's circuit is open: skip it (a probe may go after `wait_s`)."""
 
@@ -116,7 +121,7 @@ class _CircuitOpen(Exception):
 
 
 async def _admit(
-    rt: Runtime, job: JobRecord, route: Route, tokens: int, resume: dict[str, Any], estimate_micro: int
+    rt: Runtime, job: JobRecord, route: Route, tokens: int, resume: dict[str, Any]
 ) -> tuple[str | None, str]:
     """Wait for this target's gate (circuit, 429 pause, concurrency, rate slot) and the job's budgets;
     defer the job when the wait is long. Returns the concurrency lease and the budget reservation to
@@ -125,6 +130,9 @@ async def _admit(
     settings = rt.settings
     count_in = rt.records.batch_key(job.batch_id) if job.batch_id else ""
     spend = budget.scopes(rt.records, job)
+    # pricing a call costs ~40 µs of CPU and most calls meet no budget: the admit script says when one
+    # applies; from then on this process prices every call up front (no second round trip)
+    estimate_micro = _estimate(rt, job, route) if rt.budgets_seen else -1
     while True:
         admission = await rt.gate.admit(
             route.bucket,
@@ -139,6 +147,10 @@ async def _admit(
         )
         if admission.circuit_open:
             raise _CircuitOpen(admission.wait_s)
+        if admission.needs_estimate:
+            rt.budgets_seen = True
+            estimate_micro = _estimate(rt, job, route)
+            continue
         if admission.over_budget:
             scope = budget.scope_named(job, admission.over_scope)
             key = spend.keys[admission.over_scope - 1]
@@ -297,14 +309,12 @@ async def _call_with_retries(
         if n == first and not first_tries and (native := batch_tier.eligible(rt, job, route)) is not None:
             raise batch_tier.Deposit(route, native)  # the tier decides how the target is called
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
-        prices = budget.book_for(rt.prices, route.prices)
-        estimate = budget.estimate_micro(prices, route.target.provider, job.kind, route.request)
         tries = first_tries if n == first else 0
         while True:
             tries += 1
             try:
                 lease, reservation = await _admit(
-                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}, estimate
+                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}
                 )
             except _CircuitOpen as c:
                 _record(
@@ -365,6 +375,7 @@ async def _call_with_retries(
             actual = (
                 (resp.usage or {}).get("total_tokens") if route.rate_limit and route.rate_limit.tpm else None
             )
+            prices = budget.book_for(rt.prices, route.prices)
             job.cost = budget.job_cost(prices, route.target.provider, job.kind, route.request, resp.usage)
             writes.reservation = reservation  # given back by the finish, after the cost is added
             writes.before.append(

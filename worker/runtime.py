@@ -37,6 +37,7 @@ class Runtime:
     budgets: Budgets = field(init=False)
     packs: Packs = field(init=False)  # the batch tier's records
     native_targets: dict[str, Target] = field(default_factory=dict)  # the batch tier's targets, by name
+    budgets_seen: bool = False  # a budget has applied to a call here: price every call before admitting it
 
     def __post_init__(self) -> None:
         redis: Redis = self.records.redis

@@ -10,13 +10,14 @@
 -- ARGV[1] probe ttl ms, ARGV[2] ms per request (0 = none), ARGV[3] ms per token (0 = none),
 -- ARGV[4] tokens, ARGV[5] token burst, ARGV[6] max concurrent (0 = none), ARGV[7] lease id,
 -- ARGV[8] lease ttl ms, ARGV[9] max wait ms, ARGV[10] poll ms (a full concurrency pool's retry),
--- ARGV[11] the call's estimated cost in micro-USD (0: unpriced, nothing held), ARGV[12] reservation id,
+-- ARGV[11] the call's estimated cost in micro-USD (0: unpriced, nothing held; -1: not computed, since most
+-- calls meet no budget and pricing one costs CPU: asked for with -3 when a limit applies), ARGV[12] reservation id,
 -- ARGV[13] reservation ttl ms, ARGV[14..] per spend hash, where its limit is: '' (the hash's own
 -- `max_cost`: a batch) or a field of the budgets hash ("{tenant}:day")
 -- Returns {code, wait ms as a string}: 1 admitted (sleep `wait`, then call), 0 not admitted (nothing
 -- booked: try again after `wait`), -1 circuit open (a probe may go after `wait`), -2 a budget would be
 -- exceeded (nothing booked; `wait` is "{the spend hash's position from 1}:{micro-USD held there by
--- calls in flight}").
+-- calls in flight}"), -3 a budget applies and ARGV[11] was -1 (nothing booked: call again with the estimate).
 -- A call admitted with no wait goes out now, so it is counted now (a crash during the call cannot lose
 -- it); one admitted to sleep is counted by `go` when it wakes.
 -- include: budget
@@ -57,7 +58,7 @@ if per_tok > 0 then
 end
 if wait > max_wait then return {0, tostring(wait)} end
 local estimate, limited = tonumber(ARGV[11]), {}
-if estimate > 0 then
+if estimate ~= 0 then
   local checked = false
   for i = 10, #KEYS do
     local limit
@@ -67,6 +68,7 @@ if estimate > 0 then
       limit = redis.call('HGET', KEYS[9], ARGV[i + 4])
     end
     if limit then
+      if estimate < 0 then return {-3, ''} end
       if not checked then budget_purge(KEYS[6], KEYS[7], KEYS[8], now); checked = true end
       local v = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
       local held = tonumber(v[2] or '0')

@@ -154,3 +154,26 @@ async def test_a_probe_refused_by_the_rate_limit_does_not_use_up_the_half_open_s
     refused = await admit(gate, limit, max_wait_s=0.1)  # half-open, but the next slot is ~1 s away
     assert not refused.admitted and not refused.circuit_open
     assert (await admit(gate, limit)).admitted  # the probe slot was not taken by the refusal
+
+
+async def test_an_unpriced_call_goes_without_an_estimate_unless_a_budget_applies(redis):
+    gate = Gate(redis, "t-est", margin=0.0)
+    spend = "t-est:batch:b1"
+    await redis.delete(spend, *gate.keys.rate_limit("b"))
+    ask = dict(max_wait_s=10.0, lease_ttl_s=30, spend_keys=[spend], spend_limits=[""])
+    try:
+        # no limit anywhere: a call goes unpriced (-1) and holds nothing
+        free = await gate.admit("b", RateLimit(rps=10), estimate_micro=-1, **ask)
+        assert free.admitted and free.reservation == ""
+        assert await redis.hget(spend, "reserved") is None
+        # a batch budget: the script asks for the price and books nothing (no rate slot taken)
+        await redis.hset(spend, "max_cost", 1000)
+        slot = await redis.hget(gate.keys.rate_limit("b")[0], "r")
+        asked = await gate.admit("b", RateLimit(rps=10), estimate_micro=-1, **ask)
+        assert asked.needs_estimate and not asked.admitted
+        assert await redis.hget(gate.keys.rate_limit("b")[0], "r") == slot
+        held = await gate.admit("b", RateLimit(rps=10), estimate_micro=400, **ask)
+        assert held.admitted and held.reservation
+        assert int(await redis.hget(spend, "reserved")) == 400
+    finally:
+        await redis.delete(spend, *gate.keys.rate_limit("b"), *gate._budget_keys())
