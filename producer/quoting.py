@@ -4,10 +4,10 @@ and the workflow commands, `POST /api/batches?dry_run=true` and `/v1/batches` wi
 
 Why a module of its own: a quote must leave nothing behind (no Redis key, no blob, no provider call) and
 yet refuse exactly the lines a submit refuses, with the same messages, so that the quote and the run
-agree on which jobs exist. So each line goes through the submit path's own checks (Producer's
-`_kind` and `_prepare_body`: the request models, the cache option, blob references, sniffed media types,
+agree on which jobs exist. So each line goes through the submit path's own checks (the Producer's
+`Intake`, producer/intake.py: the request models, the cache option, blob references, sniffed media types,
 the pixel limit, local audio paths where the door allows them), with a store that measures what it is
-handed and keeps nothing, and a Redis stand-in that refuses every command.
+handed and keeps nothing (the intake has no Redis to write to).
 
 What a quote knows of each job:
 - the provider: the first target the routing config (the batch's, else MMQ_DEFAULT_CONFIG) would pick
@@ -26,13 +26,11 @@ are kept (producer.quote_sums), plus the first refused lines as examples.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from mmq.batch_options import BatchOptions
@@ -42,9 +40,10 @@ from mmq.pricing import MediaFacts, PriceBook, PriceBookError, QuoteLine, load_b
 from mmq.routing import RoutingError, all_leaves, effective_params, parse_config, plan
 from mmq.settings import Settings
 from mmq.storage import BlobNotFound
+from producer.batch_lines import BatchLine, CustomIds
+from producer.intake import Intake
 from producer.options import LineError, check_options, validate_cache
 from producer.quote_sums import MAX_LISTED, BatchQuote, Refused, Tally
-from producer.submit import BatchLine, CustomIds, Producer
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +51,6 @@ _YIELD_EVERY = 256  # lines between two turns given to the event loop (an API se
 
 
 # ------------------------------------------------------------------- nothing stored, nothing sent
-class _NoRedis:
-    """Stands in for Redis in the quoting Producer: its scripts are registered (a local hash), and any
-    command is a bug, since a quote writes nothing."""
-
-    def register_script(self, text: str) -> SimpleNamespace:
-        return SimpleNamespace(sha=hashlib.sha1(text.encode()).hexdigest())
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(f"a quote never talks to Redis (tried {name})")
-
-
 class _MeasuringStore:
     """A Storage that keeps nothing: what the submit path would store is measured and dropped."""
 
@@ -135,8 +123,7 @@ class Quoter:
         self.metadata = dict(metadata or {}) if self.routing else {}
         self.max_side = (media.max_side if media and media.max_side else None) or settings.media_max_side
         self.store = _MeasuringStore()
-        self.producer = Producer(
-            _NoRedis(),  # type: ignore[arg-type]
+        self.intake = Intake(
             self.store,  # type: ignore[arg-type]
             settings,
             allow_local_paths=allow_local_paths,
@@ -152,9 +139,9 @@ class Quoter:
             raise LineError(line.error)
         if line.cache is not None:
             validate_cache(line.cache)
-        kind = self.producer._kind(line.url)
+        kind = self.intake.kind_of(line.url)
         self.store.facts.clear()
-        request, _ = await self.producer._prepare_body(kind, line.body or {})
+        request, _ = await self.intake.prepare(kind, line.body or {})
         if kind is Kind.chat:
             slots = chat_media_slots(request)
             facts = MediaFacts(images=tuple(self._image_size(s.value) for s in slots if s.media == "image"))

@@ -6,7 +6,9 @@
 
 A batch is consumed as a stream and sent to Redis in pipelined chunks, so a 100k-line file is never
 held in memory. A bad line becomes a failed job naming the line and the cause; the rest goes on.
-A line whose result is already cached is answered here, at submit time, and never enqueued.
+A line whose result is already cached is answered here, at submit time, and never enqueued. Reading a
+request (its kind, validation, media → blobs) is producer/intake.py's; the line shape and the custom_id
+rule are producer/batch_lines.py's (`BatchLine` is re-exported here: it is what a Producer takes).
 
 A batch line is the hot path of a big submit (100k lines in ~5 s), so it builds no JobRecord:
 its request is validated and dumped once (pydantic, the same models and messages as everywhere), its
@@ -18,27 +20,19 @@ jobs share, serialised once (mmq.cache.KeyScope), and its record written from th
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
-import hiredis
-import pydantic_core
-from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import DataError, ResponseError
 
 from mmq import queue
 from mmq.batch_options import BatchOptions
 from mmq.cache import Cache, CacheEntry, KeyScope, answer_from, job_cache_key
-from mmq.connections import PackedConnection
 from mmq.contract import (
     BLOB_SCHEME,
     BatchRecord,
@@ -50,132 +44,24 @@ from mmq.contract import (
     Kind,
     MediaPrep,
     Priority,
-    chat_media_slots,
-    dump_request,
-    kind_for_url,
-    parse_request,
 )
-from mmq.errors import InvalidJob
 from mmq.fingerprint import Fingerprints
-from mmq.media import (
-    AUDIO_TYPES,
-    IMAGE_TYPES,
-    PDF_TYPES,
-    ImageTooLarge,
-    MediaError,
-    document_type,
-    open_image,
-    parse_data_url,
-    sniff,
-)
 from mmq.records import JobRow, Records, batch_row, new_batch_spec, queued_row, spec_options_json
 from mmq.settings import Settings
-from mmq.storage import BlobNotFound, Storage, put_blob, safe_segment
+from mmq.storage import BlobNotFound, Storage, safe_segment
 from mmq.submissions import Progress, after_seal, interrupt
-from producer.local_files import LocalFileError, read_local_file
+from producer.batch_lines import BatchLine, CustomIds
+from producer.ids import new_id, new_ids
+from producer.intake import Intake
 from producer.options import (
     LineError,
     check_options,
-    format_validation_error,
     parse_options,
     validate_cache,
 )
+from producer.write_pipeline import write_pipeline
 
 log = logging.getLogger(__name__)
-
-
-def _check_pixels(data: bytes, max_pixels: int, what: str) -> None:
-    """Refuses an image declaring too many pixels, from its header alone (nothing is decoded here). One
-    Pillow cannot read is left to the worker, which fails its job with its own message."""
-    try:
-        open_image(data, max_pixels, what).close()
-    except ImageTooLarge as e:
-        raise LineError(str(e)) from None
-    except Exception:  # Pillow's many error types for a corrupt header
-        return
-
-
-# An id's random part: 24 characters of a 32-letter alphabet (lowercase letters and 2-7, base32's), 5
-# random bits each: 120 bits (a uuid4 has 122), safe in Redis keys, storage paths and file names on
-# case-insensitive disks. Every id is written five times per job (its hash's key, its batch's specs hash,
-# arq's key, payload and queue entry): 24 characters instead of uuid4's 32 hex keep each of those a size
-# class smaller in Redis (~60 B a queued job).
-_ID_CHARS = 24
-# a random byte → the letter of its low 5 bits
-_ID_ALPHABET = bytes(b"abcdefghijklmnopqrstuvwxyz234567"[b & 31] for b in range(256))
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{os.urandom(_ID_CHARS).translate(_ID_ALPHABET).decode()}"
-
-
-def _new_ids(prefix: str, n: int = 512) -> Iterator[str]:
-    """`new_id`s, made `n` at a time (one urandom call and one translation for all)."""
-    while True:
-        text = os.urandom(_ID_CHARS * n).translate(_ID_ALPHABET).decode()
-        for start in range(0, len(text), _ID_CHARS):
-            yield f"{prefix}_{text[start : start + _ID_CHARS]}"
-
-
-@dataclass
-class BatchLine:
-    """One request in the OpenAI Batch input shape (`custom_id`, `method`, `url`, `body`)."""
-
-    body: dict[str, Any] | None
-    url: str | None = None
-    custom_id: str | None = None
-    line_no: int | None = None
-    error: str | None = None  # set when the line could not even be parsed
-    cache: Any = None  # mmq extension: `cache: false` or {"level", "ttl_s", "refresh", "threshold"}
-
-    @classmethod
-    def from_obj(cls, obj: Any, line_no: int | None = None) -> BatchLine:
-        if not isinstance(obj, dict):
-            return cls(body=None, line_no=line_no, error="line is not a JSON object")
-        custom_id = obj.get("custom_id")
-        method = str(obj.get("method", "POST")).upper()
-        error = None
-        if method != "POST":
-            error = f"method must be POST, got {method!r}"
-        elif not isinstance(obj.get("url"), str):
-            error = "missing url (e.g. /v1/chat/completions)"
-        elif not isinstance(obj.get("body"), dict):
-            error = "missing body object"
-        return cls(
-            body=obj.get("body"),
-            url=obj.get("url"),
-            custom_id=None if custom_id is None else str(custom_id),
-            line_no=line_no,
-            error=error,
-            cache=obj.get("cache"),
-        )
-
-
-class CustomIds:
-    """A batch's custom_ids as its lines go by, for one rule at every door (the CLI, /api, /v1, quotes):
-    a line whose custom_id an earlier line of the batch already used fails alone, naming both lines, and
-    the rest of the batch goes on. The output has one line per custom_id; OpenAI refuses such a file
-    (`duplicate_custom_id`), mmq refuses the line, as it refuses any other bad line. A line that could not
-    be read claims nothing. Memory: one entry per distinct custom_id (~100 B)."""
-
-    def __init__(self) -> None:
-        self._first: dict[str, int] = {}
-        self._seen = 0
-
-    def check(self, line: BatchLine) -> None:
-        """Sets `line.error` when its custom_id is already used; the line is numbered by its position in
-        the batch when it has no number of its own."""
-        self._seen += 1
-        if line.custom_id is None or line.error is not None:
-            return
-        here = line.line_no if line.line_no is not None else self._seen
-        first = self._first.setdefault(line.custom_id, here)
-        if first != here:
-            line.error = duplicate_custom_id(line.custom_id, first)
-
-
-def duplicate_custom_id(custom_id: str, first_line: int) -> str:
-    return f"custom_id {custom_id!r} is already used by line {first_line} (each line needs its own)"
 
 
 _DEFAULT_CACHE = CacheOptions()
@@ -257,42 +143,6 @@ class _Shared:
         return job
 
 
-class _WritePipeline(Pipeline):
-    """A pipeline for the submit path's writes (two commands a line, replies unread but errors): each
-    command packed by hiredis as it goes out and each reply read straight off the connection, without
-    redis-py's Python packing loop, response parsing layers and callbacks (4.2 µs a command in all, 2.3
-    here). execute() keeps redis-py's connection handling, retries and reset; it returns the replies
-    raw, and raises the first error reply once every reply is read (the connection stays in step).
-    Other connections (TLS, the embedded fakeredis) take redis-py's own path."""
-
-    async def _execute_pipeline(self, connection: Any, commands: Any, raise_on_error: bool) -> list[Any]:
-        if not isinstance(connection, PackedConnection):
-            return await super()._execute_pipeline(connection, commands, raise_on_error)
-        await connection.send_packed_command([_pack(connection, args) for args, _ in commands])
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as e:
-                replies.append(e)
-        if raise_on_error:
-            self.raise_first_error(commands, replies)
-        return replies
-
-
-def _pack(connection: PackedConnection, args: tuple[Any, ...]) -> bytes:
-    if isinstance(args[0], str) and " " not in args[0]:  # HSET, PSETEX…: hiredis takes the tuple as it is
-        try:
-            return hiredis.pack_command(args)
-        except TypeError as e:  # as PackedConnection: redis-py's DataError for a value it cannot send
-            raise DataError(str(e)) from None
-    return connection.pack_command(*args)[0]
-
-
-def _write_pipeline(redis: Redis) -> Pipeline:
-    return _WritePipeline(redis.connection_pool, redis.response_callbacks, False, None)
-
-
 def _asks_at_submit(cache_key: str | None, cache: CacheOptions | None) -> bool:
     """Whether the producer asks the cache for a job's key. Perceptual keys are compared by distance,
     which the worker does; a refresh, or a job at the perceptual level, is the worker's to look up."""
@@ -312,11 +162,7 @@ class Producer:
         base_dir: Path | None = None,
         trusted_blob_refs: frozenset[str] = frozenset(),
     ) -> None:
-        """`allow_local_paths`: audio `file` may name a file on this machine (CLI and Python API only,
-        never the HTTP API, which must not read the server's disk).
-        `trusted_blob_refs`: mmq-blob:// refs that chat bodies may carry as whole string values — a saved
-        template's own media, stored by the template store (producer/templates/store.py); any other ref is
-        refused as before."""
+        """`allow_local_paths`, `base_dir`, `trusted_blob_refs`: how requests are read (intake.py)."""
         self.redis = redis
         self.storage = storage
         self.settings = settings
@@ -324,108 +170,14 @@ class Producer:
         self.cache = Cache(
             redis, settings.key_prefix, ttl_s=settings.cache_ttl_s, bands=settings.cache_phash_bands
         )
-        self.allow_local_paths = allow_local_paths
-        self.base_dir = base_dir or Path.cwd()
-        self.trusted_blob_refs = trusted_blob_refs
-        self._kinds: dict[str, Kind] = {}  # a batch's url → its kind
+        self.intake = Intake(
+            storage,
+            settings,
+            allow_local_paths=allow_local_paths,
+            base_dir=base_dir,
+            trusted_blob_refs=trusted_blob_refs,
+        )
         self._fingerprinters: dict[CacheLevel, Fingerprints] = {}
-
-    # ------------------------------------------------------------------ media → blobs
-    async def _store_checked(self, data: bytes, allowed: frozenset[str], what: str) -> str:
-        """Stores media whose sniffed type is allowed; returns its blob reference."""
-        mime = sniff(data)
-        if mime not in allowed:
-            raise LineError(
-                f"{what}: bytes look like {mime or 'unknown data'}, not one of the accepted types"
-            )
-        if mime in IMAGE_TYPES:
-            _check_pixels(data, self.settings.image_max_pixels, what)
-        return BLOB_SCHEME + await put_blob(self.storage, data, mime)
-
-    async def _blob_from_data_url(self, url: str, allowed: frozenset[str], what: str) -> str:
-        try:
-            _, data = parse_data_url(url)
-        except MediaError as e:
-            raise LineError(f"{what}: {e}") from None
-        return await self._store_checked(data, allowed, what)
-
-    async def _externalize_chat(self, body: dict[str, Any]) -> None:
-        for slot in chat_media_slots(body):
-            if not slot.value.startswith("data:"):
-                continue
-            if slot.media == "image":
-                slot.set(await self._blob_from_data_url(slot.value, IMAGE_TYPES, slot.where))
-                continue
-            try:
-                mime = document_type(parse_data_url(slot.value)[1], slot.value, slot.where)
-            except (MediaError, InvalidJob) as e:
-                raise LineError(f"{slot.where}: {e}") from None
-            if mime in PDF_TYPES:
-                slot.set(await self._blob_from_data_url(slot.value, PDF_TYPES, slot.where))
-            # CSV / plain text stay inline: small, and their declared type is part of the request
-
-    async def _externalize_audio(self, body: dict[str, Any]) -> None:
-        ref = body["file"]
-        if ref.startswith("data:"):
-            body["file"] = await self._blob_from_data_url(ref, AUDIO_TYPES, "file")
-        elif ref.startswith(("http://", "https://")):
-            raise LineError("file: remote audio URLs are not supported; send a data: URL or upload the file")
-        elif ref.startswith(BLOB_SCHEME):
-            raise LineError("file: mmq-blob:// references are internal; send the audio itself")
-        elif self.allow_local_paths:
-            path = (self.base_dir / ref).expanduser()
-            try:
-                data = read_local_file(path, ref, self.settings.max_line_bytes)
-            except LocalFileError as e:
-                raise LineError(f"file: {e}") from None
-            body["file"] = await self._store_checked(data, AUDIO_TYPES, f"file {ref!r}")
-            body.setdefault("filename", path.name)
-        else:
-            raise LineError("file: must be a data: URL of the audio")
-
-    async def _prepare_body(self, kind: Kind, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-        """The request validated and dumped (media moved to blob storage), and its JSON. Raises
-        LineError naming the field."""
-        try:
-            request = parse_request(kind, body)
-        except ValidationError as e:
-            raise LineError(format_validation_error(e)) from None
-        except ValueError as e:  # NaN, Infinity, nesting past MAX_JSON_DEPTH
-            raise LineError(str(e)) from None
-        if kind is Kind.chat and _foreign_blob_ref_in(body, self.trusted_blob_refs):
-            raise LineError("mmq-blob:// references are internal; send images as http(s) or data: URLs")
-        data = dump_request(request)
-        # pydantic's JSON, as the record's spec writes it; a few hundred ns for a small request
-        text = pydantic_core.to_json(data)
-        if kind is Kind.chat:
-            if b'"data:' in text:  # inline media to move (a data: URL's JSON starts so; none escaped)
-                await self._externalize_chat(data)
-                text = pydantic_core.to_json(data)
-        elif kind in (Kind.transcription, Kind.translation):
-            await self._externalize_audio(data)
-            text = pydantic_core.to_json(data)
-        return data, text
-
-    def _too_big(self, request: dict[str, Any], text: bytes) -> str | None:
-        """The request's JSON (non-ASCII escaped, as its size is counted) when it is too big to keep in
-        Redis (inline_request_max_bytes), else None. That JSON is at most 6 times `text` (a \\uXXXX
-        escape for a byte): a smaller request is not serialised again."""
-        limit = self.settings.inline_request_max_bytes
-        if 6 * len(text) <= limit:
-            return None
-        encoded = json.dumps(request, separators=(",", ":"))
-        return encoded if len(encoded) > limit else None
-
-    def _kind(self, url: str | None) -> Kind:
-        kind = self._kinds.get(url or "")
-        if kind is None:
-            try:
-                kind = kind_for_url(url or "")
-            except ValueError as e:
-                raise LineError(str(e)) from None
-            if len(self._kinds) < 64:  # a file names a handful of urls; a hostile one, not many more here
-                self._kinds[url or ""] = kind
-        return kind
 
     # ------------------------------------------------------------------ cache
     async def _load_blob(self, ref: str) -> bytes | None:
@@ -495,8 +247,8 @@ class Producer:
                 raise LineError(line.error)
             if line.cache is not None:
                 job.cache = validate_cache(line.cache)
-            job.kind = self._kind(line.url)
-            request, text = await self._prepare_body(job.kind, line.body or {})
+            job.kind = self.intake.kind_of(line.url)
+            request, text = await self.intake.prepare(job.kind, line.body or {})
         except LineError as e:
             job.status = JobStatus.failed
             job.error = JobError(type="invalid_request", message=str(e))
@@ -504,7 +256,7 @@ class Producer:
         options = job.cache or CacheOptions()
         if options.enabled:
             job.cache_key = await self._key(job, request, options)
-        if (encoded := self._too_big(request, text)) is not None:
+        if (encoded := self.intake.too_big(request, text)) is not None:
             job.request_key = f"requests/{safe_segment(tenant)}/single/{job.id}.json"
             await self.storage.put(job.request_key, encoded.encode())
         else:
@@ -577,8 +329,8 @@ class Producer:
                 raise LineError(line.error)
             if line.cache is not None:
                 cache = validate_cache(line.cache)
-            kind = self._kind(line.url)
-            request, text = await self._prepare_body(kind, line.body or {})
+            kind = self.intake.kind_of(line.url)
+            request, text = await self.intake.prepare(kind, line.body or {})
         except LineError as e:
             where = f"line {line.line_no}: " if line.line_no is not None else ""
             job = shared.record(job_id, line.custom_id, kind, cache)
@@ -592,7 +344,7 @@ class Producer:
             media = kind is not Kind.chat or b'"image_url"' in text or b'"file"' in text
             fingerprints = self._fingerprints(options.level)
             draft.cache_key = await shared.keys.key(kind, request, options, fingerprints, media=media)
-        if (encoded := self._too_big(request, text)) is not None:
+        if (encoded := self.intake.too_big(request, text)) is not None:
             draft.request_key = f"requests/{shared.tenant_segment}/{shared.batch.id}/{job_id}.json"
             await self.storage.put(draft.request_key, encoded.encode())
             text = encode_basestring(draft.request_key).encode()
@@ -649,7 +401,7 @@ class Producer:
         scheduled = batch.not_before is not None and batch.not_before > time.time()
         shared = _Shared(batch, config, media, cache)
         config_stored = batch.config == config
-        ids = _new_ids("job")
+        ids = new_ids("job")
         custom_ids = CustomIds()
         progress = Progress(self.redis, self.records.keys, batch.id, self.settings.submit_stall_s)
         # One chunk is written while the next is read: Redis (another core) stores a chunk meanwhile,
@@ -658,7 +410,7 @@ class Producer:
         writing: asyncio.Future[None] | None = None
 
         async def write(drafts: list[_Draft], with_config: bool) -> None:
-            pipe = _write_pipeline(self.redis)
+            pipe = write_pipeline(self.redis)
             if with_config:  # once, before any job that runs with it
                 self.records.set_batch_config(pipe, batch.id, config)
             await self._write_drafts(pipe, shared, drafts, enqueue=not scheduled)
@@ -789,28 +541,4 @@ class Producer:
         return await self.records.get_batch(batch.id) or batch
 
 
-_BLOB_SCHEME_BYTES = BLOB_SCHEME.encode()
-
-
-def _foreign_blob_ref_in(body: Any, trusted: frozenset[str]) -> bool:
-    """`_foreign_blob_ref` of a request body, without walking every value of every line: a body whose
-    JSON does not hold the scheme names no blob, in a key or in a value (the scheme has no character
-    JSON escapes). Only a body that holds it is walked."""
-    try:
-        if _BLOB_SCHEME_BYTES not in pydantic_core.to_json(body):
-            return False
-    except Exception:  # a value JSON cannot hold (given through the Python API): the walk decides
-        pass
-    return _foreign_blob_ref(body, trusted)
-
-
-def _foreign_blob_ref(value: Any, trusted: frozenset[str]) -> bool:
-    """Whether `value` names a blob anywhere (keys included) other than as a whole string in `trusted`:
-    a user who could name blobs could read another tenant's media by its hash."""
-    if isinstance(value, str):
-        return BLOB_SCHEME in value and value not in trusted
-    if isinstance(value, dict):
-        return any(_foreign_blob_ref(k, trusted) or _foreign_blob_ref(v, trusted) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_foreign_blob_ref(v, trusted) for v in value)
-    return False
+__all__ = ["BatchLine", "Producer"]

@@ -37,13 +37,13 @@ from mmq.contract import (
     kind_for_url,
 )
 from mmq.records import Records
+from producer.batch_lines import BatchLine, duplicate_custom_id
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api.batch_object import batch_object
 from producer.openai_api.context import Context, Ctx, OaiBatch, Tenant, as_str, page
 from producer.openai_api.errors import OpenAIError, not_found
 from producer.openai_api.file_store import FileMeta, page_ids
 from producer.options import LineError, check_options, parse_options
-from producer.submit import BatchLine, duplicate_custom_id
 
 log = logging.getLogger(__name__)
 

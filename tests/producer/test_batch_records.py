@@ -28,7 +28,8 @@ from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import open_storage
 from producer.jsonl import iter_jsonl
-from producer.submit import Producer, _write_pipeline
+from producer.submit import Producer
+from producer.write_pipeline import write_pipeline
 from tests.conftest import chat_body, data_url, png_bytes
 
 TEXT = {
@@ -170,14 +171,14 @@ async def test_every_kind_of_line_becomes_its_record(producer, tmp_path):
 async def test_the_write_pipeline_reads_every_reply_and_raises_redis_errors(producer):
     redis = producer.redis
     await redis.set("a-string", "x")
-    pipe = _write_pipeline(redis)
+    pipe = write_pipeline(redis)
     pipe.hset("h1", mapping={"a": "1"})
     pipe.hset("a-string", "f", "v")  # WRONGTYPE
     pipe.rpush("l1", "x", "y")
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await pipe.execute()
     assert await redis.hget("h1", "a") == b"1" and await redis.llen("l1") == 2  # the others ran
-    pipe = _write_pipeline(redis)
+    pipe = write_pipeline(redis)
     pipe.hset("h2", "a", "2")
     pipe.zadd("z", {"m": 1.5})
     assert await pipe.execute() == [1, 1]

@@ -86,7 +86,7 @@ async def test_jsonl_batch_streams_and_bad_lines_fail_alone(producer, tmp_path):
 
 
 async def test_http_producers_cannot_read_local_files(producer):
-    producer.allow_local_paths = False
+    producer.intake.allow_local_paths = False
     with pytest.raises(LineError, match="data: URL"):
         await producer.submit_job(
             "/v1/audio/transcriptions", {"model": "whisper-1", "file": "/etc/passwd"}, tenant="t"
