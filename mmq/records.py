@@ -1,8 +1,9 @@
 """Job and batch records in Redis: the source of truth for status (never arq's internals).
 
-Layout: mmq/keys.py. A job is a hash of small state fields that change (`status`, `attempts`, `result`,
-`usage`, `error`, times…) beside its immutable `spec` (the request or its storage reference, custom_id,
-kind, options), written once at submit. A status change writes only what changed, never the whole record.
+Keys: mmq/keys.py; the fields' encoding: mmq/record_layout.py. A job is a hash of small state fields
+that change (`status`, `attempts`, `result`, `usage`, `error`, times…) beside its immutable `spec` (the
+request or its storage reference, custom_id, kind, options), written once at submit. A status change
+writes only what changed, never the whole record.
 
 A batch job's spec is not in its own hash but a field of its batch's `specs` hash (keyed by the job id),
 without what the batch already holds: its id, its tenant and its routing config are read from the batch
@@ -22,8 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -33,199 +33,25 @@ from mmq.contract import (
     BatchCounts,
     BatchRecord,
     BatchStatus,
-    CacheOptions,
     JobError,
     JobRecord,
     JobStatus,
-    Kind,
     OnBudget,
     Tier,
 )
 from mmq.keys import Keys
-
-_COUNTERS = (
-    *("total", "queued", "running", "budget", "provider_batch", "succeeded", "failed", "cancelled"),
-    *("cached", "provider_calls", "paid_twice"),
+from mmq.record_layout import (
+    BATCH_COUNTERS,
+    Claim,
+    JobRow,
+    as_text,
+    batch_row,
+    claim_from,
+    job_from_fields,
+    looks_up_at_claim,
+    spec_json,
+    state_fields,
 )
-# JobRecord fields kept in the immutable spec JSON; everything else is a state field of the hash
-_SPEC = frozenset(
-    {"id", "custom_id", "tenant", "kind", "request", "request_key", "config", "metadata", "media", "cache"}
-    | {"priority", "tier", "created_at"}
-)
-# what a batch job's spec leaves to its batch: the id is the spec's field name in the batch's specs hash
-_BATCH_HOLDS = frozenset({"id", "tenant", "config"})
-_FLOAT_FIELDS = ("deadline", "started_at", "finished_at")
-_TEXT_FIELDS = ("cache_key", "cached_from")
-_JSON_FIELDS = ("attempts", "resume", "result", "usage", "cost", "error")
-STATE_FIELDS = (*_FLOAT_FIELDS, *_TEXT_FIELDS, *_JSON_FIELDS, "cached")
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def spec_json(job: JobRecord, *, with_config: bool) -> str:
-    """The immutable part of a job outside any batch (a batch job's: `batch_spec_json`)."""
-    exclude = set(JobRecord.model_fields) - _SPEC
-    if not with_config:
-        exclude.add("config")
-    return job.model_dump_json(exclude=exclude, exclude_defaults=True)
-
-
-def batch_spec_json(job: JobRecord) -> str:
-    """The immutable part of a batch job, without what its batch holds (id, tenant, config) nor its kind
-    when that is chat (the default of a batch job's spec: most lines are chats)."""
-    exclude = (set(JobRecord.model_fields) - _SPEC) | _BATCH_HOLDS
-    if job.kind is Kind.chat:
-        exclude.add("kind")
-    return job.model_dump_json(exclude=exclude, exclude_defaults=True)
-
-
-def spec_options_json(job: JobRecord) -> bytes:
-    """The spec members a batch's jobs share (metadata, media, cache, priority; each only when it is not
-    the default), as `batch_spec_json` writes them: ',"media":{…}' or b'' (see `new_batch_spec`)."""
-    members = job.model_dump_json(
-        include={"metadata", "media", "cache", "priority", "tier"}, exclude_defaults=True
-    ).encode()
-    return b"," + members[1:-1] if members != b"{}" else b""
-
-
-def new_batch_spec(
-    custom_id: bytes, kind: str, request: bytes, options: bytes, created_at: float, *, stored: bool = False
-) -> bytes:
-    """`batch_spec_json` of a new batch job from its parts already serialised as JSON (the submit path
-    makes one a line: no model is built): `custom_id` (JSON, b'null' for none), `kind` (a Kind), `request`
-    (the request's JSON, or the JSON string of its storage key when `stored`), `options`
-    (spec_options_json)."""
-    parts = [b"{"]
-    if custom_id != b"null":
-        parts += [b'"custom_id":', custom_id, b","]
-    if kind != Kind.chat:
-        parts += [b'"kind":"', kind.encode(), b'",']
-    parts += [b'"request_key":' if stored else b'"request":', request, options]
-    parts += [b',"created_at":', repr(created_at).encode(), b"}"]
-    return b"".join(parts)
-
-
-def state_fields(job: JobRecord) -> dict[str, str]:
-    """The job's state as hash fields; '' for a field that is unset (finish deletes those)."""
-    out: dict[str, str] = {}
-    for name in _FLOAT_FIELDS:
-        value = getattr(job, name)
-        out[name] = repr(value) if value is not None else ""
-    for name in _TEXT_FIELDS:
-        out[name] = getattr(job, name) or ""
-    data = job.model_dump(mode="json", include=set(_JSON_FIELDS))
-    for name in _JSON_FIELDS:
-        value = data[name]
-        out[name] = json.dumps(value, separators=(",", ":")) if value else ""
-    out["cached"] = "1" if job.cached else ""
-    return out
-
-
-def job_from_fields(fields: Mapping[Any, Any], config: Any = None) -> JobRecord:
-    """A JobRecord from a job hash's fields (as HGETALL gives them; a batch job's `spec`, `id` and
-    `tenant` added from its batch, as `claim` and `Records.get_jobs` do) and its batch's config JSON."""
-    v = {_s(k): _s(x) for k, x in fields.items()}
-    data: dict[str, Any] = json.loads(v["spec"])
-    data["status"] = v["status"]
-    if "id" not in data:  # a batch job's spec leaves these to its batch, and its kind when chat
-        data["id"], data["tenant"] = v["id"], v["tenant"]
-        data.setdefault("kind", Kind.chat.value)
-    if v.get("batch"):
-        data["batch_id"] = v["batch"]
-        if config:
-            data["config"] = json.loads(_s(config))
-    for name in _FLOAT_FIELDS:
-        if v.get(name):
-            data[name] = float(v[name])
-    for name in _TEXT_FIELDS:
-        if v.get(name):
-            data[name] = v[name]
-    for name in _JSON_FIELDS:
-        if v.get(name):
-            data[name] = json.loads(v[name])
-    data["cached"] = v.get("cached") == "1"
-    return JobRecord.model_validate(data)
-
-
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-@dataclass
-class Claim:
-    """What `Records.claim` found: `job` is set for 'ok' and 'expired'; `cache` is the cache's answer
-    for a job the producer keyed (an entry's JSON, 'lead' or 'wait'), None when it was not asked."""
-
-    outcome: str  # ok | expired | missing | a terminal status
-    job: JobRecord | None = None
-    cache: str | None = None
-
-
-def claim_from(out: list[Any]) -> Claim:
-    """A Claim from claim_job's answer (mmq/lua/claim_job.lua), given by the claim and start scripts."""
-    outcome = _s(out[0])
-    if outcome not in ("ok", "expired"):
-        return Claim(outcome)
-    config = out[2] if len(out) > 2 else None
-    cache = _s(out[3]) if len(out) > 3 and out[3] else None
-    return Claim(outcome, job_from_fields(_pairs(out[1]), config), cache)
-
-
-def looks_up(cache_key: str | None, cache: CacheOptions | None) -> bool:
-    """Whether `claim` asks the cache for a job: its key is known at submit, it takes cached answers
-    (not off, not a refresh) and an exact lookup finds them (a perceptual key searches an index)."""
-    enabled = cache is None or (cache.enabled and not cache.refresh)
-    return bool(cache_key) and enabled and not (cache_key or "").startswith("p:")
-
-
-def looks_up_at_claim(job: JobRecord) -> bool:
-    return looks_up(job.cache_key, job.cache)
-
-
-@dataclass(slots=True)
-class JobRow:
-    """A new batch job as `Records.add_rows` writes it: its hash's fields and its spec (a field of the
-    batch's specs hash)."""
-
-    id: str
-    status: str
-    fields: dict[str, str]
-    spec: bytes | str
-    cached: bool = False
-
-
-def queued_row(
-    job_id: str,
-    batch_id: str,
-    spec: bytes,
-    *,
-    cache_key: str | None = None,
-    cache: CacheOptions | None = None,
-    deadline: float | None = None,
-) -> JobRow:
-    """A new queued batch job's row, as `batch_row` would make it from the job's record (the submit path
-    builds no record: see `new_batch_spec`)."""
-    fields = {"status": JobStatus.queued.value, "batch": batch_id}
-    if deadline is not None:
-        fields["deadline"] = repr(deadline)
-    if cache_key:
-        fields["cache_key"] = cache_key
-        if looks_up(cache_key, cache):
-            fields["cache_lookup"] = "1"
-    return JobRow(job_id, JobStatus.queued.value, fields, spec)
-
-
-def batch_row(job: JobRecord) -> JobRow:
-    """A batch job's row from its record (a line refused at submit, a cache hit, a test's record)."""
-    if not job.batch_id:
-        raise ValueError(f"job {job.id} is in no batch: its record is written whole (Records.add_job)")
-    fields = {"status": job.status.value, "batch": job.batch_id}
-    fields.update((k, v) for k, v in state_fields(job).items() if v)
-    if looks_up_at_claim(job):
-        fields["cache_lookup"] = "1"
-    return JobRow(job.id, job.status.value, fields, batch_spec_json(job), job.cached)
 
 
 class Records:
@@ -276,7 +102,7 @@ class Records:
                 **({"on_budget": batch.on_budget.value} if batch.on_budget is not OnBudget.wait else {}),
                 **({"tier": batch.tier.value} if batch.tier is not Tier.realtime else {}),
                 **({"config": json.dumps(batch.config)} if batch.config is not None else {}),
-                **{c: 0 for c in _COUNTERS},
+                **{c: 0 for c in BATCH_COUNTERS},
             },
         )
         pipe.zadd(self.tenant_batches_key(batch.tenant), {batch.id: batch.created_at})
@@ -334,7 +160,7 @@ class Records:
         self._seal.queue(pipe, [self.batch_key(batch_id)], [repr(time.time()), invalid_lines])
         pipe.zrem(self.keys.submitting(), batch_id)  # no longer being submitted (mmq/submissions.py)
         outcome, _ = await scripts.execute(pipe)
-        return _s(outcome) == "ended"
+        return as_text(outcome) == "ended"
 
     # ------------------------------------------------------------------ the worker's moves
     async def claim(
@@ -402,7 +228,7 @@ class Records:
         if pipe is not None:
             self._finish.queue(pipe, keys, args)
             return "queued"
-        return _s(await self._finish(keys, args))
+        return as_text(await self._finish(keys, args))
 
     async def save(self, job: JobRecord) -> None:
         """Persist state details (attempts, resume, cache key) without a status change."""
@@ -426,7 +252,7 @@ class Records:
         for name, value in state_fields(job).items():
             args += [name, value]
         keys = [self.job_key(job.id), self.batch_key(job.batch_id) if job.batch_id else ""]
-        outcome = _s(await self._defer(keys, args))
+        outcome = as_text(await self._defer(keys, args))
         if outcome == "deferred":
             job.status = JobStatus.queued
         elif outcome in ("cancelled_now", "ended"):
@@ -452,7 +278,7 @@ class Records:
         of_batch: dict[str, list[int]] = {}
         for i, row in enumerate(rows):
             if row and b"batch" in row and (with_config or b"spec" not in row):
-                of_batch.setdefault(_s(row[b"batch"]), []).append(i)
+                of_batch.setdefault(as_text(row[b"batch"]), []).append(i)
         configs: dict[str, Any] = {}
         if of_batch:
             pipe = self.redis.pipeline(transaction=False)
@@ -470,7 +296,7 @@ class Records:
             if not row:
                 out.append(None)
                 continue
-            batch = _s(row[b"batch"]) if with_config and b"batch" in row else None
+            batch = as_text(row[b"batch"]) if with_config and b"batch" in row else None
             out.append(job_from_fields(row, configs.get(batch) if batch else None))
         return out
 
@@ -489,7 +315,7 @@ class Records:
             sealed=v.get("sealed") == "1",
             interrupted=v.get("interrupted") or None,
             interrupted_at=float(v["interrupted_at"]) if v.get("interrupted_at") else None,
-            counts=BatchCounts(**{c: int(v.get(c, 0)) for c in _COUNTERS}),
+            counts=BatchCounts(**{c: int(v.get(c, 0)) for c in BATCH_COUNTERS}),
             invalid_lines=int(v.get("invalid_lines", 0)),
             metadata=json.loads(v.get("metadata") or "{}"),
             priority=v.get("priority") or "normal",
@@ -523,7 +349,7 @@ class Records:
     # ------------------------------------------------------------------ cancel, expire, retry
     async def start_cancel(self, batch_id: str) -> str:
         """in_progress → cancelling. Returns the batch's status after the call, or 'missing'."""
-        return _s(await self._start_cancel([self.batch_key(batch_id)]))
+        return as_text(await self._start_cancel([self.batch_key(batch_id)]))
 
     async def cancel_queued(self, batch_id: str, chunk: int = 500) -> int:
         """Cancels the batch's still-queued jobs; running ones finish. Returns how many were cancelled."""
@@ -554,7 +380,7 @@ class Records:
                 pipe.hmget(self.job_key(job_id), "status", "error")
             chosen = []
             for job_id, (status, error) in zip(ids, await pipe.execute(), strict=True):
-                if _s(status) != JobStatus.failed.value:
+                if as_text(status) != JobStatus.failed.value:
                     continue
                 if error and json.loads(error).get("type", "").startswith("invalid"):
                     continue
@@ -563,7 +389,7 @@ class Records:
                 continue
             keys = [self.batch_key(batch_id), *(self.job_key(i) for i in chosen)]
             moved = await self._requeue_failed(keys)
-            requeued += [_s(m) for m in moved]
+            requeued += [as_text(m) for m in moved]
         return requeued
 
     async def mark_expired(self, batch_id: str) -> None:

@@ -46,7 +46,8 @@ from mmq.contract import (
     Priority,
 )
 from mmq.fingerprint import Fingerprints
-from mmq.records import JobRow, Records, batch_row, new_batch_spec, queued_row, spec_options_json
+from mmq.record_layout import JobRow, batch_row, new_batch_spec, queued_row, spec_options_json
+from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import BlobNotFound, Storage, safe_segment
 from mmq.submissions import Progress, after_seal, interrupt

@@ -28,7 +28,7 @@ from arq.utils import ms_to_datetime, timestamp_ms
 from mmq import connections, metrics, scripts
 from mmq.contract import JobError, JobStatus
 from mmq.queue import CLAIM_CTX, JOB_FUNCTION
-from mmq.records import Claim, claim_from
+from mmq.record_layout import Claim, claim_from
 from worker import dedup
 from worker.reaper import Reaper
 

@@ -28,7 +28,7 @@ from mmq.pricing.cost import cost_of
 from mmq.pricing.quotes import estimate_job
 from mmq.pricing.rules import MediaFacts
 from mmq.queue import JOB_EXPIRES_MS
-from mmq.records import state_fields
+from mmq.record_layout import state_fields
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime

@@ -31,7 +31,7 @@ from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchFailed, FetchPolicy
 from mmq.queue import CLAIM_CTX, finish_arq_job
-from mmq.records import Claim
+from mmq.record_layout import Claim
 from mmq.settings import Settings
 from mmq.storage import Storage
 from worker import batch_tasks, budget, dedup
@@ -307,7 +307,7 @@ async def _call_with_retries(
                 )
                 continue
         if n == first and not first_tries and (native := batch_tier.eligible(rt, job, route)) is not None:
-            raise batch_tier.Deposit(route, native)  # the tier decides how the target is called
+            raise batch_tier.Deposit(route, native, facts)  # the tier decides how the target is called
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
         tries = first_tries if n == first else 0
         while True:

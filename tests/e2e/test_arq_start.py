@@ -11,7 +11,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 from mmq import scripts
 from mmq.connections import connect
 from mmq.contract import JobStatus
-from mmq.records import claim_from
+from mmq.record_layout import claim_from
 from tests.conftest import chat_body, data_url, png_bytes
 
 

@@ -14,8 +14,7 @@ from arq.jobs import deserialize_job_raw, serialize_job
 from mmq import queue
 from mmq.connections import connect
 from mmq.contract import BatchRecord, CacheOptions, JobRecord, JobStatus, Kind, MediaPrep, Priority
-from mmq.records import (
-    Records,
+from mmq.record_layout import (
     batch_row,
     batch_spec_json,
     new_batch_spec,
@@ -23,6 +22,7 @@ from mmq.records import (
     spec_json,
     spec_options_json,
 )
+from mmq.records import Records
 
 CONFIG = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai"}, {"provider": "anthropic"}]}
 REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a tagline, é 😀."}]}

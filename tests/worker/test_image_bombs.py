@@ -330,7 +330,7 @@ async def test_the_producer_refuses_a_bomb_at_submit(producer, decodes, tmp_path
 
 
 async def test_the_producer_uses_its_settings_and_leaves_corrupt_images_to_the_worker(producer):
-    producer.settings = Settings(redis_url=None, image_max_pixels=3000)
+    producer = Producer(producer.redis, producer.storage, Settings(redis_url=None, image_max_pixels=3000))
     with pytest.raises(LineError, match="limit of 3,000 pixels"):
         await producer.submit_job(
             "/v1/chat/completions", chat_body(data_url(png_bytes((9, 9, 9), (64, 48)))), tenant="t"
