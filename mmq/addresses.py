@@ -147,5 +147,3 @@ def address_allowed(ip: str, allow_hosts: Iterable[str] = frozenset()) -> bool:
     IPv4 addresses inside IPv6 forms (::ffff:a.b.c.d, NAT64, 6to4, Teredo) are judged as IPv4 too.
     """
     return _address_problem(ip, _allowed_set(allow_hosts)) is None
-
-

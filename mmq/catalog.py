@@ -30,7 +30,9 @@ CATALOG: dict[str, Provider] = {
     for p in (
         Provider("anthropic", frozenset({Kind.chat}), "https://api.anthropic.com"),
         Provider("azure-openai", ALL_KINDS, None),
-        Provider("bedrock", frozenset({Kind.chat, Kind.image}), "https://bedrock-runtime.{region}.amazonaws.com"),
+        Provider(
+            "bedrock", frozenset({Kind.chat, Kind.image}), "https://bedrock-runtime.{region}.amazonaws.com"
+        ),
         Provider("deepgram", frozenset({Kind.transcription}), "https://api.deepgram.com"),
         Provider("elevenlabs", frozenset({Kind.speech}), "https://api.elevenlabs.io"),
         Provider("gemini", frozenset({Kind.chat, Kind.image}), "https://generativelanguage.googleapis.com"),

@@ -45,6 +45,14 @@
     {p}:nb:pack:{id}:jobs        LIST  its job ids (its lines' custom_ids)
     {p}:nb:packs                 ZSET  packs not yet harvested, by creation time
     {p}:batch:{id}:packs         SET   the packs holding a batch's jobs
+    {p}:nb:quotas                HASH  group → {"ledger", "limit"} (JSON): the enqueued-token ledger its
+                                       packs count against and its target's `batch_queue_tokens`
+    {p}:nb:enqueued              HASH  ledger (provider:virtual key:model) → the input tokens (estimated)
+                                       in mmq's provider batches not ended yet: what a provider's
+                                       enqueued-token quota counts (mmq/lua/pack_open.lua, pack_release.lua)
+    {p}:nb:learned:{ledger}      STR   a lower limit learned from a provider's quota refusal (expires)
+    {p}:nb:waits                 HASH  group → when its next gather is due (ms) while its jobs wait for
+                                       room under the limit (the rescue sweep leaves it alone until then)
 
 The front keeps three families of its own beside these: `{p}:oai:…` (the /v1 files and batches),
 `{p}:templates:…` / `{p}:template-blobs:…` (prompt templates) and `{p}:console:session:…` /
@@ -153,3 +161,15 @@ class Keys:
 
     def batch_packs(self, batch_id: str) -> str:
         return f"{self.prefix}:batch:{batch_id}:packs"
+
+    def nb_quotas(self) -> str:
+        return f"{self.prefix}:nb:quotas"
+
+    def nb_enqueued(self) -> str:
+        return f"{self.prefix}:nb:enqueued"
+
+    def nb_learned(self, ledger: str) -> str:
+        return f"{self.prefix}:nb:learned:{ledger}"
+
+    def nb_waits(self) -> str:
+        return f"{self.prefix}:nb:waits"

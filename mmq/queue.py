@@ -44,6 +44,7 @@ def in_progress_s(job_timeout_s: float) -> float:
     timeout + 10 s (arq.worker). A dead worker's job runs again after this."""
     return max(job_timeout_s, BATCH_TASK_TIMEOUT_S, WEBHOOK_TIMEOUT_S) + 10
 
+
 # arq runs due jobs in score order (the enqueue time, in ms). Scoring a job as if it had been queued
 # earlier puts it ahead: every due high job before any normal one (queued in the last ~115 days), every
 # normal before any low. Future scores are deferrals, so a priority never makes a job early.

@@ -106,6 +106,26 @@ class Settings(BaseSettings):
     batch_tier_realtime_rate: float = 10.0
     batch_tier_rescue_s: float = 30.0  # a pack step lost with its worker is run again after this
     batch_tier_max_bytes: int | None = None  # cap a provider batch's size below the provider's own limit
+    # the input tokens (estimated) mmq keeps enqueued in one key's provider batches per model, as OpenAI,
+    # Azure and Gemini cap them (a target's `batch_queue_tokens` in the routing config wins); None or 0:
+    # no limit of the operator's (a provider's refusal still teaches one: worker/batch_tier/quota.py)
+    batch_tier_queue_tokens: int | None = None
+    # Vertex AI batch prediction (Gemini and Claude on Vertex) reads its input from and writes its output
+    # to Cloud Storage: `gs://bucket/prefix` where the workers put them (unset: Vertex jobs run realtime;
+    # set it alike on every worker). The Vertex target's OAuth token goes to `gcs_base_url` only, the
+    # operator's Cloud Storage JSON API endpoint (a test points it at the simulator)
+    vertex_batch_gcs_uri: str | None = None
+    gcs_base_url: str = "https://storage.googleapis.com"
+
+    # AWS Bedrock batch inference (worker/batch_tier/apis/bedrock.py): a pack's records go to S3 under
+    # `bedrock_batch_s3_uri` (s3://bucket/prefix, `?endpoint_url=`/`?region=` as for MMQ_STORAGE_URL; the
+    # workers' AWS_* credentials write and read it) and Bedrock reads and writes them there with the IAM
+    # service role `bedrock_batch_role_arn`. Unset (either): Bedrock jobs run realtime. A group of fewer
+    # than `bedrock_batch_min_records` jobs (the account's quota "Minimum number of records per batch
+    # inference job") runs realtime too: never padded
+    bedrock_batch_s3_uri: str | None = None
+    bedrock_batch_role_arn: str | None = None
+    bedrock_batch_min_records: int = 100
 
     # quotes (mmq quote, --dry-run): a price file over the shipped book (mmq/pricing/prices.yaml), same shape
     prices_file: Path | None = None

@@ -199,9 +199,7 @@ def create_app(
         return batch_view(await own_batch(request, batch_id, who))
 
     @app.patch("/api/batches/{batch_id}")
-    async def change_batch(
-        batch_id: str, body: BatchChange, request: Request, who: Tenant
-    ) -> dict[str, Any]:
+    async def change_batch(batch_id: str, body: BatchChange, request: Request, who: Tenant) -> dict[str, Any]:
         """Raise, lower or remove (null) the batch's budget; its jobs waiting for it check it again."""
         await own_batch(request, batch_id, who)
         budgets = Budgets(request.app.state.redis, settings.key_prefix)

@@ -82,8 +82,6 @@ def validate_cache(cache: CacheOptions | dict[str, Any] | bool | str | None) -> 
         raise LineError(f"cache options: {e}") from None
 
 
-
-
 _LABELS = {"config": "routing config", "media": "media options", "cache": "cache options"}
 
 

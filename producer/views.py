@@ -46,18 +46,29 @@ def job_view(job: JobRecord) -> dict[str, Any]:
 
 
 def provider_batches_view(packs: list[Pack]) -> list[dict[str, Any]]:
-    """The batch tier's provider batches holding a batch's jobs (mmq/packs.py)."""
+    """The batch tier's provider batches holding a batch's jobs (mmq/packs.py), oldest first: where they
+    went (provider, target, model), the provider's batch id (None before its create, or for a pack that
+    never got one), its state (creating, validating, running, cancelling, harvested, failed), its lines
+    (`jobs`: every batch's jobs it holds) and their estimated input `tokens` (what counts against the
+    provider's enqueued-token quota), when it was made, when its pending jobs go realtime if it has not
+    ended by then (`fallback_at`) or went (`fell_back_at`), why it failed, and what its harvest did."""
     return [
         {
+            "pack": p.id,
             "provider": p.provider,
             "target": p.target,
             "model": p.model,
             "id": p.provider_batch_id,
             "state": p.state,
             "jobs": p.jobs,
+            "tokens": p.tokens,
+            "created_at": p.created_at,
+            "fallback_at": p.fallback_due if p.fell_back_at is None else None,
             "fell_back_at": p.fell_back_at,
+            "error": p.error,
+            "harvest": p.harvest or None,
         }
-        for p in packs
+        for p in sorted(packs, key=lambda p: p.created_at)
     ]
 
 

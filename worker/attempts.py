@@ -24,6 +24,7 @@ from mmq import metrics, tracing
 from mmq.contract import Attempt, JobRecord, Kind
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchFailed, FetchPolicy
+from mmq.pricing.audio import measure_audio
 from mmq.settings import Settings
 from worker import budget
 from worker.batch_tier import engine as batch_tier
@@ -289,7 +290,7 @@ async def call_with_retries(
                 )
                 continue
         if n == first and not first_tries and (native := batch_tier.eligible(rt, job, route)) is not None:
-            raise batch_tier.Deposit(route, native, facts)  # the tier decides how the target is called
+            raise batch_tier.Deposit(route, native, facts, audio)  # the tier decides how the target is called
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
         tries = first_tries if n == first else 0
         while True:
@@ -358,7 +359,11 @@ async def call_with_retries(
                 (resp.usage or {}).get("total_tokens") if route.rate_limit and route.rate_limit.tpm else None
             )
             prices = budget.book_for(rt.prices, route.prices)
-            job.cost = budget.job_cost(prices, route.target.provider, job.kind, route.request, resp.usage)
+            # a text/srt/vtt transcript reports no duration: priced by the seconds measured from its audio
+            seconds = measure_audio(audio.data) if audio is not None and not resp.usage else None
+            job.cost = budget.job_cost(
+                prices, route.target.provider, job.kind, route.request, resp.usage, audio_seconds=seconds
+            )
             writes.reservation = reservation  # given back by the finish, after the cost is added
             writes.before.append(
                 functools.partial(

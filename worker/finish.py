@@ -54,9 +54,7 @@ async def finish(
     for queue_write in writes.before:
         queue_write(pipe)
     # its calls were counted as they went; its cost is added to its batch's and tenant's spending here
-    await rt.records.finish(
-        job, (from_,), to, provider_calls, reservation=writes.reservation, pipe=pipe
-    )
+    await rt.records.finish(job, (from_,), to, provider_calls, reservation=writes.reservation, pipe=pipe)
     at = len(pipe.command_stack) - 1
     if remember:
         # after the outcome: an entry must never exist for a job whose own record did not end (a Redis

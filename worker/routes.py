@@ -44,6 +44,7 @@ class Route:
     bucket: str = ""
     rate_limit: RateLimit | None = None
     prices: dict[str, Any] | None = None  # the target's own prices over the worker's book (a config's)
+    batch_queue_tokens: int | None = None  # its provider batches' enqueued-token limit (a config's)
 
 
 @functools.lru_cache(maxsize=256)
@@ -197,6 +198,7 @@ def routes_for(
                     bucket=bucket_id(target.provider, leaf.virtual_key, params),
                     rate_limit=leaf.rate_limit,
                     prices=leaf.prices,
+                    batch_queue_tokens=leaf.batch_queue_tokens,
                     # Portkey's `attempts` counts retries. Without a retry block a target gets one try
                     # while another target is left to fall back to; the last one gets the worker's
                     # retry policy, because an unattended batch must outlast a 429 or a passing 503.

@@ -2,8 +2,10 @@
 -- failed batch, a line that may run again) go back to the realtime queue: status `queued`, resume
 -- {"tier": "realtime"} (the worker then calls their provider directly), and arq's entry written here
 -- from the caller's payload template around the id, in the same call: no job is ever in neither place.
--- Only jobs still `provider_batch` move (one a harvest already ended stays ended).
--- KEYS[1] arq's queue
+-- Only jobs still `provider_batch` move (one a harvest already ended stays ended). Jobs still waiting to
+-- be packed (their deadline came before room under the enqueued-token limit) leave their group's open
+-- zset, KEYS[2] when given.
+-- KEYS[1] arq's queue, KEYS[2] (optional) the group's open zset
 -- ARGV[1] mmq's key prefix, ARGV[2] arq's payload key prefix, ARGV[3] payload before the id's JSON,
 -- ARGV[4] payload after it, ARGV[5] payload ttl ms, ARGV[6] queue score, ARGV[7] resume JSON,
 -- ARGV[8..] job ids
@@ -23,6 +25,7 @@ for i = 8, #ARGV do
     end
     redis.call('SET', ARGV[2] .. id, ARGV[3] .. cjson.encode(id) .. ARGV[4], 'PX', ARGV[5])
     redis.call('ZADD', KEYS[1], ARGV[6], id)
+    if KEYS[2] then redis.call('ZREM', KEYS[2], id) end
     moved[#moved + 1] = id
   end
 end

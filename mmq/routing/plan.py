@@ -9,8 +9,9 @@ Inheritance (as implemented by `plan`):
 - `override_params` merge down the tree: each node's dict is deep-merged over what its ancestors set,
   the child winning key by key; nested dicts merge recursively, any other value (lists included) is
   replaced whole. `ResolvedTarget.override_params` is the fully merged result.
-- `retry`, `request_timeout`, `cache`, `rate_limit` and `prices` come from the nearest node on the path
-  (the leaf itself first) that sets them; a child's object replaces the ancestor's whole, it is never merged.
+- `retry`, `request_timeout`, `cache`, `rate_limit`, `prices` and `batch_queue_tokens` come from the
+  nearest node on the path (the leaf itself first) that sets them; a child's object replaces the
+  ancestor's whole, it is never merged.
 - `strategy.on_status_codes` belongs to the fallback node it sits on: a leaf's `fallback_on` is the
   set from its nearest fallback ancestor (None when that node does not set it = the worker's default
   policy; None too when the leaf has no fallback ancestor).
@@ -63,6 +64,7 @@ class ResolvedTarget:
     forward_headers: tuple[str, ...] = ()
     rate_limit: RateLimit | None = None
     prices: dict[str, Any] | None = None  # price-file-shaped overrides for this target (mmq/pricing)
+    batch_queue_tokens: int | None = None  # its provider batches' enqueued-token limit (the batch tier)
 
 
 def plan(
@@ -115,6 +117,7 @@ class _Inherited:
     fallback_on: frozenset[int] | None = None
     rate_limit: RateLimit | None = None
     prices: dict[str, Any] | None = None
+    batch_queue_tokens: int | None = None
 
     def enter(self, node: RoutingConfig) -> _Inherited:
         params = self.override_params
@@ -130,6 +133,9 @@ class _Inherited:
             cache=node.cache if node.cache is not None else self.cache,
             rate_limit=node.rate_limit if node.rate_limit is not None else self.rate_limit,
             prices=node.prices if node.prices is not None else self.prices,
+            batch_queue_tokens=node.batch_queue_tokens
+            if node.batch_queue_tokens is not None
+            else self.batch_queue_tokens,
         )
 
 
@@ -220,6 +226,7 @@ def _leaf(node: RoutingConfig, path: str, ctx: _Inherited) -> ResolvedTarget:
         forward_headers=tuple(node.forward_headers or ()),
         rate_limit=ctx.rate_limit,
         prices=ctx.prices,
+        batch_queue_tokens=ctx.batch_queue_tokens,
     )
 
 

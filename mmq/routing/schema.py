@@ -132,6 +132,9 @@ class RoutingConfig(_Strict):
     # mmq extension, inherited like retry: this target's prices in the price-file shape (mmq/pricing),
     # over the operator's book: a negotiated rate, a self-hosted model's cost
     prices: dict[str, Any] | None = None
+    # mmq extension, inherited like retry: the input tokens mmq keeps enqueued in this target's provider
+    # batches per model (the provider's enqueued-token quota for its key; the batch tier packs within it)
+    batch_queue_tokens: int | None = Field(default=None, gt=0)
     custom_host: str | None = None  # base URL
     forward_headers: list[str] | None = None
 

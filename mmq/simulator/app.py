@@ -23,6 +23,7 @@ from mmq.simulator.deepgram import deepgram_routes
 from mmq.simulator.elevenlabs import elevenlabs_routes
 from mmq.simulator.errors import ApiError, json_response
 from mmq.simulator.faults import faults_endpoint
+from mmq.simulator.gcs import gcs_routes
 from mmq.simulator.gemini import gemini_routes
 from mmq.simulator.groq import groq_routes
 from mmq.simulator.guard import SimulatorHeaders, guarded
@@ -86,7 +87,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
     routes += stability_routes()  # Stability AI dialect: v2beta multipart and v1 JSON, guarded
     routes += anthropic_routes()  # Anthropic Messages dialect: x-api-key auth, guarded
     routes += vertex_anthropic_routes()  # Claude on Vertex AI: rawPredict, bearer auth, guarded
-    routes += batch_routes()  # native batch APIs (OpenAI/Azure/Groq, Anthropic, Gemini) and /sim/batches
+    routes += batch_routes()  # native batch APIs (OpenAI/Azure/Groq, Anthropic, Gemini, Vertex), /sim/batches
+    routes += gcs_routes()  # Cloud Storage JSON API (Vertex batch input and output), bearer auth, guarded
     routes += [
         Route("/health", health, methods=["GET"]),
         Route("/sim/stats", stats, methods=["GET"]),

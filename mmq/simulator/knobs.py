@@ -26,9 +26,15 @@ _ENV_FIELDS: dict[str, str] = {
     "MMQ_SIM_BATCH_STALL": "batch_stall",
     "MMQ_SIM_BATCH_MAX_REQUESTS": "batch_max_requests",
     "MMQ_SIM_BATCH_MAX_BYTES": "batch_max_bytes",
+    "MMQ_SIM_BATCH_QUEUE_TOKENS": "batch_queue_tokens",
+    "MMQ_SIM_BATCH_MIN_RECORDS": "batch_min_records",
+    "MMQ_SIM_S3_ENDPOINT": "s3_endpoint",
 }
 # optional knobs an env value of "0"/"none"/"off" turns off rather than sets to zero
-_OFF = {"requests_per_window", "batch_expire_s", "batch_max_requests", "batch_max_bytes"}
+_OFF = {
+    *("requests_per_window", "batch_expire_s", "batch_max_requests", "batch_max_bytes"),
+    *("batch_queue_tokens", "s3_endpoint"),
+}
 # the native batch knobs (mmq/simulator/batches/): read when a batch is created, so a change made at run
 # time applies to the batches created after it
 BATCH_KNOBS = frozenset(field for field in _ENV_FIELDS.values() if field.startswith("batch_"))
@@ -53,6 +59,15 @@ class SimulatorConfig(BaseModel):
     batch_stall: bool = False  # no line ever finishes: in progress until cancelled (or expired)
     batch_max_requests: int | None = Field(None, ge=1)  # None = the provider's documented limit
     batch_max_bytes: int | None = Field(None, ge=1)  # None = the provider's documented limit
+    # the enqueued-token quota of the OpenAI-format batches (OpenAI, Azure, Groq), per provider and model:
+    # a batch that would take the input tokens of the unfinished batches past it fails validating with
+    # `token_limit_exceeded`, as OpenAI's does (mmq/simulator/batches/oai_quota.py); None = no quota
+    batch_queue_tokens: int | None = Field(None, ge=1)
+    # Bedrock batch inference: a job with fewer records fails validation (the account quota, commonly 100)
+    batch_min_records: int = Field(100, ge=1)
+    # the S3-compatible server (http://host:port) Bedrock batch jobs read their records from and write
+    # their answers to (mmq/simulator/batches/bedrock_s3.py); None: Bedrock batch jobs fail validation
+    s3_endpoint: str | None = Field(None, pattern=r"^https?://[^/?#]+/?$")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> SimulatorConfig:

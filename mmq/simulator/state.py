@@ -1,5 +1,5 @@
 """Per-app simulator state: config, the single seeded RNG, counters, limiter, file store, HTTP client,
-and the native batch engine."""
+the native batch engine and the Cloud Storage objects."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import httpx
 
 from mmq.simulator.faults import FaultScript
 from mmq.simulator.files import FileStore
+from mmq.simulator.gcs_store import GcsStore
 from mmq.simulator.knobs import SimulatorConfig
 from mmq.simulator.ratelimit import SlidingWindowLimiter
 from mmq.simulator.stats import SimStats
@@ -33,6 +34,7 @@ class SimState:
         self.stats = SimStats()
         self.files = FileStore(256)
         self.faults = FaultScript()
+        self.gcs = GcsStore()  # Cloud Storage, for Vertex batch prediction's input and output
         # set by create_app: this module may not import the batches package, whose routes import the
         # realtime handlers, which import this module (the import contract forbids the cycle)
         self.batches: Engine | None = None
@@ -57,6 +59,7 @@ class SimState:
     def reset(self) -> None:
         self.stats.reset()
         self.faults.clear()
+        self.gcs.clear()
         if self.batches is not None:
             self.batches.clear()
         if self.limiter is not None:

@@ -3,7 +3,8 @@
 The batch counters are per provider surface (openai, azure, groq, anthropic, gemini). A batch line is
 billed when it succeeds (done lines of an expired or cancelled batch included, as the providers bill
 them); `batch_billed_ids` counts bills per line id (custom_id, Gemini key) so a test can assert that no
-job was paid twice, across batches and providers.
+job was paid twice, across batches and providers. `batch_quota_refusals` counts the OpenAI-format
+batches failed for the enqueued-token quota (MMQ_SIM_BATCH_QUEUE_TOKENS: batches/oai_quota.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class SimStats:
     batch_cancels: dict[str, int] = field(default_factory=dict)
     batch_lines_billed: dict[str, int] = field(default_factory=dict)
     batch_billed_ids: dict[str, int] = field(default_factory=dict)
+    batch_quota_refusals: dict[str, int] = field(default_factory=dict)
 
     def count(self, path: str) -> None:
         self.requests += 1
@@ -32,6 +34,9 @@ class SimStats:
 
     def batch_cancelled(self, provider: str) -> None:
         _bump(self.batch_cancels, provider)
+
+    def quota_refused(self, provider: str) -> None:
+        _bump(self.batch_quota_refusals, provider)
 
     def bill(self, provider: str, line_id: str) -> None:
         _bump(self.batch_lines_billed, provider)
@@ -45,6 +50,7 @@ class SimStats:
             self.batch_cancels,
             self.batch_lines_billed,
             self.batch_billed_ids,
+            self.batch_quota_refusals,
         ):
             counter.clear()
 

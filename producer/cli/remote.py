@@ -339,7 +339,7 @@ async def status(api: Remote, args: argparse.Namespace) -> int:
         return 0
     batch = batch_record(view)
     found = await failures(api, batch.id) if batch.counts.failed else []
-    print("\n".join(batch_lines(batch, found, time.time())))
+    print("\n".join(batch_lines(batch, found, time.time(), view.get("provider_batches"))))
     return 0
 
 

@@ -1,8 +1,9 @@
 """`mmq status BATCH_ID|JOB_ID`: a batch or a job as a person reads it, or as JSON with `--json`.
 
 The human view says what the batch is doing now (waiting until its window opens, running, ended), its
-counts, local times, and its failures grouped by error type with one example each, then the command
-that comes next. `--json` prints the API's view (producer.views), unchanged, for scripts.
+counts, local times, the provider batches holding its jobs (the batch tier), and its failures grouped by
+error type with one example each, then the command that comes next. `--json` prints the API's view
+(producer.views: the batch with its `provider_batches`), unchanged, for scripts.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ async def failures_by_type(records: Records, batch_id: str) -> list[tuple[str, i
     return [(kind, n, examples[kind]) for kind, n in counts.most_common()]
 
 
-def batch_lines(batch: BatchRecord, failures: list[tuple[str, int, str]], now: float) -> list[str]:
+def batch_lines(
+    batch: BatchRecord,
+    failures: list[tuple[str, int, str]],
+    now: float,
+    provider_batches: list[dict[str, Any]] | None = None,
+) -> list[str]:
     c = batch.counts
     rows: list[tuple[str, str]] = [("status", state(batch, now))]
     if batch.interrupted:
@@ -73,11 +79,27 @@ def batch_lines(batch: BatchRecord, failures: list[tuple[str, int, str]], now: f
     extra.append(f"{c.provider_calls} provider calls")
     rows.append(("", "; ".join(extra)))
     lines = [f"batch {batch.id}"] + [f"  {k:<9} {v}" for k, v in rows]
+    if provider_batches:
+        lines.append("  provider batches:")
+        lines += [f"    {_provider_batch(p, now)}" for p in provider_batches]
     if failures:
         lines.append("  failures by error type:")
         width = max(len(kind) for kind, _, _ in failures)
         lines += [f"    {n:>6}  {kind:<{width}}  e.g. {example}" for kind, n, example in failures]
     return [*lines, f"  next      {_next_step(batch)}"]
+
+
+def _provider_batch(view: dict[str, Any], now: float) -> str:
+    """One line of the batch tier's view of a provider batch (producer.views.provider_batches_view)."""
+    text = f"{view.get('provider')} {view.get('id') or '(not created)'}: {view.get('state')}, "
+    text += f"{view.get('jobs', 0)} lines, made {clock(view.get('created_at') or now, now)}"
+    if view.get("fell_back_at"):
+        text += f", fell back to realtime {clock(view['fell_back_at'], now)}"
+    elif view.get("fallback_at") and view.get("state") not in ("harvested", "failed"):
+        text += f", falls back to realtime {clock(view['fallback_at'], now)} if not ended"
+    if view.get("error"):
+        text += f" ({view['error'][:120]})"
+    return text
 
 
 def _cost(batch: BatchRecord) -> str:
@@ -138,8 +160,9 @@ def job_lines(job: JobRecord, now: float) -> list[str]:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
+    from mmq.packs import Packs
     from producer.cli.progress import watch
-    from producer.views import batch_view, job_view
+    from producer.views import batch_view, job_view, provider_batches_view
 
     if (api := remote.api_mode()) is not None:  # MMQ_API_URL: through the API, as the key's tenant
         return remote.run(remote.status, api, args)
@@ -158,11 +181,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             sys.exit(f"mmq: no batch {args.id} (list yours with `mmq batches`)")
         if args.watch:
             batch = await watch(records, args.id)
+        packs = provider_batches_view(await Packs(redis, settings.key_prefix).batch_packs(batch.id))
         if args.json:
-            print(json.dumps(batch_view(batch), indent=2))
+            print(json.dumps({**batch_view(batch), "provider_batches": packs}, indent=2))
             return 0
         failures = await failures_by_type(records, batch.id) if batch.counts.failed else []
-        print("\n".join(batch_lines(batch, failures, time.time())))
+        print("\n".join(batch_lines(batch, failures, time.time(), packs)))
         return 0
 
     return asyncio.run(with_records(go))

@@ -7,7 +7,8 @@ CDN: every asset ships in this package) refreshes parts of them while a batch ru
     __init__.py      `mount(app)`: the door that sends /console to the console app
     app.py           the console app: its headers (CSP), templates, static files, errors
     session.py       sign-in: sessions in Redis, the cookie, CSRF
-    pages.py         the pages (batches, a batch, a job) and the actions (cancel, retry, downloads)
+    pages.py         the pages (batches, a batch with its provider batches, a job) and the actions
+                     (cancel, retry, downloads)
     media_routes.py  a job's input media and result files, full size and as thumbnails
     job_media.py     which media a job has, and how their bytes are served (sniffed type, SVG never inline)
     thumbs.py        thumbnails: Pillow, size-capped, cached in storage

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmq.budgets import dollars
+from mmq.packs import Packs
 from mmq.records import Records
 from mmq.settings import Settings
 from mmq.storage import Storage
@@ -90,9 +91,7 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        when=_when, iso=_iso, pretty=_pretty, duration=_duration, number=_number, usd=_usd
-    )
+    env.filters.update(when=_when, iso=_iso, pretty=_pretty, duration=_duration, number=_number, usd=_usd)
     env.globals.update(query=_query, PREFIX=PREFIX)
     return env
 
@@ -115,6 +114,7 @@ class Console:
     makers: asyncio.Semaphore
     asset_version: str
     _sessions: Sessions | None = None
+    _packs: Packs | None = None
 
     @property
     def records(self) -> Records:
@@ -136,6 +136,14 @@ class Console:
     def keys(self) -> KeyTable:
         """The API's key table (producer/auth.py): sessions are worth what their key is worth."""
         return self.api.state.keys
+
+    @property
+    def packs(self) -> Packs:
+        """The batch tier's records (mmq/packs.py): a batch's provider batches."""
+        redis = self.api.state.redis
+        if self._packs is None or self._packs.redis is not redis:
+            self._packs = Packs(redis, self.settings.key_prefix)
+        return self._packs
 
     @property
     def sessions(self) -> Sessions:

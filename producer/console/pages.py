@@ -1,11 +1,13 @@
-"""The console's pages and actions: sign-in, the batches list, a batch, a job; cancel, retry, downloads.
+"""The console's pages and actions: sign-in, the batches list, a batch (with its provider batches, when
+the batch tier sends its jobs through them), a job; cancel, retry, downloads.
 
 Each page has parts (`…/part/{name}`) that the page's script fetches again while a batch runs, so counts,
 progress, the chart and the job table move without a reload; a part is the same template the page
 includes, so the server renders every piece of HTML once, one way (escaped). Every read is the viewer's
 tenant's: a batch or job of another tenant, or none at all, is the same 404.
 
-The reads and writes are the API's own: `Records` for batches and jobs, `Producer.cancel_batch` and
+The reads and writes are the API's own: `Records` for batches and jobs, `Packs.batch_packs` for the
+provider batches holding a batch's jobs (what GET /api/batches/{id} lists), `Producer.cancel_batch` and
 `Producer.retry_failed` for the actions, `producer.views.iter_output` for output.jsonl and the error lines,
 `producer.views.result_body` for a result.
 """
@@ -22,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mmq.contract import BatchRecord, JobRecord, JobStatus, Kind
+from mmq.contract import BatchRecord, JobRecord, JobStatus, Kind, Tier
 from producer.console import reads
 from producer.console.app import PREFIX, console_of, viewer
 from producer.console.job_media import (
@@ -189,9 +191,17 @@ def _batch_context(batch: BatchRecord) -> dict[str, Any]:
     return {"batch": batch, "live": batch.status in reads.RUNNING}
 
 
+async def _packs_context(request: Request, batch: BatchRecord) -> dict[str, Any]:
+    """The provider batches holding the batch's jobs, oldest first, and whether the page shows them (a
+    batch on the batch tier, or one that has any)."""
+    packs = sorted(await console_of(request).packs.batch_packs(batch.id), key=lambda p: p.created_at)
+    return {"packs": packs, "show_packs": bool(packs) or batch.tier is not Tier.realtime}
+
+
 async def batch_page(request: Request) -> Response:
     batch = await own_batch(request)
     context = {**_batch_context(batch), **await _jobs_context(request, batch)}
+    context.update(await _packs_context(request, batch))
     context["notice"] = _notice(request)
     return console_of(request).render(request, "batch.html", context)
 
@@ -216,6 +226,9 @@ async def batch_part(request: Request) -> Response:
         return c.render(
             request, "_jobs.html", {**_batch_context(batch), **await _jobs_context(request, batch)}
         )
+    if part == "provider-batches":
+        context = {**_batch_context(batch), **await _packs_context(request, batch)}
+        return c.render(request, "_provider_batches.html", context)
     if part == "stats":
         stats = await reads.batch_stats(c.records, batch)
         return c.render(request, "_stats.html", {**_batch_context(batch), "stats": stats, "now": time.time()})

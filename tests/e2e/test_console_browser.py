@@ -3,8 +3,10 @@
 
 It signs in, watches a running batch's counts move on the batches list without a reload, opens the batch
 and a job (the input image and the output are shown, the image actually decoded: naturalWidth > 0),
-checks that the speech and transcription pages' audio sources answer with an audio type, cancels a
-running batch from its page, and checks that a second tenant's key sees none of it. The screenshots it
+checks that the speech and transcription pages' audio sources answer with an audio type, follows a batch
+on the batch tier (its jobs in a provider batch, the provider batch's id, state, lines, creation and
+deadline fallback time, then all done), cancels a running batch from its page, and checks that a second
+tenant's key sees none of it. The screenshots it
 takes go to a temporary folder, or to docs/console/ (the README's) with MMQ_CONSOLE_SCREENSHOTS=1.
 
 The browser must be there: a missing /usr/bin/chromium or Playwright fails the test, never skips it
@@ -41,7 +43,14 @@ def simulator(make_simulator) -> str:
 
 @pytest.fixture
 def mmq_env(mmq_env: dict[str, str]) -> dict[str, str]:
-    return {**mmq_env, "MMQ_MAX_JOBS": "2"}  # two calls at a time: ~5 jobs a second
+    # two calls at a time: ~5 jobs a second; a batch on the batch tier is packed and polled in seconds
+    return {
+        **mmq_env,
+        "MMQ_MAX_JOBS": "2",
+        "MMQ_BATCH_TIER_GATHER_S": "0.5",
+        "MMQ_BATCH_TIER_POLL_MIN_S": "0.5",
+        "MMQ_BATCH_TIER_POLL_MAX_S": "2",
+    }
 
 
 @pytest.fixture
@@ -192,9 +201,66 @@ def loaded(page, selector: str) -> None:
     )
 
 
-def test_the_console_in_a_real_browser(api: str, browser, shots: Path):
+def overnight_lines(n: int) -> list[dict]:
+    """Text chats for the batch tier (OpenAI's Batch API, simulated)."""
+    return [
+        {
+            "custom_id": f"overnight-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "gpt-4o-mini",
+                "max_tokens": 40,
+                "messages": [{"role": "user", "content": f"Summarise review {i} in one line."}],
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def pack_rows(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        "#provider-batches tr[data-pack]",
+        """rows => rows.map(r => ({
+            state: r.dataset.state,
+            id: r.querySelector('[data-field=provider-batch-id]').textContent.trim(),
+            lines: Number(r.querySelector('[data-field=lines]').textContent.replace(/,/g, '')),
+            created: r.querySelector('td.when time') !== null,
+            fallback: r.querySelector('[data-field=fallback] time') !== null,
+            text: r.textContent,
+        }))""",
+    )
+
+
+def test_the_console_in_a_real_browser(api: str, simulator: str, browser, shots: Path):
     assert len(CATALOG) >= 8
     context, page = sign_in(browser, api, KEY_A, shot=shots / "sign-in.png")
+
+    # a batch on the batch tier: its chats go through the (simulated) OpenAI Batch API, which takes
+    # 12 s to finish a batch here, so the page can be seen while the provider batch runs
+    sim_root = simulator.removesuffix("/v1")
+    r = httpx.post(f"{sim_root}/sim/batches", json={"batch_complete_s": 12}, timeout=30)
+    assert r.status_code == 200, r.text
+    overnight = submit(api, KEY_A, overnight_lines(6), tier="batch", metadata={"source": "overnight.jsonl"})
+    assert overnight["tier"] == "batch"
+    # while its provider batch runs, its page shows its jobs in it, the provider batch's id, state,
+    # lines, when it was made and when it would fall back to realtime
+    seen_running: list[dict] = []
+
+    def provider_batch_running() -> bool:
+        page.goto(f"/console/batches/{overnight['id']}")
+        rows = [r for r in pack_rows(page) if r["id"].startswith("batch_")]
+        running = [r for r in rows if r["state"] in ("validating", "running")]
+        if running and count(page, "#provider-batches", "provider_batch") > 0:
+            seen_running.extend(running)
+            return True
+        assert not any(r["state"] == "harvested" for r in rows), f"the provider batch ended unseen: {rows}"
+        return False
+
+    wait_for(provider_batch_running, what="the batch tier's provider batch on the batch's page")
+    assert seen_running[0]["created"] and seen_running[0]["fallback"], seen_running
+    assert "openai" in seen_running[0]["text"] and seen_running[0]["lines"] > 0
+    screenshot(page, shots / "provider-batches.png")
 
     # two small batches first, so the list has more than one kind of row: one with a line refused at
     # submit (it ends at once, failed), one scheduled an hour ahead at high priority (it waits)
@@ -277,6 +343,26 @@ def test_the_console_in_a_real_browser(api: str, browser, shots: Path):
     page.click("#jobs tr[data-job] td.id a")
     loaded(page, "#outputs img.output-image")
     job_url = page.url
+
+    # the batch on the batch tier, once its provider batch has been harvested: every job done
+    page.goto(f"/console/batches/{overnight['id']}")
+    page.wait_for_selector("#summary[data-status=completed]", timeout=WAIT_MS)
+    page.goto(f"/console/batches/{overnight['id']}")
+    rows = pack_rows(page)
+    assert rows and all(r["state"] == "harvested" and r["id"].startswith("batch_") for r in rows), rows
+    assert sum(r["lines"] for r in rows) == 6 and all(r["created"] for r in rows)
+    assert count(page, "#provider-batches", "done") == 6
+    assert count(page, "#provider-batches", "provider_batch") == 0
+    assert count(page, "#provider-batches", "realtime") == 0
+    api_view = httpx.get(
+        f"{api}/api/batches/{overnight['id']}", headers={"authorization": f"Bearer {KEY_A}"}, timeout=30
+    ).json()
+    listed = api_view["provider_batches"]
+    assert {p["id"] for p in listed} == {r["id"] for r in rows}
+    assert all(p["state"] == "harvested" and p["created_at"] and p["provider"] == "openai" for p in listed)
+    # a realtime batch's page has no provider batches section
+    page.goto(f"/console/batches/{batch['id']}")
+    assert page.locator("#provider-batches").count() == 0
 
     # cancel a running batch from its page
     running = submit(api, KEY_A, catalog_lines(12, "autumn"), metadata={"source": "to-cancel.jsonl"})

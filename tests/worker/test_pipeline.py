@@ -171,3 +171,25 @@ async def test_repeated_identical_attempts_are_one_entry_and_still_count(make_ru
     await run_job({"mmq": rt}, job_id)
     job = await rt.records.get_job(job_id)
     assert job.status is JobStatus.failed and [(a.status, a.repeats) for a in job.attempts] == [(503, 4)]
+
+
+async def test_a_text_transcript_is_priced_by_the_seconds_measured_from_its_recording(make_runtime):
+    import base64
+
+    from mmq.pricing import cost_of
+    from mmq.pricing.audio import measure_audio
+    from mmq.simulator import encode_speech_wav
+
+    rt, producer = make_runtime(sim_transport())
+    wav = encode_speech_wav("the blue chair ships today, and the red lamp tomorrow")
+    seconds = measure_audio(wav)
+    assert seconds and seconds > 1
+    body = {"model": "whisper-1", "response_format": "srt"}
+    body["file"] = "data:audio/wav;base64," + base64.b64encode(wav).decode()
+    job = await producer.submit_job("/v1/audio/transcriptions", body, tenant="t")
+    assert (await run_job({"mmq": rt}, job.id))["ok"]
+    done = await rt.records.get_job(job.id)
+    # an srt answer reports no duration: the cost comes from the recording, not "duration unknown"
+    assert done.cost.missing is None and done.cost.micro_usd > 0
+    priced = cost_of("openai", "whisper-1", "transcription", {"seconds": seconds})
+    assert done.cost.micro_usd == priced.micro_usd and done.cost.usd == str(priced.amount)

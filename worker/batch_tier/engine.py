@@ -10,6 +10,14 @@ A job's life on this tier, each step an arq job or a step of one (so a killed wo
 2. gather (`nb_gather`): the group's waiting jobs become packs (the intent, recorded first), and each
    pack becomes one provider batch tagged with the pack's id; a pack found `creating` (its gather died)
    is adopted by that tag or created, never twice. A refused create sends its jobs realtime.
+   Packs stay within the enqueued-token limit of their ledger (provider, key, model: the target's
+   `batch_queue_tokens`, else MMQ_BATCH_TIER_QUEUE_TOKENS, and a lower one learned from a refusal);
+   jobs past it wait for a pack of the ledger to end, or go realtime when their deadline can wait no
+   longer. A pack the provider refuses for that quota (a 429 at the create, or a batch failed with
+   `token_limit_exceeded`) waits and shrinks while the deadline allows (quota.py).
+   An API with a minimum batch (`min_requests`: Bedrock's) gathers a group again while its jobs are
+   still coming in, and sends a pack below the minimum realtime (never padded); one the operator has
+   not configured (`enabled` False) takes no deposits.
 3. poll (`nb_poll`, re-run with a backoff): the provider batch's state. While it runs, the latest moment
    to fall back is recomputed: the deadline, less the time the jobs still pending need realtime at their
    target's rate, less a margin. At that moment the provider batch is cancelled and its pending jobs go
@@ -26,8 +34,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -38,14 +47,17 @@ from mmq import scripts
 from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind, Tier
 from mmq.errors import ProviderError
 from mmq.packs import REALTIME_RESUME, Pack, group_of, group_parts
+from mmq.pricing.audio import measure_audio
 from mmq.queue import JOB_EXPIRES_MS, score_for, serialize
-from mmq.records import state_fields
+from mmq.record_layout import state_fields
 from worker import budget
+from worker.batch_tier import quota
 from worker.batch_tier.apis import native_for
 from worker.batch_tier.protocol import LineResult, NativeBatchAPI, ProviderBatch
 from worker.finish import Writes, finish
+from worker.prepare import ImageFacts
 from worker.providers import get_adapter
-from worker.providers.base import ProviderResponse, Target
+from worker.providers.base import AudioInput, ProviderResponse, Target
 from worker.results import store_result
 from worker.routes import Route
 from worker.runtime import Runtime
@@ -56,6 +68,7 @@ GATHER_FUNCTION = "nb_gather"
 POLL_FUNCTION = "nb_poll"
 PACK_KEY = "mmq_pack"  # the provider batch's metadata naming its pack
 STEP_LEASE_S = 15.0  # a worker's hold on a pack for one step (renewed while it runs; a dead one's lapses)
+HOLD_WINDOWS = 10  # a group with a minimum batch waits for stragglers at most this many gather windows
 
 
 def line_key(job_id: str) -> str:
@@ -65,10 +78,13 @@ def line_key(job_id: str) -> str:
 # --------------------------------------------------------------------------------------------- deposit
 @dataclass
 class Deposit(Exception):
-    """Raised by the pipeline's planning: this job goes to `route`'s provider batch, through `api`."""
+    """Raised by the pipeline's planning: this job goes to `route`'s provider batch, through `api`
+    (`images`: what prepare measured of its images, by data: URL, for its enqueued tokens)."""
 
     route: Route
     api: NativeBatchAPI
+    images: dict[str, ImageFacts] = field(default_factory=dict)
+    audio: AudioInput | None = None  # a transcription's audio, for a batch line that carries it inline
 
 
 def eligible(rt: Runtime, job: JobRecord, route: Route) -> NativeBatchAPI | None:
@@ -76,7 +92,7 @@ def eligible(rt: Runtime, job: JobRecord, route: Route) -> NativeBatchAPI | None
     if job.tier is Tier.realtime or (job.resume or {}).get("tier") == REALTIME_RESUME["tier"]:
         return None
     api = native_for(route.target.provider)
-    if api is None or job.kind not in api.kinds:
+    if api is None or job.kind not in api.kinds or not api.enabled:
         return None
     if job.deadline is not None:
         left = job.deadline - time.time()
@@ -116,7 +132,7 @@ async def deposit(rt: Runtime, job: JobRecord, d: Deposit, writes: Writes) -> No
     """The job joins its group's waiting jobs, its batch line in storage, and a gather is scheduled for
     the current window; arq's entry is cleared in the same round trip (`writes.after`)."""
     adapter = get_adapter(d.route.target.provider)
-    wires = adapter.translate(d.route.target, job.kind, d.route.request, None)
+    wires = adapter.translate(d.route.target, job.kind, d.route.request, d.audio)
     wire = wires if not isinstance(wires, list | tuple) else wires[0]
     line = d.api.line(job.id, job.kind, wire)
     await rt.storage.put(line_key(job.id), json.dumps(line, separators=(",", ":")).encode())
@@ -124,10 +140,14 @@ async def deposit(rt: Runtime, job: JobRecord, d: Deposit, writes: Writes) -> No
     rt.native_targets[d.route.target.name] = d.route.target
     gather_s = rt.settings.batch_tier_gather_s
     window = int(time.time() // gather_s) if gather_s > 0 else 0
-    state = {k: v for k, v in state_fields(job).items() if k in ("attempts", "resume", "started_at")}
+    if d.audio is not None and (seconds := measure_audio(d.audio.data)) is not None:
+        job.usage = {"audio_seconds": seconds}  # prices a transcript whose answer says no duration (text)
+    state = {k: v for k, v in state_fields(job).items() if k in ("attempts", "resume", "started_at", "usage")}
+    state["nb_tokens"] = str(quota.input_tokens(rt, d.route, job.kind, d.images))  # what its pack enqueues
     pipe = rt.records.redis.pipeline(transaction=False)
     rt.packs.queue_deposit(pipe, job.id, job.batch_id, group, state)
     rt.packs.queue_rate(pipe, group, _realtime_rate(d.route))
+    rt.packs.queue_quota(pipe, group, quota.ledger_of(d.route), d.route.batch_queue_tokens)
     for queue_write in writes.after:
         queue_write(pipe)
     _schedule(
@@ -149,10 +169,11 @@ async def target_of(rt: Runtime, pack: Pack) -> Target:
     known = rt.native_targets.get(pack.target)
     if known is not None:
         return known
-    from worker.pipeline import load_request, plan_routes  # (the pipeline imports this module)
+    from worker.attempts import plan_routes  # (both import this module)
+    from worker.pipeline import load_request
 
     for job_id in await rt.packs.job_ids(pack.id):
-        job = await rt.records.get_job(job_id)
+        [job] = await rt.records.get_jobs([job_id], with_config=True)  # its batch's routing config
         if job is None:
             continue
         routes = await plan_routes(rt, job, await load_request(job, rt.storage))
@@ -178,9 +199,15 @@ async def gather_pack(ctx: dict[str, Any], group: str) -> dict[str, Any]:
     rate = await rt.packs.rate(group)
     if rate:
         fields["rate"] = repr(rate)
+    ledger, target_limit = await rt.packs.quota(group)
+    limit = target_limit or rt.settings.batch_tier_queue_tokens or None
     while True:
-        pack_id, ids = await rt.packs.open_pack(group, api.max_requests, fields)
+        if await _still_arriving(rt, group, api):
+            return {"ok": True, "packs": made}  # the gather it scheduled packs them with the newcomers
+        pack_id, ids, limited = await rt.packs.open_pack(group, api.max_requests, fields, ledger, limit)
         if not ids:
+            if limited:
+                await _wait_for_room(rt, group)
             return {"ok": True, "packs": made}
         jobs = [j for j in await rt.records.get_jobs(ids) if j is not None]
         deadlines = [j.deadline for j in jobs if j.deadline is not None]
@@ -188,19 +215,57 @@ async def gather_pack(ctx: dict[str, Any], group: str) -> dict[str, Any]:
             await rt.packs.update(pack_id, deadline=repr(min(deadlines)))
         pack = await rt.packs.get(pack_id)
         assert pack is not None
-        await _create(rt, pack)
+        outcome = await _create(rt, pack)
         made += 1
+        if limited or outcome == "quota":  # the rest wait for room (a pack's end gathers them at once)
+            if limited:
+                await _wait_for_room(rt, group)
+            return {"ok": True, "packs": made}
 
 
-async def _create(rt: Runtime, pack: Pack) -> None:
+async def _still_arriving(rt: Runtime, group: str, api: NativeBatchAPI) -> bool:
+    """For an API with a minimum batch (Bedrock's): while the group's jobs are still coming in (one in
+    the last gather window) and the oldest has not waited HOLD_WINDOWS windows, gather again once a
+    window passes without any: a window's boundary must not cut a pack, or its tail, below the minimum
+    (which would send those jobs realtime at the full price)."""
+    gather_s = rt.settings.batch_tier_gather_s
+    if api.min_requests <= 1 or gather_s <= 0:
+        return False
+    key = rt.packs.keys.nb_open(group)
+    oldest = await rt.packs.redis.zrange(key, 0, 0, withscores=True)
+    newest = await rt.packs.redis.zrange(key, -1, -1, withscores=True)
+    if not oldest or not newest or await rt.packs.waiting(group) >= api.max_requests:
+        return False
+    now, last = time.time(), newest[0][1] / 1000
+    if now - last >= gather_s or now - oldest[0][1] / 1000 > HOLD_WINDOWS * gather_s:
+        return False
+    await _schedule_gather(rt, group, last + gather_s, f"quiet:{last + gather_s:.3f}")
+    return True
+
+
+async def _below_minimum(rt: Runtime, pack: Pack, api: NativeBatchAPI, ids: list[str]) -> bool:
+    """A pack smaller than the provider's minimum batch is never padded: its jobs run realtime now."""
+    if len(ids) >= api.min_requests:
+        return False
+    error = f"{len(ids)} job(s), below the provider's minimum batch of {api.min_requests}: realtime"
+    log.info("pack %s: %s", pack.id, error)
+    await rt.packs.update(pack.id, state="failed", error=error)
+    await rt.packs.to_realtime(rt.settings.queue_name, ids)
+    await _ended(rt, pack)
+    return True
+
+
+async def _create(rt: Runtime, pack: Pack) -> str | None:
     """The pack's provider batch: found by its tag (a crash after create) or created; then polled. Under
-    the pack's lease, so two workers never create it twice."""
+    the pack's lease, so two workers never create it twice. Returns "quota" when the provider refused it
+    for its enqueued-token quota and its jobs wait for a smaller pack."""
     async with rt.packs.hold(pack.id, STEP_LEASE_S) as mine:
         if mine:  # else another worker is on it
-            await _create_locked(rt, pack)
+            return await _create_locked(rt, pack)
+    return None
 
 
-async def _create_locked(rt: Runtime, pack: Pack) -> None:
+async def _create_locked(rt: Runtime, pack: Pack) -> str | None:
     current = await rt.packs.get(pack.id)
     if current is None or current.state != "creating":
         return  # done meanwhile
@@ -213,23 +278,32 @@ async def _create_locked(rt: Runtime, pack: Pack) -> None:
         log.warning("pack %s: no time left for a provider batch; %d job(s) go realtime", pack.id, len(ids))
         await rt.packs.update(pack.id, state="failed", error="no time left before the deadline")
         await rt.packs.to_realtime(rt.settings.queue_name, ids)
-        await rt.packs.done(pack.id)
-        return
+        await _ended(rt, pack)
+        return None
+    if pack.provider_batch_id is None and await _below_minimum(rt, pack, api, ids):
+        return None  # (a pack's jobs are final before its create: it was never created)
+    creating = False
     try:
         found = await api.find(rt.client, target, PACK_KEY, pack.id)
         if found is None:
             lines, ids = await _lines_within(rt, pack, api, ids)
+            if await _below_minimum(rt, pack, api, ids):
+                return None
             kind = Kind(pack.kind)
+            creating = True  # (a refusal of the find, a 429 of the list, says nothing of the quota)
             found = await api.create(rt.client, target, kind, pack.model, lines, {PACK_KEY: pack.id})
     except ProviderError as e:
+        refused = creating and quota.is_quota_refusal(e, pack.provider)
+        if refused and await _quota_refused(rt, pack, ids, str(e)):
+            return "quota"  # its jobs wait for a smaller pack, or for the ledger's other packs to end
         if e.retryable and (pack.deadline is None or fallback_at(rt, pack, len(ids)) > time.time() + 60):
             raise  # a 429/5xx: the rescue sweep tries again later
         # refused (a model with no batch, a quota) or no time left: these jobs are called realtime now
         log.warning("pack %s: provider batch refused (%s); %d job(s) go realtime", pack.id, e, len(ids))
         await rt.packs.update(pack.id, state="failed", error=str(e)[:500])
         await rt.packs.to_realtime(rt.settings.queue_name, ids)
-        await rt.packs.done(pack.id)
-        return
+        await _ended(rt, pack)
+        return None
     await _schedule_poll(
         rt,
         pack.id,
@@ -237,8 +311,69 @@ async def _create_locked(rt: Runtime, pack: Pack) -> None:
         state="running",
         provider_batch_id=found.id,
         handles=dict(found.handles) or {},
+        fallback_due=repr(fallback_at(rt, pack, len(ids))),
     )
     log.info("pack %s: provider batch %s with %d job(s)", pack.id, found.id, len(ids))
+    return None
+
+
+async def _quota_refused(rt: Runtime, pack: Pack, ids: list[str], why: str) -> bool:
+    """The provider refused the pack for its enqueued-token quota (at the create, or as a batch that
+    failed validating: nothing ran, nothing is billed). While the deadline can wait, the pack ends, its
+    tokens leave the ledger, its jobs wait in their group again and the ledger keeps a lower limit for a
+    while (quota.learned_limit: the next pack is half as big, or waits for the others to end); a gather
+    comes back after a pause. False when it cannot wait (no time, or a lone job with nothing else
+    enqueued: the provider will never take it): the caller sends the jobs realtime."""
+    now = time.time()
+    wait_s = max(rt.settings.batch_tier_poll_min_s, rt.settings.batch_tier_gather_s)
+    if not ids or fallback_at(rt, pack, len(ids)) <= now + wait_s:
+        return False
+    current = await rt.packs.get(pack.id) or pack
+    others = await rt.packs.enqueued(current.ledger or "") - (current.tokens if current.held else 0)
+    if len(ids) <= 1 and others <= 0:
+        return False
+    learned = quota.learned_limit(max(0, others), current.tokens)
+    error = f"refused for the provider's enqueued-token quota; its jobs wait for a smaller pack ({why})"
+    back = await rt.packs.refused(pack.id, pack.group, learned, state="failed", error=error[:500])
+    await rt.packs.plan_wait(pack.group, now + wait_s)
+    await _schedule_gather(rt, pack.group, now + wait_s, f"quota:{pack.id}")
+    log.warning(
+        "pack %s: refused for the provider's quota (%s); %d job(s) wait, packs of %s now under %d tokens",
+        pack.id,
+        why,
+        back,
+        current.ledger,
+        learned,
+    )
+    return True
+
+
+async def _wait_for_room(rt: Runtime, group: str) -> None:
+    """`group`'s jobs left waiting for room under the enqueued-token limit: those whose deadline cannot
+    wait any longer go realtime now; the others wait for a pack of their ledger to end (which gathers them
+    at once: `_ended`) or, at the latest, for a gather planned at the next one's own moment."""
+    now = time.time()
+    due, next_at = await quota.due_realtime(rt, group, now)
+    if due:
+        moved = await rt.packs.to_realtime(rt.settings.queue_name, due, group=group)
+        log.warning("group %s: %d job(s) can wait no longer for room; they go realtime", group, len(moved))
+    at = min(next_at if next_at is not None else math.inf, now + rt.settings.batch_tier_poll_max_s)
+    await rt.packs.plan_wait(group, at)
+    await _schedule_gather(rt, group, at, f"wait:{int(at * 1000)}")
+
+
+async def _schedule_gather(rt: Runtime, group: str, at: float, tag: str) -> None:
+    pipe = rt.records.redis.pipeline(transaction=False)
+    _schedule(pipe, rt.settings.queue_name, GATHER_FUNCTION, group, f"nbgather:{group}:{tag}", at)
+    await pipe.execute()
+
+
+async def _ended(rt: Runtime, pack: Pack) -> None:
+    """The pack has ended (harvested, failed): it leaves the active set and gives its enqueued tokens
+    back (packs.done), and the groups whose jobs wait for room in its ledger are gathered at once."""
+    await rt.packs.done(pack.id)
+    for group in await rt.packs.groups_of(pack.ledger) if pack.ledger else ():
+        await _schedule_gather(rt, group, time.time(), f"room:{pack.id}")
 
 
 async def _lines_within(
@@ -296,7 +431,10 @@ async def rescue(rt: Runtime) -> int:
             )
             await _schedule_poll(rt, pack.id, 0)
             n += 1
+    waits = await rt.packs.waits()  # groups waiting for room have a gather planned: not lost
     for group, oldest in await rt.packs.open_groups():
+        if waits.get(group, 0) + late_after > now:
+            continue
         if now - oldest > max(3 * rt.settings.batch_tier_gather_s, late_after):
             pipe = rt.records.redis.pipeline(transaction=False)
             _schedule(
@@ -349,15 +487,17 @@ async def _poll_locked(rt: Runtime, pack: Pack) -> dict[str, Any]:
     batch = await api.get(rt.client, target, pack.provider_batch_id)
     if batch.state == "failed":
         ids = await rt.packs.job_ids(pack.id)
+        if quota.is_quota_refusal(batch.error) and await _quota_refused(rt, pack, ids, batch.error or ""):
+            return {"ok": True, "state": "refused"}
         log.warning("pack %s: provider batch %s failed (%s)", pack.id, batch.id, batch.error)
         await rt.packs.update(pack.id, state="failed", error=(batch.error or batch.raw_status)[:500])
         await rt.packs.to_realtime(rt.settings.queue_name, ids)
-        await rt.packs.done(pack.id)
+        await _ended(rt, pack)
         return {"ok": True, "state": "failed"}
     if batch.state == "ended":
         counts = await harvest(rt, pack, api, target, batch)
         await rt.packs.update(pack.id, state="harvested", **{f"harvest_{k}": v for k, v in counts.items()})
-        await rt.packs.done(pack.id)
+        await _ended(rt, pack)
         await _clean_up(rt, pack)
         return {"ok": True, "state": "harvested", **counts}
     pending = pack.jobs - (batch.done or 0) - (batch.failed or 0)
@@ -367,7 +507,7 @@ async def _poll_locked(rt: Runtime, pack: Pack) -> dict[str, Any]:
         pack = await rt.packs.get(pack.id) or pack
     elif batch.state != pack.state:
         await rt.packs.update(pack.id, state=batch.state)
-    await _schedule_poll(rt, pack.id, next_poll_s(rt, pack, fall_back))
+    await _schedule_poll(rt, pack.id, next_poll_s(rt, pack, fall_back), fallback_due=repr(fall_back))
     return {"ok": True, "state": batch.state}
 
 
@@ -468,8 +608,11 @@ async def _take_line(rt: Runtime, pack: Pack, batch: ProviderBatch, job: JobReco
         await finish(rt, job, JobStatus.failed, from_=job.status, provider_calls=1)
         return "failed"
     job.attempts.append(attempt)
+    measured = (job.usage or {}).get("audio_seconds")  # the deposit's, for an answer without a duration
     job.usage = resp.usage
-    job.cost = budget.job_cost(rt.prices, pack.provider, job.kind, request, resp.usage, tier="batch")
+    job.cost = budget.job_cost(
+        rt.prices, pack.provider, job.kind, request, resp.usage, audio_seconds=measured, tier="batch"
+    )
     job.error = None
     job.resume = None
     await finish(rt, job, JobStatus.succeeded, from_=job.status, remember=True, provider_calls=1)

@@ -73,6 +73,15 @@ class NativeBatchAPI(ABC):
     max_bytes: int  # of the serialised batch (file or JSON body), base64 media included
     one_model: bool  # every line must name the same model (OpenAI, Azure, Gemini)
     custom_id_pattern: str = r"^[A-Za-z0-9_-]{1,64}$"  # mmq's job ids fit the strictest (Anthropic)
+    # the fewest lines a batch may hold (Bedrock's quota, default 100): a smaller group runs realtime,
+    # never padded with lines that would be paid for
+    min_requests: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the operator's settings let this API be used (Bedrock's needs an S3 location and an
+        IAM role); when not, its jobs run realtime."""
+        return True
 
     @abstractmethod
     def line(self, custom_id: str, kind: Kind, wire: WireRequest) -> dict[str, Any]:

@@ -10,10 +10,13 @@ what the realtime endpoint reports; a module per API renders it on the wire:
 - oai_surfaces, oai_input, oai_wire, oai_files, oai_batches, oai_routes: the OpenAI format, for OpenAI,
   Azure and Groq (groq_audio: Groq's audio lines);
 - anthropic: Message Batches;
-- gemini, gemini_wire, gemini_files: batch mode and the Files API it needs.
+- gemini, gemini_wire, gemini_files: batch mode and the Files API it needs;
+- bedrock, bedrock_wire, bedrock_s3: Bedrock batch inference (CreateModelInvocationJob), its records
+  read from and its answers written to a real S3-compatible server (MMQ_SIM_S3_ENDPOINT);
+- vertex, vertex_wire: Vertex AI batch prediction for Gemini and Claude on Vertex, its JSONL input and
+  predictions in the simulator's own Cloud Storage (simulator/gcs.py, gcs_store.py).
 routes.py mounts them all, plus GET/POST /sim/batches to read and change the batch knobs at run time.
 
-Not simulated: Vertex AI batch prediction and Claude-on-Vertex batches (GCS / BigQuery input) and
-Bedrock's CreateModelInvocationJob (S3 input). The state (simulator/state.py) holds the engine through
-a Protocol, since the route modules import the realtime handlers, which import the state.
+Not simulated: BigQuery input and output (Vertex). The state (simulator/state.py) holds the engine
+through a Protocol, since the route modules import the realtime handlers, which import the state.
 """

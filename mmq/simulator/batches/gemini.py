@@ -9,7 +9,7 @@ A batch is an Operation {name: "batches/…", metadata: {state: BATCH_STATE_*, b
 response | error}; there is no cancelling state, so a batch being cancelled stays RUNNING until it is
 CANCELLED. Each line runs through the realtime generateContent handler of the batch's model (its
 answer and error shapes: gemini_wire.py). An unreadable input file fails the batch.
-Vertex AI batch prediction (GCS / BigQuery input) is not simulated.
+Vertex AI batch prediction (GCS input) is vertex.py.
 """
 
 from __future__ import annotations

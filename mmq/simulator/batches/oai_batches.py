@@ -3,7 +3,8 @@
 Why: this is the wire the worker's batch tier drives for the three OpenAI-format providers. Create
 checks the call itself (endpoint, completion_window, metadata: ≤16 pairs, keys ≤64, values ≤512
 chars) and answers 400 when it is wrong; the input file is checked too, but a bad file is reported
-the providers' way, as a batch that fails when validation ends (oai_input.py). Metadata is stored
+the providers' way, as a batch that fails when validation ends (oai_input.py), and so is a batch past
+the enqueued-token quota (`token_limit_exceeded`, oai_quota.py). Metadata is stored
 and returned, so a worker that crashed can find its batches again by listing them. Cancel is allowed
 while validating or in progress (again while cancelling: no-op); on an ended batch it is a 400 (not a
 409, which the SDK would retry).
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from mmq.simulator.batches.calls import Origin, answer, json_body
 from mmq.simulator.batches.engine import BatchEngine
 from mmq.simulator.batches.oai_input import error, parse_input
+from mmq.simulator.batches.oai_quota import over_quota
 from mmq.simulator.batches.oai_surfaces import OPENAI_ENDPOINTS, Surface
 from mmq.simulator.batches.oai_wire import batch_object, write_results
 from mmq.simulator.batches.paging import limit_param, page
@@ -144,6 +146,10 @@ def create(surface: Surface, *, capitalised: bool = False) -> Handler:
                     "completion_window",
                 )
             )
+        tokens = 0
+        if not errors:
+            tokens, refusal = over_quota(engine, surface.provider, model, lines)
+            errors += [refusal] if refusal else []
         batch = engine.create(
             "batch_" + secrets.token_hex(16),
             surface.provider,
@@ -158,6 +164,7 @@ def create(surface: Surface, *, capitalised: bool = False) -> Handler:
                 "completion_window": window,
                 "metadata": metadata,
                 "model": model,
+                "enqueued_tokens": 0 if errors else tokens,
             },
         )
         batch.info["expires_at"] = batch.plan.expire_at or batch.created_at + (window_s or 86_400.0)

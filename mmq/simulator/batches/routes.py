@@ -17,10 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mmq.simulator.batches.anthropic import anthropic_batch_routes
+from mmq.simulator.batches.bedrock import bedrock_batch_routes
 from mmq.simulator.batches.engine import BatchEngine
 from mmq.simulator.batches.gemini import gemini_batch_routes
 from mmq.simulator.batches.gemini_files import gemini_file_routes
 from mmq.simulator.batches.oai_routes import openai_family_routes
+from mmq.simulator.batches.vertex import vertex_batch_routes
 from mmq.simulator.errors import bad_request, json_response
 from mmq.simulator.knobs import BATCH_KNOBS, SimulatorConfig
 
@@ -73,5 +75,7 @@ def batch_routes() -> list[Route]:
         *anthropic_batch_routes(),
         *gemini_batch_routes(),
         *gemini_file_routes(),
+        *bedrock_batch_routes(),
+        *vertex_batch_routes(),
         Route("/sim/batches", sim_batches, methods=["GET", "POST"]),
     ]

@@ -96,6 +96,7 @@ async def test_health_stats_and_reset(make_sim) -> None:
         "batch_cancels": {},
         "batch_lines_billed": {},
         "batch_billed_ids": {},
+        "batch_quota_refusals": {},
     }
     assert (await sim.post("http://sim/sim/reset")).status_code == 200
     assert sim.app.state.stats.requests == 0

@@ -48,6 +48,29 @@ def test_an_ended_batch_shows_its_failures_by_error_type_and_what_next():
     assert "mmq retry-failed batch_e --watch" in text
 
 
+def test_a_batch_on_the_batch_tier_lists_its_provider_batches():
+    from mmq.packs import Pack
+    from producer.views import provider_batches_view
+
+    now = time.time()
+    batch = BatchRecord(
+        id="batch_t", tenant="ops", sealed=True, created_at=now - 60, tier="batch",
+        counts=BatchCounts(total=9, provider_batch=6, succeeded=3),
+    )  # fmt: skip
+    base = dict(group="g", target="t", provider="openai", model="gpt-4o-mini", kind="chat", jobs=6)
+    running = Pack(id="p2", state="running", created_at=now - 30, provider_batch_id="batch_abc",
+                   fallback_due=now + 3600, tokens=900, **base)  # fmt: skip
+    refused = Pack(id="p1", state="failed", created_at=now - 50, error="refused for the quota", **base)
+    views = provider_batches_view([running, refused])
+    assert [v["pack"] for v in views] == ["p1", "p2"]  # oldest first
+    assert views[1]["fallback_at"] == now + 3600 and views[1]["tokens"] == 900
+    text = "\n".join(batch_lines(batch, [], now, views))
+    assert "6 in provider batches (tier batch)" in text
+    assert f"openai batch_abc: running, 6 lines, made {clock(now - 30, now)}" in text
+    assert f"falls back to realtime {clock(now + 3600, now)} if not ended" in text
+    assert "openai (not created): failed" in text and "(refused for the quota)" in text
+
+
 async def test_failures_are_grouped_by_type_with_an_example(tmp_path):
     redis = embedded_redis()
     settings = Settings(redis_url=None, storage_url=f"file://{tmp_path}")

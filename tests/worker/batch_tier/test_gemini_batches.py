@@ -37,7 +37,7 @@ def lines_for(requests: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_registry_line_shape_and_place() -> None:
     assert isinstance(native_for("gemini"), GeminiBatches)
-    assert native_for("vertex") is None  # Vertex batch prediction is another API
+    assert not isinstance(native_for("vertex"), GeminiBatches)  # Vertex batch prediction: apis/vertex.py
     wire = ADAPTER.translate(TARGET, Kind.chat, chat_request("hi", MODEL))
     assert API.line("job-1", Kind.chat, wire) == {"key": "job-1", "request": wire.json}
     root, url, headers = API.place(TARGET, MODEL)

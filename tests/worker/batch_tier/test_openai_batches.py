@@ -321,3 +321,45 @@ async def test_groq_round_trip_mixed_models_and_window(make_sim) -> None:
     for job, line in got.items():
         answer = parsed(adapter, Kind.chat, requests[job], line)
         assert answer.usage is not None and answer.usage["total_tokens"] > 0
+
+
+async def test_groq_batches_whisper_with_the_audio_inline_and_answers_as_realtime(make_sim) -> None:
+    from mmq.simulator import encode_speech_wav
+    from worker.providers.base import AudioInput
+
+    client, _ = make_sim(**FAST)
+    target = Target(name="groq", provider="groq", base_url="http://sim", api_key="gsk-test")
+    api, adapter = GroqBatches(), GroqAdapter()
+    wav = encode_speech_wav("the blue chair ships today")
+    audio = AudioInput(data=wav, content_type="audio/wav", filename="clip.wav")
+    requests = {
+        "stt-json": {"model": "whisper-large-v3-turbo", "file": "x", "temperature": 0.2},
+        "stt-text": {"model": "whisper-large-v3-turbo", "file": "x", "response_format": "text"},
+        "stt-words": {
+            "model": "whisper-large-v3-turbo",
+            "file": "x",
+            "response_format": "verbose_json",
+            "timestamp_granularities": ["word", "segment"],
+        },
+    }
+    lines = [
+        api.line(job, Kind.transcription, adapter.translate(target, Kind.transcription, req, audio))
+        for job, req in requests.items()
+    ]
+    body = lines[0]["body"]
+    # no upload in a batch line: the audio rides as a data URL, the form's fields keep their JSON types
+    assert lines[0]["url"] == "/v1/audio/transcriptions" and body["url"].startswith("data:audio/wav;base64,")
+    assert body["temperature"] == 0.2 and "file" not in body
+    assert lines[2]["body"]["timestamp_granularities"] == ["word", "segment"]
+    batch = await api.create(
+        client, target, Kind.transcription, "whisper-large-v3-turbo", lines, {"mmq_pack": "g-stt"}
+    )
+    done = await ended(api, client, target, batch.id)
+    assert done.state == "ended"
+    got = await results(api, client, target, done)
+    assert sorted(got) == sorted(requests)
+    as_json = parsed(adapter, Kind.transcription, requests["stt-json"], got["stt-json"])
+    as_text = parsed(adapter, Kind.transcription, requests["stt-text"], got["stt-text"])
+    words = parsed(adapter, Kind.transcription, requests["stt-words"], got["stt-words"])
+    assert "blue chair" in as_json.body["text"] and "blue chair" in (as_text.text or "")
+    assert words.body["words"] and words.body["segments"]

@@ -5,16 +5,23 @@ name (worker.providers.REGISTRY), and asks `native_for(provider)` whether that p
 API mmq speaks; None means the job runs realtime. A module per API:
 - openai.py: OpenAI Files + Batches, and the same wire at Azure OpenAI and Groq;
 - anthropic.py: Anthropic Message Batches;
-- gemini.py: the Gemini API's batch mode (AI Studio).
-Not here (no client yet): Vertex AI batch prediction, Claude on Vertex, Bedrock (their input and
-output go through GCS / S3), and every provider without a batch API (reference §8).
+- gemini.py: the Gemini API's batch mode (AI Studio);
+- vertex.py: Vertex AI batch prediction, for Gemini ("vertex") and Claude on Vertex
+  ("vertex-anthropic"), its lines in vertex_lines.py and its Cloud Storage input and output through
+  vertex_gcs.py (`enabled` only with MMQ_VERTEX_BATCH_GCS_URI: else those jobs run realtime);
+- bedrock.py: Bedrock batch inference (CreateModelInvocationJob), its records in the operator's S3
+  through bedrock_s3.py (`enabled` only with MMQ_BEDROCK_BATCH_S3_URI and MMQ_BEDROCK_BATCH_ROLE_ARN,
+  and a group under MMQ_BEDROCK_BATCH_MIN_RECORDS runs realtime: `min_requests`).
+Not here: every provider without a batch API (reference §8).
 """
 
 from __future__ import annotations
 
 from worker.batch_tier.apis.anthropic import AnthropicBatches
+from worker.batch_tier.apis.bedrock import BedrockBatches
 from worker.batch_tier.apis.gemini import GeminiBatches
 from worker.batch_tier.apis.openai import AzureBatches, GroqBatches, OpenAIBatches
+from worker.batch_tier.apis.vertex import VertexClaudeBatches, VertexGeminiBatches
 from worker.batch_tier.protocol import NativeBatchAPI
 
 NATIVE: dict[str, NativeBatchAPI] = {
@@ -25,6 +32,9 @@ NATIVE: dict[str, NativeBatchAPI] = {
         GroqBatches(),
         AnthropicBatches(),
         GeminiBatches(),
+        VertexGeminiBatches(),
+        VertexClaudeBatches(),
+        BedrockBatches(),
     )
 }
 

@@ -13,7 +13,7 @@ Why: Google runs batches of generateContent requests asynchronously at half pric
 
 Where and with which key: the realtime adapter's own `endpoint` (worker/providers/gemini/auth.py) for
 "{model}:batchGenerateContent" gives the host, the API version and `x-goog-api-key`; the batches live
-beside its /models. Vertex AI batch prediction (GCS / BigQuery input) is another API: not here.
+beside its /models. Vertex AI batch prediction (GCS input) is another API: vertex.py.
 
 Mapping lines back: every request carries `metadata.key` = its custom_id, which the answer echoes
 (InlinedResponse.metadata); inline answers also come in request order (reference §0.1.3), so `create`

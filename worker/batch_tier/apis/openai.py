@@ -36,6 +36,7 @@ batch_expired / batch_cancelled → retryable; any other code fails the job with
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -50,7 +51,7 @@ from worker.batch_tier.apis import _http
 from worker.batch_tier.protocol import LineResult, NativeBatchAPI, ProviderBatch, State
 from worker.providers.azure import AzureOpenAIAdapter
 from worker.providers.base import Target, WireRequest
-from worker.providers.groq import GroqAdapter
+from worker.providers.groq import AUDIO_KINDS, GroqAdapter
 from worker.providers.openai import PATHS, OpenAIAdapter
 
 STATES: dict[str, State] = {
@@ -361,11 +362,13 @@ class AzureBatches(OpenAIBatches):
 
 class GroqBatches(OpenAIBatches):
     """Groq Batch (reference §7): the OpenAI wire under https://api.groq.com/openai/v1, bearer auth,
-    models may differ per line, a completion window of 24 h to 7 d. Chat only here: Groq's batched
-    audio lines pass a `url` (no upload), which the realtime translation (a multipart upload) is not."""
+    models may differ per line, a completion window of 24 h to 7 d. Chat, and Whisper transcriptions
+    and translations: a batch line cannot carry an upload, so the realtime translation's multipart form
+    becomes a JSON body whose `url` is the audio as a base64 data URL (the form's other fields as
+    they are, `temperature` a number again, `name[]` lists as lists)."""
 
     provider = "groq"
-    kinds = frozenset({Kind.chat})
+    kinds = frozenset({Kind.chat, *AUDIO_KINDS})
     max_requests = 50_000
     max_bytes = 100 * 1024 * 1024
     one_model = False
@@ -377,3 +380,27 @@ class GroqBatches(OpenAIBatches):
     def completion_window(self, window_s: int) -> str:
         hours = min(max(math.ceil(window_s / 3600), 24), 7 * 24)
         return f"{hours}h"
+
+    def line(self, custom_id: str, kind: Kind, wire: WireRequest) -> dict[str, Any]:
+        if kind not in AUDIO_KINDS:
+            return super().line(custom_id, kind, wire)
+        return {"custom_id": custom_id, "method": "POST", "url": URL_BY_KIND[kind], "body": audio_body(wire)}
+
+
+def audio_body(wire: WireRequest) -> dict[str, Any]:
+    """A realtime audio upload (form fields + the `file` part) as a Groq batch line's JSON body."""
+    part = (wire.files or {}).get("file") if isinstance(wire.files, Mapping) else None
+    if not isinstance(part, tuple) or len(part) < 3 or not isinstance(part[1], bytes):
+        raise ValueError("a batched transcription needs its audio as the request's `file` part")
+    _, data, content_type = part[:3]
+    body: dict[str, Any] = {}
+    for name, value in (wire.form or {}).items():
+        if name.endswith("[]"):
+            body[name[:-2]] = list(value) if isinstance(value, list | tuple) else [value]
+        elif name == "temperature":
+            body[name] = float(value)
+        else:
+            body[name] = value
+    mime = content_type or "application/octet-stream"
+    body["url"] = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return body

@@ -84,18 +84,26 @@ def parse_credentials(api_key: str) -> Credentials:
 
 
 def sigv4_headers(
-    url: str, headers: Mapping[str, str], body: bytes, credentials: Credentials, region: str
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: Credentials,
+    region: str,
+    method: str = "POST",
 ) -> dict[str, str]:
-    """The headers that sign a POST of exactly `body` to `url`: Authorization, X-Amz-Date, the payload
-    hash and, for session credentials, X-Amz-Security-Token. Every header in `headers` is signed."""
-    request = _botocore("awsrequest").AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+    """The headers that sign a `method` (POST: the runtime's calls; GET too for the batch control plane)
+    of exactly `body` to `url`: Authorization, X-Amz-Date, the payload hash and, for session
+    credentials, X-Amz-Security-Token. Every header in `headers` is signed."""
+    request = _botocore("awsrequest").AWSRequest(method=method, url=url, data=body, headers=dict(headers))
     request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(body).hexdigest()
     _botocore("auth").SigV4Auth(credentials, SIGNING_NAME, region).add_auth(request)
     return {k: v for k, v in request.headers.items() if k.lower() not in {h.lower() for h in headers}}
 
 
-def request_headers(target: Target, url: str, body: bytes, provider: str) -> dict[str, str]:
-    """The headers for a POST of exactly `body` to `url`: the target's own headers (less the mmq ones,
+def request_headers(
+    target: Target, url: str, body: bytes, provider: str, method: str = "POST"
+) -> dict[str, str]:
+    """The headers for a `method` of exactly `body` to `url`: the target's own headers (less the mmq ones,
     which are consumed) plus a bearer API key or a SigV4 signature. Raises ProviderError
     (target_misconfigured) for missing or malformed credentials."""
     auth = "sigv4"
@@ -123,4 +131,4 @@ def request_headers(target: Target, url: str, body: bytes, provider: str) -> dic
         ) from None
     # the Host httpx will send is part of the signature, so sign with exactly that value
     headers["host"] = httpx.URL(url).netloc.decode("ascii")
-    return {**headers, **sigv4_headers(url, headers, body, credentials, region_for(target))}
+    return {**headers, **sigv4_headers(url, headers, body, credentials, region_for(target), method)}
