@@ -7,7 +7,7 @@ Why: OpenAI, Azure and Gemini cap the input tokens enqueued in one key's running
 `failed`, `token_limit_exceeded`) or its create is refused (Gemini: 429 RESOURCE_EXHAUSTED), and a
 refused pack used to go realtime at full price. The ledger and its atomic moves live in mmq/packs.py
 (pack_open.lua packs within the limit and counts the pack's tokens; pack_release.lua gives them back when
-the pack ends, whatever the end); the engine (engine.py) asks this module:
+the pack ends, whatever the end); the steps (deposit.py, gather.py, poll.py) ask this module:
 - `input_tokens`: a job's input tokens by the quote's own estimate (mmq.pricing: text at ~4 characters a
   token plus the message framing, images by the model's rule from the size prepare measured, or at the
   rule's per-image maximum for one it did not (downscaled since, or fetched); an estimate, erring high

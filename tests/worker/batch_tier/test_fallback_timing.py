@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from mmq.packs import Pack
 from mmq.routing import RateLimit
 from mmq.settings import Settings
-from worker.batch_tier.engine import _realtime_rate, fallback_at, next_poll_s
+from worker.batch_tier.engine import fallback_at, next_poll_s, realtime_rate
 
 
 def pack(**fields) -> Pack:
@@ -33,9 +33,9 @@ def test_the_fallback_leaves_the_pending_jobs_time_at_the_targets_own_rate_and_a
 
 def test_a_routes_realtime_rate_is_the_tighter_of_its_rps_and_rpm():
     route = SimpleNamespace(rate_limit=RateLimit(rps=5, rpm=120))
-    assert _realtime_rate(route) == 2.0
-    assert _realtime_rate(SimpleNamespace(rate_limit=None)) is None
-    assert _realtime_rate(SimpleNamespace(rate_limit=RateLimit(tpm=1000))) is None
+    assert realtime_rate(route) == 2.0
+    assert realtime_rate(SimpleNamespace(rate_limit=None)) is None
+    assert realtime_rate(SimpleNamespace(rate_limit=RateLimit(tpm=1000))) is None
 
 
 def test_polls_back_off_with_age_but_never_sleep_past_the_fallback_moment():
