@@ -347,8 +347,9 @@ class Packs:
         return int(await self._pack_release(keys, args))
 
     async def to_realtime(self, queue_name: str, job_ids: list[str], group: str | None = None) -> list[str]:
-        """Jobs still in provider_batch → queued for a realtime call, arq entry included (to_realtime.lua);
-        with `group`, jobs still waiting to be packed in it leave its open zset too."""
+        """Jobs still in provider_batch → queued for a realtime call, arq entry included, their budget
+        holds given back (to_realtime.lua); with `group`, jobs still waiting to be packed in it leave its
+        open zset too."""
         if not job_ids:
             return []
         now_ms = int(time.time() * 1000)
@@ -363,7 +364,8 @@ class Packs:
             json.dumps(REALTIME_RESUME),
             *job_ids,
         ]
-        keys = [queue_name, self.keys.nb_open(group)] if group is not None else [queue_name]
+        open_zset = self.keys.nb_open(group) if group is not None else ""
+        keys = [queue_name, open_zset, *self.keys.budget_held(), self.keys.budget_waiting()]
         moved = await self._to_realtime(keys, args)
         return [i.decode() if isinstance(i, bytes) else i for i in moved]
 

@@ -28,12 +28,13 @@ from mmq.pricing.audio import measure_audio
 from mmq.settings import Settings
 from worker import budget
 from worker.batch_tier import engine as batch_tier
+from worker.batch_tier.protocol import WINDOW_S
 from worker.finish import Writes
 from worker.gate import Outcome, counts_against_target, estimate_tokens
 from worker.media_ready import MediaOptions, ready_for
 from worker.prepare import ImageFacts, prepare
 from worker.providers import get_adapter
-from worker.providers.base import ProviderResponse, Target
+from worker.providers.base import AudioInput, ProviderResponse, Target
 from worker.retry import backoff_s
 from worker.routes import Route, candidate_buckets, fetches_urls_itself, has_loadbalance, routes_for
 from worker.runtime import Runtime
@@ -91,9 +92,40 @@ async def plan_routes(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> l
     )
 
 
-def _estimate(rt: Runtime, job: JobRecord, route: Route) -> int:
+def _estimate(
+    rt: Runtime, job: JobRecord, route: Route, tier: str = "realtime", audio: AudioInput | None = None
+) -> int:
     prices = budget.book_for(rt.prices, route.prices)
-    return budget.estimate_micro(prices, route.target.provider, job.kind, route.request)
+    seconds = measure_audio(audio.data) if audio is not None else None
+    return budget.estimate_micro(
+        prices, route.target.provider, job.kind, route.request, tier=tier, audio_seconds=seconds
+    )
+
+
+async def _hold_for_batch(
+    rt: Runtime, job: JobRecord, route: Route, audio: AudioInput | None, resume: dict[str, Any]
+) -> str:
+    """A job about to wait for a provider batch holds its estimate at the batch price against its
+    budgets, as a realtime call holds its own at admission (the same script, so the same rules): the
+    hold lasts until its line's answer is finished (the cost swapped in) or the job goes back to
+    realtime (given back there, held again by its realtime admission). Raises OverBudget when a budget
+    has no room: the job waits for it (or fails) exactly as a realtime call would."""
+    spend = budget.scopes(rt.records, job)
+    estimate = _estimate(rt, job, route, "batch", audio) if rt.budgets_seen else -1
+    # until the provider batch's window and the deadline have both passed, with an hour's slack
+    ttl_s = max((job.deadline or 0) - time.time(), WINDOW_S) + 3600
+    while True:
+        held = await rt.gate.hold(
+            estimate_micro=estimate, ttl_s=ttl_s, spend_keys=spend.keys, spend_limits=spend.limits
+        )
+        if held.needs_estimate:
+            rt.budgets_seen = True
+            estimate = _estimate(rt, job, route, "batch", audio)
+            continue
+        if held.over_budget:
+            scope = budget.scope_named(job, held.over_scope)
+            raise budget.OverBudget(scope, held.held_micro, estimate, resume, spend.keys[held.over_scope - 1])
+        return held.reservation
 
 
 class _CircuitOpen(Exception):
@@ -290,7 +322,9 @@ async def call_with_retries(
                 )
                 continue
         if n == first and not first_tries and (native := batch_tier.eligible(rt, job, route)) is not None:
-            raise batch_tier.Deposit(route, native, facts, audio)  # the tier decides how the target is called
+            # the tier decides how the target is called; a budget holds the line's batch price first
+            hold = await _hold_for_batch(rt, job, route, audio, {"target": route.target.name, "tries": 0})
+            raise batch_tier.Deposit(route, native, facts, audio, hold)
         tokens = estimate_tokens(route.request) if route.rate_limit and route.rate_limit.tpm else 1
         tries = first_tries if n == first else 0
         while True:

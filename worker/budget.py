@@ -70,16 +70,28 @@ def model_of(request: dict[str, Any]) -> str:
     return model if isinstance(model, str) else ""
 
 
-def estimate_micro(book: PriceBook, provider: str, kind: Kind, request: dict[str, Any]) -> int:
+def estimate_micro(
+    book: PriceBook,
+    provider: str,
+    kind: Kind,
+    request: dict[str, Any],
+    *,
+    tier: str = "realtime",
+    audio_seconds: float | None = None,
+) -> int:
     """The high end of what this call may cost, in micro-USD (0 when it cannot be priced: an unpriced
-    call holds nothing and is not stopped by a budget; its job's cost says "no price")."""
+    call holds nothing and is not stopped by a budget; its job's cost says "no price"). `tier`
+    "batch": at the provider's batch price (its realtime one where the book has none)."""
     url = _URL.get(kind)
     if url is None:
         return 0
-    estimate = estimate_job(url, request, MediaFacts(), provider=provider, book=book, high_only=True)
+    realtime_only = tier == "realtime"
+    media = MediaFacts(audio_seconds=audio_seconds)
+    estimate = estimate_job(url, request, media, provider=provider, book=book, high_only=realtime_only)
     if not estimate.priced:
         return 0
-    return max(1, math.ceil(estimate.high * MICRO))
+    high = estimate.high if realtime_only or estimate.batch_high is None else estimate.batch_high
+    return max(1, math.ceil(high * MICRO))
 
 
 def job_cost(

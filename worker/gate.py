@@ -30,6 +30,9 @@ from mmq.routing import RateLimit
 Outcome = Literal["ok", "sick", "429", "other"]
 
 
+HOLD_BUCKET = "mmq-budget-hold"  # the pseudo-target of `Gate.hold`: never limited, paused or opened
+
+
 @dataclass(frozen=True)
 class Admission:
     code: int  # 1 admitted, 0 not now (nothing booked), -1 circuit open, -2 over a budget, -3 price it
@@ -174,6 +177,32 @@ class Gate:
         return Admission(
             code, float(wait) / 1000, lease if code == 1 else None, reservation if code == 1 else ""
         )
+
+    async def hold(
+        self,
+        *,
+        estimate_micro: int,
+        ttl_s: float,
+        spend_keys: list[str],
+        spend_limits: list[str],
+    ) -> Admission:
+        """Budgets only, for a call that will not be made now (a provider batch's line): the admit script
+        on a bucket no limit, circuit or pause ever names, so only the budget checks and the hold apply
+        (`estimate_micro` -1: asked for with `needs_estimate` when a budget applies). The hold lasts
+        `ttl_s` unless the job's end or its return to realtime gives it back first."""
+        return await self.admit(
+            HOLD_BUCKET,
+            None,
+            max_wait_s=0.0,
+            lease_ttl_s=ttl_s,
+            estimate_micro=estimate_micro,
+            spend_keys=spend_keys,
+            spend_limits=spend_limits,
+        )
+
+    async def release_hold(self, reservation: str) -> None:
+        """Gives back a `hold` that will not be finished (its job never joined a provider batch)."""
+        await self.settle(HOLD_BUCKET, "other", reservation=reservation)
 
     def _budget_keys(self) -> list[str]:
         """held zset, held-what hash, waiting zset, the operator's budgets hash (admit's KEYS[6..9])."""

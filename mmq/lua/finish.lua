@@ -26,6 +26,14 @@ if allowed and ARGV[6] ~= '0' then
   end
 end
 budget_release(KEYS[5], KEYS[6], KEYS[7], ARGV[7])
+if allowed then
+  -- a line answered by a provider batch: the hold its deposit took at the batch price goes back too
+  local hold = redis.call('HGET', KEYS[1], 'nb_hold')
+  if hold then
+    budget_release(KEYS[5], KEYS[6], KEYS[7], hold)
+    redis.call('HDEL', KEYS[1], 'nb_hold')
+  end
+end
 if not cur then return 'missing' end
 if not allowed then return cur end
 job_state(KEYS[1], ARGV[2], 9)

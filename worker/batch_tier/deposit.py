@@ -8,6 +8,7 @@ translation becomes its batch line (kept in storage: it may hold base64 media) a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -42,6 +43,7 @@ class Deposit(Exception):
     api: NativeBatchAPI
     images: dict[str, ImageFacts] = field(default_factory=dict)
     audio: AudioInput | None = None  # a transcription's audio, for a batch line that carries it inline
+    hold: str = ""  # its budget hold at the batch price ('' none): kept as `nb_hold` until its answer
 
 
 def eligible(rt: Runtime, job: JobRecord, route: Route) -> NativeBatchAPI | None:
@@ -79,6 +81,15 @@ def _model(route: Route) -> str:
 async def deposit(rt: Runtime, job: JobRecord, d: Deposit, writes: Writes) -> None:
     """The job joins its group's waiting jobs, its batch line in storage, and a gather is scheduled for
     the current window; arq's entry is cleared in the same round trip (`writes.after`)."""
+    try:
+        await _deposit(rt, job, d, writes)
+    except BaseException:
+        if d.hold:  # the job never joined its group: nothing else would give its hold back
+            await asyncio.shield(rt.gate.release_hold(d.hold))
+        raise
+
+
+async def _deposit(rt: Runtime, job: JobRecord, d: Deposit, writes: Writes) -> None:
     adapter = get_adapter(d.route.target.provider)
     wires = adapter.translate(d.route.target, job.kind, d.route.request, d.audio)
     wire = wires if not isinstance(wires, list | tuple) else wires[0]
@@ -92,6 +103,8 @@ async def deposit(rt: Runtime, job: JobRecord, d: Deposit, writes: Writes) -> No
         job.usage = {"audio_seconds": seconds}  # prices a transcript whose answer says no duration (text)
     state = {k: v for k, v in state_fields(job).items() if k in ("attempts", "resume", "started_at", "usage")}
     state["nb_tokens"] = str(quota.input_tokens(rt, d.route, job.kind, d.images))  # what its pack enqueues
+    if d.hold:
+        state["nb_hold"] = d.hold  # given back by its finish (finish.lua) or its return to realtime
     pipe = rt.records.redis.pipeline(transaction=False)
     rt.packs.queue_deposit(pipe, job.id, job.batch_id, group, state)
     rt.packs.queue_rate(pipe, group, realtime_rate(d.route))

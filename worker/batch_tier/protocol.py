@@ -33,6 +33,7 @@ from worker.providers.base import Target, WireRequest
 # still finish and be billed); ended: final (completed, expired or cancelled: results are readable);
 # failed: the batch itself failed (invalid file, quota): no line ran, none is billed
 State = Literal["validating", "running", "cancelling", "ended", "failed"]
+WINDOW_S = 24 * 3600  # a provider batch's completion window, where the batch has no deadline of its own
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class NativeBatchAPI(ABC):
         model: str,
         lines: Sequence[dict[str, Any]],
         metadata: Mapping[str, str],
-        window_s: int = 24 * 3600,
+        window_s: int = WINDOW_S,
     ) -> ProviderBatch:
         """Upload (if the provider takes a file) and create the batch, tagged with `metadata`. Raises
         ProviderError (mmq.errors) on a refusal, `retryable` when it may succeed later (429, 5xx)."""

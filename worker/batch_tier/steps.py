@@ -16,6 +16,7 @@ from arq.jobs import serialize_job
 
 from mmq.packs import Pack
 from mmq.queue import JOB_EXPIRES_MS, score_for, serialize
+from worker.batch_tier.protocol import WINDOW_S
 from worker.providers.base import Target
 from worker.runtime import Runtime
 
@@ -100,6 +101,6 @@ async def target_of(rt: Runtime, pack: Pack) -> Target:
 def fallback_at(rt: Runtime, pack: Pack, pending: int) -> float:
     """The latest moment to send `pending` jobs realtime and still finish by the deadline: at their
     target's rate limit where its routing gives one, else at MMQ_BATCH_TIER_REALTIME_RATE."""
-    deadline = pack.deadline if pack.deadline is not None else pack.created_at + 24 * 3600
+    deadline = pack.deadline if pack.deadline is not None else pack.created_at + WINDOW_S
     rate = max(pack.rate or rt.settings.batch_tier_realtime_rate, 0.001)
     return deadline - pending / rate - rt.settings.batch_tier_margin_s
