@@ -136,7 +136,12 @@ class _CircuitOpen(Exception):
 
 
 async def _admit(
-    rt: Runtime, job: JobRecord, route: Route, tokens: int, resume: dict[str, Any]
+    rt: Runtime,
+    job: JobRecord,
+    route: Route,
+    tokens: int,
+    resume: dict[str, Any],
+    audio: AudioInput | None = None,
 ) -> tuple[str | None, str]:
     """Wait for this target's gate (circuit, 429 pause, concurrency, rate slot) and the job's budgets;
     defer the job when the wait is long. Returns the concurrency lease and the budget reservation to
@@ -147,7 +152,7 @@ async def _admit(
     spend = budget.scopes(rt.records, job)
     # pricing a call costs ~40 µs of CPU and most calls meet no budget: the admit script says when one
     # applies; from then on this process prices every call up front (no second round trip)
-    estimate_micro = _estimate(rt, job, route) if rt.budgets_seen else -1
+    estimate_micro = _estimate(rt, job, route, audio=audio) if rt.budgets_seen else -1
     while True:
         admission = await rt.gate.admit(
             route.bucket,
@@ -164,7 +169,7 @@ async def _admit(
             raise _CircuitOpen(admission.wait_s)
         if admission.needs_estimate:
             rt.budgets_seen = True
-            estimate_micro = _estimate(rt, job, route)
+            estimate_micro = _estimate(rt, job, route, audio=audio)
             continue
         if admission.over_budget:
             scope = budget.scope_named(job, admission.over_scope)
@@ -331,7 +336,7 @@ async def call_with_retries(
             tries += 1
             try:
                 lease, reservation = await _admit(
-                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}
+                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}, audio
                 )
             except _CircuitOpen as c:
                 _record(
