@@ -21,6 +21,11 @@ A batch made outside /v1 (the CLI, /api, a workflow, a template) has no OpenAI f
 are derived from its record: `endpoint` is its first line's kind, `input_file_id` is empty (there is no
 uploaded file), `completion_window` and `expires_at` come from its deadline (`none` / null without one),
 `model` is its first line's. Its output and error files are named when it ends, as for any batch.
+
+mmq's own fields ride in one extra member, `mmq` (the SDK keeps unknown members: `batch.model_extra`):
+the batch's tier, how many lines are in provider batches, realtime (queued or running) and done, lines
+paid twice, the provider batches holding its lines (provider, id, state, lines) and what it spent and
+saved, in USD.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import math
 import time
 from typing import Any
 
+from mmq.budgets import dollars
 from mmq.contract import URL_BY_KIND, BatchRecord, BatchStatus
+from mmq.packs import Pack, Packs
 from mmq.submissions import INTERRUPTED
 from producer.openai_api.context import Ctx, OaiBatch, as_str
 from producer.openai_api.file_store import FileMeta
@@ -86,7 +93,29 @@ async def batch_object(ctx: Ctx, batch_id: str, who: str) -> dict[str, Any] | No
         oai = await _interrupted(ctx, rec, oai)
     if ended and oai.finalized_at is None and oai.failed_at is None:
         oai = await _finalize(ctx, rec, oai)
-    return _view(rec, oai)
+    view = _view(rec, oai)
+    view["mmq"] = _mmq(rec, await Packs(ctx.redis, ctx.records.prefix).batch_packs(rec.id))
+    return view
+
+
+def _mmq(rec: BatchRecord, packs: list[Pack]) -> dict[str, Any]:
+    c = rec.counts
+    return {
+        "tier": rec.tier.value,
+        "request_counts": {
+            "provider_batch": c.provider_batch,
+            "realtime": c.queued + c.running,
+            "done": c.succeeded + c.failed + c.cancelled,
+            "budget": c.budget,
+            "paid_twice": c.paid_twice,
+        },
+        "provider_batches": [
+            {"provider": p.provider, "id": p.provider_batch_id, "state": p.state, "lines": p.jobs}
+            for p in sorted(packs, key=lambda p: p.created_at)
+        ],
+        "spent_usd": dollars(rec.spent_micro_usd),
+        "saved_usd": dollars(rec.saved_micro_usd),
+    }
 
 
 async def _interrupted(ctx: Ctx, rec: BatchRecord, oai: OaiBatch) -> OaiBatch:
