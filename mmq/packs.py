@@ -71,6 +71,9 @@ class Pack:
     held: bool = False  # its tokens are in the ledger (from its opening until it ends)
     fallback_due: float | None = None  # when its pending jobs go realtime if it has not ended by then
     harvest: dict[str, int] = field(default_factory=dict)  # answered, failed, realtime, paid_twice
+    # when its create was sent, for a provider whose batches carry no tag (Anthropic): a recovery looks
+    # for a batch of its size made around then instead of creating a second
+    create_sent_at: float | None = None
 
     @classmethod
     def from_hash(cls, pack_id: str, raw: dict[Any, Any]) -> Pack:
@@ -100,6 +103,7 @@ class Pack:
             held=v.get("held") == "1",
             fallback_due=float(v["fallback_due"]) if v.get("fallback_due") else None,
             harvest={k[len("harvest_") :]: int(x) for k, x in v.items() if k.startswith("harvest_")},
+            create_sent_at=float(v["create_sent_at"]) if v.get("create_sent_at") else None,
         )
 
 

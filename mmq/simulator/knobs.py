@@ -28,6 +28,7 @@ _ENV_FIELDS: dict[str, str] = {
     "MMQ_SIM_BATCH_MAX_BYTES": "batch_max_bytes",
     "MMQ_SIM_BATCH_QUEUE_TOKENS": "batch_queue_tokens",
     "MMQ_SIM_BATCH_MIN_RECORDS": "batch_min_records",
+    "MMQ_SIM_BATCH_CREATE_REPLY_S": "batch_create_reply_s",
     "MMQ_SIM_S3_ENDPOINT": "s3_endpoint",
 }
 # optional knobs an env value of "0"/"none"/"off" turns off rather than sets to zero
@@ -65,6 +66,9 @@ class SimulatorConfig(BaseModel):
     batch_queue_tokens: int | None = Field(None, ge=1)
     # Bedrock batch inference: a job with fewer records fails validation (the account quota, commonly 100)
     batch_min_records: int = Field(100, ge=1)
+    # Anthropic's create answers this long after the batch exists: a client killed meanwhile has made a
+    # batch it never heard of (what a crash-safe client must recover without creating a second)
+    batch_create_reply_s: float = Field(0, ge=0)
     # the S3-compatible server (http://host:port) Bedrock batch jobs read their records from and write
     # their answers to (mmq/simulator/batches/bedrock_s3.py); None: Bedrock batch jobs fail validation
     s3_endpoint: str | None = Field(None, pattern=r"^https?://[^/?#]+/?$")

@@ -141,11 +141,20 @@ async def _create_locked(rt: Runtime, pack: Pack) -> str | None:
     creating = False
     try:
         found = await api.find(rt.client, target, PACK_KEY, pack.id)
+        if found is None and not api.tagged and current.create_sent_at is not None:
+            # a create may have gone out before a crash, and the batch carries no tag: look by shape
+            others = [p for p in await rt.packs.active() if p.id != pack.id]
+            taken = frozenset(p.provider_batch_id for p in others if p.provider_batch_id)
+            found = await api.find_by_shape(rt.client, target, len(ids), current.create_sent_at, taken)
+            if found is not None:
+                log.info("pack %s: adopting provider batch %s (created before a crash)", pack.id, found.id)
         if found is None:
             lines, ids = await _lines_within(rt, pack, api, ids)
             if await _below_minimum(rt, pack, api, ids):
                 return None
             kind = Kind(pack.kind)
+            if not api.tagged:
+                await rt.packs.update(pack.id, create_sent_at=repr(time.time()))
             creating = True  # (a refusal of the find, a 429 of the list, says nothing of the quota)
             found = await api.create(rt.client, target, kind, pack.model, lines, {PACK_KEY: pack.id})
     except ProviderError as e:

@@ -112,6 +112,22 @@ class NativeBatchAPI(ABC):
         """The batch whose metadata has `key` = `value` (the engine's pack id), newest first, or None:
         how a crash between create and the engine's record is recovered without creating twice."""
 
+    tagged: bool = True  # its batches carry the pack's id (`find`); False: `find_by_shape` stands in
+
+    async def find_by_shape(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        lines: int,
+        sent_at: float,
+        taken: frozenset[str],
+    ) -> ProviderBatch | None:
+        """For an API whose batches carry no tag: the one batch of `lines` requests created around
+        `sent_at` (when the create was sent) whose id no other pack holds (`taken`), or None when there
+        is none, or more than one (then a second create is the lesser harm than adopting another pack's
+        batch)."""
+        return None
+
     @abstractmethod
     async def cancel(self, client: httpx.AsyncClient, target: Target, batch_id: str) -> ProviderBatch: ...
 

@@ -13,6 +13,7 @@ Auth and errors are the realtime dialect's (x-api-key, anthropic-version, {"type
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -168,6 +169,8 @@ async def create(request: Request) -> Response:
         window_s=WINDOW_S,
         info={"base_url": origin.base_url},
     )
+    if (reply_s := request.app.state.sim.config.batch_create_reply_s) > 0:
+        await asyncio.sleep(reply_s)  # the batch exists; its creator has not heard yet
     return json_response(await _current(request, batch))
 
 

@@ -134,6 +134,24 @@ async def test_find_has_nothing_to_match_and_listed_pages_newest_first(make_sim,
     assert all(created_at(b) is not None for b in listed)
 
 
+async def test_a_batch_created_before_a_crash_is_found_by_its_size_and_time(make_sim) -> None:
+    import time
+
+    client, _ = make_sim(**FAST)
+    sent = time.time()
+    three = await API.create(client, TARGET, Kind.chat, MODEL, lines_for(chats(3)), {})
+    await API.create(client, TARGET, Kind.chat, MODEL, lines_for(chats(2, prefix="other")), {})
+    found = await API.find_by_shape(client, TARGET, 3, sent, frozenset())
+    assert found is not None and found.id == three.id  # the one batch of three lines made then
+    assert await API.find_by_shape(client, TARGET, 3, sent, frozenset({three.id})) is None  # another's
+    assert await API.find_by_shape(client, TARGET, 3, sent - 3600, frozenset()) is None  # made later
+    assert await API.find_by_shape(client, TARGET, 4, sent, frozenset()) is None  # no such size
+    # two batches of the pack's size made in the same seconds: adopting either could answer one pack's
+    # jobs from another pack's batch, so neither is adopted
+    await API.create(client, TARGET, Kind.chat, MODEL, lines_for(chats(3, prefix="twin")), {})
+    assert await API.find_by_shape(client, TARGET, 3, sent, frozenset()) is None
+
+
 async def test_refusals_and_a_foreign_results_url() -> None:
     sent: list[httpx.Request] = []
 

@@ -17,9 +17,11 @@ the target's own headers). A `results_url` is only fetched when it is on the tar
 
 `find` returns None without a call: a Message Batch has no metadata, name or tag, and its custom_ids
 (mmq's job ids) are readable only from the results of an ended batch, so nothing the API shows ties a
-provider batch to the engine's pack. Recovering a crash between create and the engine's record needs
-the engine's own knowledge (`listed` gives every batch with its creation time and request count, to
-reconcile against the packs it was creating then).
+provider batch to the engine's pack. A crash between the create and the engine's record is recovered by
+shape instead (`find_by_shape`): the engine notes when it sent the create, and a recovery adopts the one
+listed batch of the pack's size created within SHAPE_WINDOW_S of then that no other pack holds. Two
+such batches (packs of one size made by two workers in the same seconds) adopt neither: a second create
+is the lesser harm than answering one pack's jobs from another's batch.
 
 States: processing_status in_progress → running (there is no validating step), canceling →
 cancelling, ended → ended. Counts (`request_counts`) are only known at the end: `done` = succeeded,
@@ -50,6 +52,8 @@ from worker.providers.base import Target, WireRequest
 
 STATES: dict[str, State] = {"in_progress": "running", "canceling": "cancelling", "ended": "ended"}
 PAGE = 100  # the list endpoint takes up to 1000
+# a batch's created_at against the moment its create was sent: clocks apart, and the create's own time
+SHAPE_WINDOW_S = 120.0
 # what an errored line's type means as an HTTP status (Anthropic's error types: the realtime answers)
 STATUS_OF_TYPE = {
     "invalid_request_error": 400,
@@ -116,6 +120,7 @@ class AnthropicBatches(NativeBatchAPI):
     max_requests = 100_000
     max_bytes = 256 * 1024 * 1024
     one_model = False
+    tagged = False  # no metadata: a crashed create is found by `find_by_shape`
 
     def __init__(self, adapter: AnthropicAdapter | None = None) -> None:
         self.adapter = adapter or AnthropicAdapter()
@@ -205,8 +210,32 @@ class AnthropicBatches(NativeBatchAPI):
     async def find(
         self, client: httpx.AsyncClient, target: Target, key: str, value: str
     ) -> ProviderBatch | None:
-        """Always None: nothing a Message Batch shows before it ends can carry the pack's id."""
+        """Always None: nothing a Message Batch shows before it ends can carry the pack's id (the engine
+        asks `find_by_shape` instead)."""
         return None
+
+    async def find_by_shape(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        lines: int,
+        sent_at: float,
+        taken: frozenset[str],
+    ) -> ProviderBatch | None:
+        """The one batch of `lines` requests created within SHAPE_WINDOW_S of `sent_at` that no other
+        pack holds. Reads the list newest first and stops at the first batch older than the window."""
+        found: list[ProviderBatch] = []
+        async for batch in self.listed(client, target):
+            when = created_at(batch)
+            if when is None:
+                continue
+            created = when.timestamp()
+            if created < sent_at - SHAPE_WINDOW_S:
+                break
+            if created > sent_at + SHAPE_WINDOW_S or batch.id in taken or batch.total != lines:
+                continue
+            found.append(batch)
+        return found[0] if len(found) == 1 else None
 
     async def listed(self, client: httpx.AsyncClient, target: Target) -> AsyncIterator[ProviderBatch]:
         """Every batch of the workspace, newest first (for a reconciler: `handles["created_at"]`)."""
