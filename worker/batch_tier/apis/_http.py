@@ -72,6 +72,20 @@ def json_of(response: httpx.Response, provider: str) -> Any:
         ) from None
 
 
+def json_object(response: httpx.Response, provider: str, what: str) -> dict[str, Any]:
+    """The answer as a JSON object (`what`: "METHOD url", for the message); an empty answer is {}.
+    Anything else is a retryable unparseable failure, as a realtime call's would be."""
+    body = json_of(response, provider) if response.content else {}
+    if not isinstance(body, dict):
+        raise ProviderError(
+            f"{what}: expected a JSON object, got {str(body)[:200]!r}",
+            code="unparseable_response",
+            retryable=True,
+            provider=provider,
+        )
+    return body
+
+
 async def streamed_lines(
     client: httpx.AsyncClient,
     error: ErrorReader,

@@ -138,15 +138,7 @@ class AnthropicBatches(NativeBatchAPI):
         response = await _http.call(
             client, self.adapter.error, self.provider, method, url + path, headers, **kwargs
         )
-        body = _http.json_of(response, self.provider)
-        if not isinstance(body, dict):
-            raise ProviderError(
-                f"{method} {url + path}: expected a JSON object, got {str(body)[:200]!r}",
-                code="unparseable_response",
-                retryable=True,
-                provider=self.provider,
-            )
-        return body
+        return _http.json_object(response, self.provider, f"{method} {url + path}")
 
     def _path_id(self, batch_id: str) -> str:
         if not isinstance(batch_id, str) or not _ID.match(batch_id):

@@ -201,15 +201,7 @@ class BedrockBatches(NativeBatchAPI):
         response = await _http.call(
             client, self.adapter.error, self.provider, method, url, headers, content=content or None
         )
-        answer = _http.json_of(response, self.provider) if response.content else {}
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                f"{method} {path}: expected a JSON object, got {str(answer)[:200]!r}",
-                code="unparseable_response",
-                retryable=True,
-                provider=self.provider,
-            )
-        return answer
+        return _http.json_object(response, self.provider, f"{method} {path}")
 
     def batch(self, job: Mapping[str, Any]) -> ProviderBatch:
         raw = str(job.get("status") or "")

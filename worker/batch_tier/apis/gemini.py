@@ -156,15 +156,7 @@ class GeminiBatches(NativeBatchAPI):
         self, client: httpx.AsyncClient, method: str, url: str, headers: Mapping[str, str], **kwargs: Any
     ) -> dict[str, Any]:
         response = await _http.call(client, self.adapter.error, self.provider, method, url, headers, **kwargs)
-        body = _http.json_of(response, self.provider)
-        if not isinstance(body, dict):
-            raise ProviderError(
-                f"{method} {url}: expected a JSON object, got {str(body)[:200]!r}",
-                code="unparseable_response",
-                retryable=True,
-                provider=self.provider,
-            )
-        return body
+        return _http.json_object(response, self.provider, f"{method} {url}")
 
     async def _batch_call(
         self, client: httpx.AsyncClient, target: Target, method: str, name: str, tail: str = ""

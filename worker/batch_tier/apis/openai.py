@@ -190,15 +190,8 @@ class OpenAIBatches(NativeBatchAPI):
     async def _json(
         self, client: httpx.AsyncClient, target: Target, method: str, path: str, **kwargs: Any
     ) -> dict[str, Any]:
-        body = _http.json_of(await self._call(client, target, method, path, **kwargs), self.provider)
-        if not isinstance(body, dict):
-            raise ProviderError(
-                f"{method} {path}: expected a JSON object, got {str(body)[:200]!r}",
-                code="unparseable_response",
-                retryable=True,
-                provider=self.provider,
-            )
-        return body
+        response = await self._call(client, target, method, path, **kwargs)
+        return _http.json_object(response, self.provider, f"{method} {path}")
 
     def batch(self, obj: Mapping[str, Any]) -> ProviderBatch:
         """A Batch object as a ProviderBatch."""

@@ -169,15 +169,7 @@ class VertexBatches(NativeBatchAPI):
             headers,
             **kwargs,
         )
-        body = _http.json_of(response, self.provider)
-        if not isinstance(body, dict):
-            raise ProviderError(
-                f"{method} {url}: expected a JSON object, got {str(body)[:200]!r}",
-                code="unparseable_response",
-                retryable=True,
-                provider=self.provider,
-            )
-        return body
+        return _http.json_object(response, self.provider, f"{method} {url}")
 
     def _job_url(self, target: Target, batch_id: str, tail: str = "") -> tuple[str, dict[str, str]]:
         if not isinstance(batch_id, str) or not _ID.match(batch_id):
