@@ -5,6 +5,7 @@ on_startup)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -37,6 +38,7 @@ class Runtime:
     budgets: Budgets = field(init=False)
     packs: Packs = field(init=False)  # the batch tier's records
     native_targets: dict[str, Target] = field(default_factory=dict)  # the batch tier's targets, by name
+    native_prices: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # …and their own prices
     budgets_seen: bool = False  # a budget has applied to a call here: price every call before admitting it
 
     def __post_init__(self) -> None:

@@ -79,3 +79,27 @@ async def test_a_batch_tier_job_over_its_budget_fails_when_the_batch_says_so(dep
     assert done.counts.succeeded == 2 and len(failed) == 2, done.counts
     assert all(j.error.type == "budget_exceeded" for j in failed)
     assert done.reserved_micro_usd == 0 and done.spent_micro_usd <= 2 * batch_price
+
+
+async def test_a_targets_own_prices_price_its_provider_batch_lines(deployment):  # noqa: F811
+    from decimal import Decimal
+
+    from tests.e2e.test_budget_e2e import NEGOTIATED
+
+    producer, records, packs = deployment.producer, deployment.records, deployment.packs
+    deployment.simulator({"MMQ_SIM_BATCH_COMPLETE_S": "2", "MMQ_SIM_BATCH_VALIDATE_S": "0.2"})
+    deployment.worker()
+    config = {"provider": "openai", "prices": NEGOTIATED}  # gpt-4o-mini at 0.10 / 0.40 per 1M tokens
+    batch = await producer.submit_batch(
+        chat_lines(3, "contract"), tenant="acme", cache=False, config=config, tier="batch"
+    )
+    done = await wait_batch(records, batch.id, timeout=120)
+    assert done.counts.succeeded == 3, done.counts
+    await harvested(packs, batch.id)
+    for job in await jobs_of(records, batch.id):
+        assert job.attempts[-1].tier == "batch"
+        usage = job.usage
+        contract = (
+            usage["prompt_tokens"] * Decimal("0.10") + usage["completion_tokens"] * Decimal("0.40")
+        ) / 10**6
+        assert Decimal(job.cost.usd) == contract / 2 and job.cost.tier == "batch", job.cost  # its batch price

@@ -97,6 +97,7 @@ async def _deposit(rt: Runtime, job: JobRecord, d: Deposit, writes: Writes) -> N
     await rt.storage.put(line_key(job.id), json.dumps(line, separators=(",", ":")).encode())
     group = group_of(d.route.target.provider, d.route.target.name, _model(d.route), job.kind.value)
     rt.native_targets[d.route.target.name] = d.route.target
+    rt.native_prices[d.route.target.name] = d.route.prices
     gather_s = rt.settings.batch_tier_gather_s
     window = int(time.time() // gather_s) if gather_s > 0 else 0
     if d.audio is not None and (seconds := measure_audio(d.audio.data)) is not None:

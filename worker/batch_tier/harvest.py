@@ -110,8 +110,9 @@ async def _take_line(rt: Runtime, pack: Pack, batch: ProviderBatch, job: JobReco
     job.attempts.append(attempt)
     measured = (job.usage or {}).get("audio_seconds")  # the deposit's, for an answer without a duration
     job.usage = resp.usage
+    prices = budget.book_for(rt.prices, rt.native_prices.get(pack.target))  # the target's own, if any
     job.cost = budget.job_cost(
-        rt.prices, pack.provider, job.kind, request, resp.usage, audio_seconds=measured, tier="batch"
+        prices, pack.provider, job.kind, request, resp.usage, audio_seconds=measured, tier="batch"
     )
     job.error = None
     job.resume = None

@@ -93,6 +93,7 @@ async def target_of(rt: Runtime, pack: Pack) -> Target:
         for route in routes:
             if route.target.name == pack.target:
                 rt.native_targets[pack.target] = route.target
+                rt.native_prices[pack.target] = route.prices
                 return route.target
     raise RuntimeError(f"pack {pack.id}: its target {pack.target!r} is no longer in its jobs' routing")
 
