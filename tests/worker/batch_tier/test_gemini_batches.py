@@ -70,6 +70,36 @@ async def test_round_trip_parses_like_a_realtime_answer(make_sim) -> None:
     assert app.state.stats.batch_billed_ids == {job: 1 for job in requests}  # type: ignore[attr-defined]
 
 
+async def test_a_pack_past_the_inline_limit_goes_as_an_uploaded_file(make_sim, monkeypatch) -> None:
+    monkeypatch.setattr(gemini_api, "MAX_INLINE_BYTES", 65 * 1024)  # (less 64 KB of room: 1 KB inline)
+    client, app = make_sim(**{**FAST, "batch_fail_rate": 0.0})
+    requests = chats(3)
+    requests["job-img"] = chat_request("what colour?", MODEL, image=png_data_url((240, 200, 10), (400, 400)))
+    lines = lines_for(requests)
+    assert len(gemini_api._http.jsonl(lines)) > 1024
+    batch = await API.create(client, TARGET, Kind.chat, MODEL, lines, {"mmq_pack": "p-file"})
+    assert batch.metadata == {"mmq_pack": "p-file"} and not batch.handles.get("keys")  # keyed in the file
+    done = await ended(API, client, TARGET, batch.id)
+    assert done.state == "ended" and done.handles.get("responses_file", "").startswith("files/")
+    got = await results(API, client, TARGET, done)
+    assert sorted(got) == sorted(requests)
+    for job, line in got.items():
+        answer = parsed(ADAPTER, Kind.chat, requests[job], line)
+        assert answer.usage is not None and answer.usage["total_tokens"] > 0
+    assert app.state.stats.batch_billed_ids == {job: 1 for job in requests}  # type: ignore[attr-defined]
+
+
+async def test_an_upload_session_off_the_targets_host_is_refused() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.host == "sim", "the key went to another host"
+        return httpx.Response(200, headers={"x-goog-upload-url": "https://elsewhere.example/upload?id=1"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(ProviderError) as refused:
+            await API._upload(client, TARGET, b"{}\n", {"mmq_pack": "p"})
+    assert refused.value.code == "foreign_upload_url"
+
+
 async def test_partial_failures_are_classified(make_sim) -> None:
     client, _ = make_sim(**FAST, batch_fail_rate=0.3)
     requests = chats(10)

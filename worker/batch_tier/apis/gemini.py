@@ -18,8 +18,12 @@ beside its /models. Vertex AI batch prediction (GCS input) is another API: verte
 Mapping lines back: every request carries `metadata.key` = its custom_id, which the answer echoes
 (InlinedResponse.metadata); inline answers also come in request order (reference §0.1.3), so `create`
 keeps the custom_ids in `handles["keys"]` and an answer without the echo is mapped by position when the
-engine hands that batch back. `line` gives the file-mode item {"key", "request"}; `create` sends it
-inline. (File mode, for packs over 20 MB, is not written yet: the engine packs within `max_bytes`.)
+engine hands that batch back. `line` gives the file-mode item {"key", "request"}; `create` sends the
+lines inline while the call stays within 20 MB, and past that uploads them as a JSONL file (the Files
+API's resumable upload: a start, then one "upload, finalize" to the session URL it answers, which must
+be on the target's host) and names it in `inputConfig.fileName`; such a batch answers in a generated
+responses file (`output.responsesFile`), streamed from {api}/files/{id}:download?alt=media, each line
+{"key", "response"} or {"key", "error"}. mmq caps a file at 200 MB (the API takes 2 GB).
 
 The pack's metadata goes in `displayName` as a query string ("mmq_pack=p-1"): the Developer API has no
 labels and its list has no filter, so `find` pages through the list and reads it back.
@@ -42,7 +46,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 
@@ -88,6 +92,10 @@ RETRYABLE_CODES = frozenset(
 )
 PAGE = 100
 MAX_INLINE_BYTES = 20 * 1024 * 1024  # the whole create call (reference §4)
+# an uploaded input file (the API takes up to 2 GB; mmq builds a pack's file in the worker's memory, so
+# it stops where OpenAI's batches stop)
+MAX_FILE_BYTES = 200 * 1024 * 1024
+_FILE = re.compile(r"^files/[A-Za-z0-9_-]{1,200}$")
 _NAME = re.compile(r"^batches/[A-Za-z0-9_-]{1,200}$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _STATE_PREFIXES = ("BATCH_STATE_", "JOB_STATE_")
@@ -139,7 +147,7 @@ class GeminiBatches(NativeBatchAPI):
     provider = "gemini"
     kinds = frozenset({Kind.chat})  # Imagen (:predict, the realtime image path) has no batch
     max_requests = 100_000  # not documented; the byte limit binds first for anything with images
-    max_bytes = MAX_INLINE_BYTES
+    max_bytes = MAX_FILE_BYTES  # inline up to MAX_INLINE_BYTES, an uploaded JSONL file past it
     one_model = True
 
     def __init__(self, adapter: GeminiAdapter | None = None) -> None:
@@ -218,7 +226,8 @@ class GeminiBatches(NativeBatchAPI):
         metadata: Mapping[str, str],
         window_s: int = 24 * 3600,
     ) -> ProviderBatch:
-        """Inline requests, each with metadata.key = its custom_id. The window is Google's own."""
+        """Inline requests, each with metadata.key = its custom_id, while the call stays within 20 MB;
+        past that, the lines as an uploaded JSONL file (each {"key", "request"}). The window is Google's."""
         if kind not in self.kinds:
             raise ValueError(f"gemini batches do not take {kind} jobs")
         model = model.removeprefix("models/")
@@ -226,14 +235,54 @@ class GeminiBatches(NativeBatchAPI):
             raise ValueError(f"model {model!r} is not a Gemini model id")
         keys = [str(line["key"]) for line in lines]
         requests = [{"request": line["request"], "metadata": {"key": str(line["key"])}} for line in lines]
-        body = {
-            "batch": {
-                "displayName": display_name(metadata),
-                "inputConfig": {"requests": {"requests": requests}},
-            }
-        }
+        source: dict[str, Any] = {"requests": {"requests": requests}}
+        if len(_http.encoded(source)) > MAX_INLINE_BYTES - 64 * 1024:  # (room for the rest of the call)
+            source = {"fileName": await self._upload(client, target, _http.jsonl(lines), metadata)}
+            keys = []  # a responses file names each answer by its key
+        body = {"batch": {"displayName": display_name(metadata), "inputConfig": source}}
         _, url, headers = self.place(target, model)
         return self.batch(await self._json(client, "POST", url, headers, json=body), keys)
+
+    async def _upload(
+        self, client: httpx.AsyncClient, target: Target, data: bytes, metadata: Mapping[str, str]
+    ) -> str:
+        """The Files API's resumable upload (start, then one "upload, finalize"); the file's name. The
+        upload URL the start answers must be on the target's own host: the key goes nowhere else."""
+        root, _, headers = self.place(target)
+        parts = urlsplit(root)
+        start_url = f"{parts.scheme}://{parts.netloc}/upload{parts.path}/files"
+        start = {
+            **headers,
+            "x-goog-upload-protocol": "resumable",
+            "x-goog-upload-command": "start",
+            "x-goog-upload-header-content-length": str(len(data)),
+            "x-goog-upload-header-content-type": "application/jsonl",
+        }
+        spec = {"file": {"displayName": display_name(metadata), "mimeType": "application/jsonl"}}
+        answer = await _http.call(
+            client, self.adapter.error, self.provider, "POST", start_url, start, json=spec
+        )
+        session = answer.headers.get("x-goog-upload-url", "")
+        if not _http.same_origin(session, f"{parts.scheme}://{parts.netloc}/upload"):
+            raise ProviderError(
+                f"the upload answered a session URL off the target's host: {session[:120]!r}",
+                code="foreign_upload_url",
+                provider=self.provider,
+            )
+        chunk = {**headers, "x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "0"}
+        done = await _http.call(
+            client, self.adapter.error, self.provider, "POST", session, chunk, content=data
+        )
+        file = _http.json_object(done, self.provider, "the upload's last chunk").get("file")
+        name = file.get("name") if isinstance(file, Mapping) else None
+        if not isinstance(name, str) or not _FILE.match(name):
+            raise ProviderError(
+                f"the upload answered no file name: {str(file)[:200]!r}",
+                code="unparseable_response",
+                retryable=True,
+                provider=self.provider,
+            )
+        return name
 
     async def get(self, client: httpx.AsyncClient, target: Target, batch_id: str) -> ProviderBatch:
         return self.batch(await self._batch_call(client, target, "GET", batch_id))
@@ -269,6 +318,19 @@ class GeminiBatches(NativeBatchAPI):
             return replace(now, state="cancelling")
         return now
 
+    async def _file_results(
+        self, client: httpx.AsyncClient, target: Target, name: str
+    ) -> AsyncIterator[LineResult]:
+        """A responses file's lines ({"key", "response"} or {"key", "error"|"status"}), streamed."""
+        if not _FILE.match(name):
+            raise ProviderError(f"not a file name: {name[:80]!r}", code="invalid_id", provider=self.provider)
+        root, _, headers = self.place(target)
+        url = f"{root}/{quote(name, safe='/')}:download?alt=media"
+        async for item in _http.streamed_lines(client, self.adapter.error, self.provider, url, headers):
+            key = item.get("key")
+            if isinstance(key, str) and key:
+                yield line_result(key, item)
+
     async def results(
         self, client: httpx.AsyncClient, target: Target, batch: ProviderBatch
     ) -> AsyncIterator[LineResult]:
@@ -279,11 +341,9 @@ class GeminiBatches(NativeBatchAPI):
         if not isinstance(output, Mapping):
             return
         if output.get("responsesFile"):
-            raise ProviderError(
-                f"batch {batch.id} answered in a responses file: file mode is not supported by mmq yet",
-                code="unsupported_output",
-                provider=self.provider,
-            )
+            async for result in self._file_results(client, target, str(output["responsesFile"])):
+                yield result
+            return
         wrapper = output.get("inlinedResponses")
         entries = wrapper.get("inlinedResponses") if isinstance(wrapper, Mapping) else wrapper
         keys = batch.handles.get("keys")
