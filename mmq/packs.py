@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,6 +233,17 @@ class Packs:
         raw = await self.redis.hgetall(self.keys.nb_pack(pack_id))
         return Pack.from_hash(pack_id, raw) if raw else None
 
+    async def get_many(self, pack_ids: Iterable[Any]) -> list[Pack]:
+        """The packs that still exist of `pack_ids`, in that order, read in one round trip (a night's
+        image batches can make hundreds of packs, and every worker's rescue sweep reads them all)."""
+        ids = [_s(i) for i in pack_ids]
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for pack_id in ids:
+            pipe.hgetall(self.keys.nb_pack(pack_id))
+        return [Pack.from_hash(i, raw) for i, raw in zip(ids, await pipe.execute(), strict=True) if raw]
+
     async def update(self, pack_id: str, **fields: Any) -> None:
         await self.redis.hset(self.keys.nb_pack(pack_id), mapping=_text_fields(fields))
 
@@ -242,13 +253,8 @@ class Packs:
 
     async def packs_of_group(self, group: str, state: str) -> list[Pack]:
         """Unharvested packs of `group` in `state` (a crashed gather's `creating` ones)."""
-        out = []
-        for pack_id in await self.redis.zrange(self.keys.nb_packs(), 0, -1):
-            pid = pack_id.decode() if isinstance(pack_id, bytes) else pack_id
-            pack = await self.get(pid)
-            if pack is not None and pack.group == group and pack.state == state:
-                out.append(pack)
-        return out
+        packs = await self.get_many(await self.redis.zrange(self.keys.nb_packs(), 0, -1))
+        return [p for p in packs if p.group == group and p.state == state]
 
     @asynccontextmanager
     async def hold(self, pack_id: str, ttl_s: float = 30.0) -> AsyncIterator[bool]:
@@ -279,12 +285,7 @@ class Packs:
 
     async def active(self) -> list[Pack]:
         """Every pack not yet harvested (for the rescue sweep)."""
-        packs = []
-        for raw in await self.redis.zrange(self.keys.nb_packs(), 0, -1):
-            pack = await self.get(raw.decode() if isinstance(raw, bytes) else raw)
-            if pack is not None:
-                packs.append(pack)
-        return packs
+        return await self.get_many(await self.redis.zrange(self.keys.nb_packs(), 0, -1))
 
     async def open_groups(self) -> list[tuple[str, float]]:
         """Groups with jobs waiting to be packed, with when the oldest came (epoch s)."""
@@ -374,9 +375,7 @@ class Packs:
         return [i.decode() if isinstance(i, bytes) else i for i in moved]
 
     async def batch_packs(self, batch_id: str) -> list[Pack]:
-        ids = await self.redis.smembers(self.keys.batch_packs(batch_id))
-        packs = [await self.get(i.decode() if isinstance(i, bytes) else i) for i in sorted(ids)]
-        return [p for p in packs if p is not None]
+        return await self.get_many(sorted(await self.redis.smembers(self.keys.batch_packs(batch_id))))
 
 
 def _s(value: Any) -> str:
