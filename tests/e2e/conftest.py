@@ -162,11 +162,16 @@ def settings(mmq_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 def worker_process(mmq_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A worker that has said it is ready (on a busy machine its start takes seconds); one that stopped
+    at start fails the test at once with its own words, not after a test's long wait for its jobs."""
     log = tmp_path / "worker.log"
     proc = _spawn(["worker"], mmq_env, log)
-    time.sleep(0.3)
-    if proc.poll() is not None:
-        raise RuntimeError(log.read_text())
+    deadline = time.monotonic() + 90
+    while "mmq worker ready" not in (log.read_text() if log.exists() else ""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            raise RuntimeError(f"the worker did not start: {log.read_text() if log.exists() else ''}")
+        time.sleep(0.05)
     yield proc
     _stop(proc)
 
