@@ -22,9 +22,10 @@ import time
 from bench._common import ROOT, RoundTrips, clean_redis_db, simulator
 from mmq.budgets import Budgets
 from mmq.connections import MMQ_CLIENT_NAME, connect
-from mmq.contract import BatchStatus, JobRecord, Kind
+from mmq.contract import BatchStatus, JobRecord
 from mmq.pricing import default_book
 from mmq.records import Records
+from mmq.request_models import Kind
 from mmq.settings import Settings
 from mmq.storage import open_storage
 from producer.submit import BatchLine, Producer

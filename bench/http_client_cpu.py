@@ -16,7 +16,7 @@ import time
 import httpx
 
 from bench._common import simulator
-from mmq.contract import Kind
+from mmq.request_models import Kind
 from worker.http import make_client
 from worker.providers.base import Target
 from worker.providers.openai import OpenAIAdapter

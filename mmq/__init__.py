@@ -7,7 +7,8 @@ in `__all__` are public; tests/mmq/test_public_face.py holds them, so anything e
 """
 
 from mmq.client import Batch, Client, MMQError
-from mmq.contract import BatchCounts, BatchStatus, JobStatus, Kind
+from mmq.contract import BatchCounts, BatchStatus, JobStatus
+from mmq.request_models import Kind
 from mmq.settings import Settings
 
 __all__ = ["Batch", "BatchCounts", "BatchStatus", "Client", "JobStatus", "Kind", "MMQError", "Settings"]

@@ -36,8 +36,9 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from mmq import scripts
-from mmq.contract import CacheLevel, CacheOptions, JobRecord, JobResult, JobStatus, Kind, chat_media_slots
+from mmq.contract import CacheLevel, CacheOptions, JobRecord, JobResult, JobStatus
 from mmq.keys import Keys
+from mmq.request_models import Kind, chat_media_slots
 
 # Fields that never change what a provider answers (identity, transport, storage and routing hints).
 _DROPPED = frozenset(

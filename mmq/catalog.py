@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmq.contract import Kind
+from mmq.request_models import Kind
 
 ALL_KINDS = frozenset(Kind)
 _AUDIO = frozenset({Kind.transcription, Kind.translation})

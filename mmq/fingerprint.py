@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable
 from PIL import Image, ImageOps
 
 from mmq.cache import Fingerprint
-from mmq.contract import BLOB_SCHEME, CacheLevel
+from mmq.contract import CacheLevel
 from mmq.media import DEFAULT_IMAGE_MAX_PIXELS, MediaError, open_image, parse_data_url
+from mmq.request_models import BLOB_SCHEME
 
 Loader = Callable[[str], Awaitable[bytes | None]]  # a reference's bytes, or None if not reachable here
 

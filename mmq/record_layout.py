@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mmq.contract import CacheOptions, JobRecord, JobStatus, Kind
+from mmq.contract import CacheOptions, JobRecord, JobStatus
+from mmq.request_models import Kind
 
 BATCH_COUNTERS = (
     *("total", "queued", "running", "budget", "provider_batch", "succeeded", "failed", "cancelled"),

@@ -15,7 +15,6 @@ from typing import Any
 import pydantic_core
 from pydantic import ValidationError
 
-from mmq.contract import BLOB_SCHEME, Kind, chat_media_slots, dump_request, kind_for_url, parse_request
 from mmq.errors import InvalidJob
 from mmq.media import (
     AUDIO_TYPES,
@@ -28,6 +27,7 @@ from mmq.media import (
     parse_data_url,
     sniff,
 )
+from mmq.request_models import BLOB_SCHEME, Kind, chat_media_slots, dump_request, kind_for_url, parse_request
 from mmq.settings import Settings
 from mmq.storage import Storage, put_blob
 from producer.local_files import LocalFileError, read_local_file

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from mmq.batch_options import BatchOptions
-from mmq.contract import BLOB_SCHEME, Kind, MediaPrep, chat_media_slots
+from mmq.contract import MediaPrep
 from mmq.media import AUDIO_TYPES, IMAGE_TYPES, sniff
 from mmq.pricing import MediaFacts, PriceBook, PriceBookError, QuoteLine, load_book
+from mmq.request_models import BLOB_SCHEME, Kind, chat_media_slots
 from mmq.routing import RoutingError, all_leaves, effective_params, parse_config, plan
 from mmq.settings import Settings
 from mmq.storage import BlobNotFound

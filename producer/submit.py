@@ -34,20 +34,19 @@ from mmq import queue
 from mmq.batch_options import BatchOptions
 from mmq.cache import Cache, CacheEntry, KeyScope, answer_from, job_cache_key
 from mmq.contract import (
-    BLOB_SCHEME,
     BatchRecord,
     CacheLevel,
     CacheOptions,
     JobError,
     JobRecord,
     JobStatus,
-    Kind,
     MediaPrep,
     Priority,
 )
 from mmq.fingerprint import Fingerprints
 from mmq.record_layout import JobRow, batch_row, new_batch_spec, queued_row, spec_options_json
 from mmq.records import Records
+from mmq.request_models import BLOB_SCHEME, Kind
 from mmq.settings import Settings
 from mmq.storage import BlobNotFound, Storage, safe_segment
 from mmq.submissions import Progress, after_seal, interrupt

@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 
 from mmq import metrics, tracing
-from mmq.contract import Attempt, JobRecord, Kind
+from mmq.contract import Attempt, JobRecord
 from mmq.errors import NON_RETRYABLE_CODES, InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchFailed, FetchPolicy
 from mmq.pricing.audio import measure_audio
+from mmq.request_models import Kind
 from mmq.settings import Settings
 from worker import budget
 from worker.batch_tier import engine as batch_tier

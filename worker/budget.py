@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from mmq.budgets import dollars
-from mmq.contract import JobCost, JobError, JobRecord, Kind, OnBudget
+from mmq.contract import JobCost, JobError, JobRecord, OnBudget
 from mmq.pricing.book import PriceBook
 from mmq.pricing.cost import cost_of
 from mmq.pricing.quotes import estimate_job
 from mmq.pricing.rules import MediaFacts
 from mmq.queue import JOB_EXPIRES_MS
 from mmq.record_layout import state_fields
+from mmq.request_models import Kind
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime

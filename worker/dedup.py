@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmq.cache import CacheEntry, job_cache_key
-from mmq.contract import BLOB_SCHEME, CacheOptions, JobRecord
+from mmq.contract import CacheOptions, JobRecord
 from mmq.errors import InvalidJob, ProviderError
 from mmq.fetch import FetchedMedia, FetchPolicy, fetch_media
 from mmq.fingerprint import Fingerprints
+from mmq.request_models import BLOB_SCHEME
 from mmq.storage import BlobNotFound
 from worker.runtime import Runtime
 

@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from mmq.contract import chat_media_slots, is_gcs_uri
 from mmq.errors import InvalidJob
 from mmq.fetch import FetchedMedia, FetchPolicy, fetch_media
 from mmq.media import (
@@ -35,6 +34,7 @@ from mmq.media import (
     sniff,
     to_data_url,
 )
+from mmq.request_models import chat_media_slots, is_gcs_uri
 from worker.prepare import ImageFacts
 from worker.providers.base import MediaRules
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from PIL import Image
 
-from mmq.contract import BLOB_SCHEME, Kind, chat_media_slots, is_gcs_uri
 from mmq.errors import InvalidJob
 from mmq.media import (
     AUDIO_TYPES,
@@ -28,6 +27,7 @@ from mmq.media import (
     sniff,
     to_data_url,
 )
+from mmq.request_models import BLOB_SCHEME, Kind, chat_media_slots, is_gcs_uri
 from mmq.storage import BlobNotFound, Storage
 from worker.providers.base import AudioInput
 

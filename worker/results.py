@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 
-from mmq.contract import JobRecord, JobResult, Kind, ResultFile
+from mmq.contract import JobRecord, JobResult, ResultFile
 from mmq.errors import ProviderError
 from mmq.media import sniff
+from mmq.request_models import Kind
 from mmq.result_refs import file_ref
 from mmq.storage import Storage, put_blob
 from worker.providers.base import ProviderResponse

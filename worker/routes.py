@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmq.catalog import can_do
-from mmq.contract import Kind
 from mmq.endpoints import EndpointError, check_custom_host, is_public_cloud, same_endpoint
 from mmq.errors import InvalidJob
+from mmq.request_models import Kind
 from mmq.routing import (
     RateLimit,
     ResolvedTarget,

@@ -25,7 +25,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from mmq.contract import kind_for_url
 from mmq.pricing import rules
 from mmq.pricing.book import BLOCK_FOR_KIND, PriceBook, default_book
 from mmq.pricing.cost import (
@@ -40,6 +39,7 @@ from mmq.pricing.cost import (
     price_transcription,
 )
 from mmq.pricing.rules import MediaFacts
+from mmq.request_models import kind_for_url
 
 DEFAULT_PROVIDER = "openai"
 

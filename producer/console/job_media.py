@@ -23,8 +23,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mmq.contract import BLOB_SCHEME, JobRecord, Kind, chat_media_slots
+from mmq.contract import JobRecord
 from mmq.media import AUDIO_TYPES, IMAGE_TYPES, MediaError, declared_type, parse_data_url, sniff
+from mmq.request_models import BLOB_SCHEME, Kind, chat_media_slots
 from mmq.storage import BlobNotFound, Storage, StorageKeyError
 
 # what a browser shows or plays by itself (TIFF and AVIF are images Chromium may not draw: thumbnails are)

@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mmq.contract import BatchRecord, JobRecord, JobStatus, Kind, Tier
+from mmq.contract import BatchRecord, JobRecord, JobStatus, Tier
+from mmq.request_models import Kind
 from producer.console import reads
 from producer.console.app import PREFIX, console_of, viewer
 from producer.console.job_media import (

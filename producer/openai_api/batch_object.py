@@ -36,8 +36,9 @@ import time
 from typing import Any
 
 from mmq.budgets import dollars
-from mmq.contract import URL_BY_KIND, BatchRecord, BatchStatus
+from mmq.contract import BatchRecord, BatchStatus
 from mmq.packs import Pack, Packs
+from mmq.request_models import URL_BY_KIND
 from mmq.submissions import INTERRUPTED
 from producer.openai_api.context import Ctx, OaiBatch, as_str
 from producer.openai_api.file_store import FileMeta

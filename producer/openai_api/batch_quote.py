@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from mmq.batch_options import BatchOptions
-from mmq.contract import KIND_BY_URL
+from mmq.request_models import KIND_BY_URL
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api.batches import MAX_LINES, _check_line, _Lines
 from producer.openai_api.context import Ctx

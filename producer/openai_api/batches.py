@@ -26,17 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio import Redis
 
 from mmq import queue
-from mmq.contract import (
-    KIND_BY_URL,
-    BatchRecord,
-    BatchStatus,
-    CacheOptions,
-    JobStatus,
-    Kind,
-    MediaPrep,
-    kind_for_url,
-)
+from mmq.contract import BatchRecord, BatchStatus, CacheOptions, JobStatus, MediaPrep
 from mmq.records import Records
+from mmq.request_models import KIND_BY_URL, Kind, kind_for_url
 from producer.batch_lines import BatchLine, duplicate_custom_id
 from producer.jsonl import aiter_jsonl_chunks
 from producer.openai_api.batch_object import batch_object

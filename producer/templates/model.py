@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mmq.contract import URL_BY_KIND, Kind, kind_for_url, parse_request
+from mmq.request_models import URL_BY_KIND, Kind, kind_for_url, parse_request
 from producer.options import format_validation_error
 from producer.templates.rendering import VARIABLE, as_text, render, variables_of
 

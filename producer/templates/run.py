@@ -14,8 +14,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from mmq.contract import BatchRecord, JobStatus, Kind, MediaPrep
+from mmq.contract import BatchRecord, JobStatus, MediaPrep
 from mmq.records import Records
+from mmq.request_models import Kind
 from mmq.settings import Settings
 from mmq.storage import Storage
 from producer.export import export_batch

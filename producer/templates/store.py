@@ -24,9 +24,9 @@ from urllib.parse import quote
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from mmq.contract import BLOB_SCHEME, URL_BY_KIND, Kind, chat_media_slots
 from mmq.errors import InvalidJob
 from mmq.media import IMAGE_TYPES, PDF_TYPES, MediaError, document_type, parse_data_url, sniff
+from mmq.request_models import BLOB_SCHEME, URL_BY_KIND, Kind, chat_media_slots
 from mmq.storage import Storage, put_blob
 from producer.options import LineError, format_validation_error, validate_cache, validate_config
 from producer.templates.model import (

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mmq.contract import JobStatus, Kind
+from mmq.contract import JobStatus
 from mmq.pricing import default_book
+from mmq.request_models import Kind
 from tests.e2e.conftest import wait_batch
 from tests.e2e.test_batch_tier_e2e import (  # noqa: F401 (deployment: the fixture)
     chat_lines,

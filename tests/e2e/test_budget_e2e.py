@@ -14,9 +14,10 @@ import pytest
 
 from mmq.budgets import Budgets
 from mmq.connections import connect
-from mmq.contract import JobStatus, Kind
+from mmq.contract import JobStatus
 from mmq.pricing import default_book
 from mmq.records import Records
+from mmq.request_models import Kind
 from mmq.settings import Settings
 from mmq.storage import open_storage
 from producer.options import LineError

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from mmq.contract import BLOB_SCHEME
+from mmq.request_models import BLOB_SCHEME
 from tests.conftest import data_url, png_bytes
 from tests.e2e.conftest import KEY_A, KEY_B, run_mmq
 from tests.e2e.test_api_e2e import client, wait_done

@@ -11,8 +11,9 @@ from PIL import Image, PngImagePlugin
 
 from mmq.cache import Cache, CacheEntry, cache_key
 from mmq.connections import connect
-from mmq.contract import BLOB_SCHEME, CacheLevel, CacheOptions, JobResult, Kind
+from mmq.contract import CacheLevel, CacheOptions, JobResult
 from mmq.fingerprint import Fingerprints, blob_digest, pixel_fingerprint
+from mmq.request_models import BLOB_SCHEME, Kind
 from mmq.storage import blob_key
 from tests.conftest import chat_body, data_url
 

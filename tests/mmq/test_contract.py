@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mmq.contract import Kind, kind_for_url, parse_request
+from mmq.request_models import Kind, kind_for_url, parse_request
 from tests.conftest import chat_body
 
 

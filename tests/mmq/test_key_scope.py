@@ -11,8 +11,9 @@ import json
 import pytest
 
 from mmq.cache import KeyScope, cache_key
-from mmq.contract import BLOB_SCHEME, CacheLevel, CacheOptions, Kind, dump_request, parse_request
+from mmq.contract import CacheLevel, CacheOptions
 from mmq.fingerprint import Fingerprints
+from mmq.request_models import BLOB_SCHEME, Kind, dump_request, parse_request
 from mmq.storage import blob_key
 from tests.conftest import chat_body, data_url, png_bytes
 

@@ -13,7 +13,7 @@ from arq.jobs import deserialize_job_raw, serialize_job
 
 from mmq import queue
 from mmq.connections import connect
-from mmq.contract import BatchRecord, CacheOptions, JobRecord, JobStatus, Kind, MediaPrep, Priority
+from mmq.contract import BatchRecord, CacheOptions, JobRecord, JobStatus, MediaPrep, Priority
 from mmq.record_layout import (
     batch_row,
     batch_spec_json,
@@ -23,6 +23,7 @@ from mmq.record_layout import (
     spec_options_json,
 )
 from mmq.records import Records
+from mmq.request_models import Kind
 
 CONFIG = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai"}, {"provider": "anthropic"}]}
 REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Write a tagline, é 😀."}]}

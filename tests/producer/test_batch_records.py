@@ -13,18 +13,9 @@ from redis.exceptions import ResponseError
 
 from mmq.cache import CacheEntry, KeyScope
 from mmq.connections import connect
-from mmq.contract import (
-    BLOB_SCHEME,
-    CacheLevel,
-    CacheOptions,
-    JobResult,
-    JobStatus,
-    Kind,
-    Priority,
-    dump_request,
-    parse_request,
-)
+from mmq.contract import CacheLevel, CacheOptions, JobResult, JobStatus, Priority
 from mmq.records import Records
+from mmq.request_models import BLOB_SCHEME, Kind, dump_request, parse_request
 from mmq.settings import Settings
 from mmq.storage import open_storage
 from producer.jsonl import iter_jsonl

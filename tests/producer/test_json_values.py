@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from mmq.contract import MAX_JSON_DEPTH, Kind, check_json_values, parse_request
+from mmq.request_models import MAX_JSON_DEPTH, Kind, check_json_values, parse_request
 from producer.jsonl import parse_line
 
 GOOD = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

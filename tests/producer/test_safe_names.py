@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from mmq.connections import embedded_redis
-from mmq.contract import JobRecord, JobResult, JobStatus, Kind, ResultFile
+from mmq.contract import JobRecord, JobResult, JobStatus, ResultFile
 from mmq.records import Records
+from mmq.request_models import Kind
 from mmq.settings import Settings
 from mmq.simulator import encode_speech_wav
 from mmq.storage import open_storage

@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from mmq.connections import embedded_redis
-from mmq.contract import BLOB_SCHEME, JobRecord, JobStatus
+from mmq.contract import JobRecord, JobStatus
 from mmq.records import Records
+from mmq.request_models import BLOB_SCHEME
 from mmq.settings import Settings
 from mmq.storage import open_storage, put_blob
 from producer.api import create_app

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from mmq.connections import embedded_redis
-from mmq.contract import JobError, JobRecord, JobResult, JobStatus, Kind
+from mmq.contract import JobError, JobRecord, JobResult, JobStatus
 from mmq.media import parse_data_url
 from mmq.records import Records
+from mmq.request_models import Kind
 from mmq.settings import Settings
 from mmq.simulator import encode_speech_wav
 from mmq.storage import open_storage

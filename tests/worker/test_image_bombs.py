@@ -23,9 +23,10 @@ import pytest
 from PIL import GifImagePlugin, Image, ImageFile, ImageOps, WebPImagePlugin
 
 from mmq import media
-from mmq.contract import CacheLevel, CacheOptions, JobStatus, Kind
+from mmq.contract import CacheLevel, CacheOptions, JobStatus
 from mmq.errors import InvalidJob
 from mmq.fingerprint import Fingerprints, pixel_fingerprint
+from mmq.request_models import Kind
 from mmq.settings import Settings
 from mmq.storage import open_storage
 from producer.options import LineError

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob
 from mmq.fetch import FetchPolicy
 from mmq.media import parse_data_url, sniff
+from mmq.request_models import Kind
 from tests.conftest import data_url
 from worker.media_ready import MediaOptions, ready_for
 from worker.providers import REGISTRY, MediaRules

@@ -16,9 +16,9 @@ import math
 import time
 from typing import Any
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError
 from mmq.packs import Pack, group_parts
+from mmq.request_models import Kind
 from worker.batch_tier import quota
 from worker.batch_tier.apis import native_for
 from worker.batch_tier.protocol import NativeBatchAPI

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import httpx
 
-from mmq.contract import Kind
+from mmq.request_models import Kind
 from worker.providers.base import Target, WireRequest
 
 # validating: accepted, not started; running: lines are being done; cancelling: asked to stop (lines may

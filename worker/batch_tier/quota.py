@@ -27,10 +27,10 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mmq.contract import URL_BY_KIND, Kind
 from mmq.errors import ProviderError
 from mmq.pricing.quotes import estimate_job
 from mmq.pricing.rules import MediaFacts
+from mmq.request_models import URL_BY_KIND, Kind
 from worker import budget
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
 from mmq.media import MediaError, base64_payload, sniff_base64
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.chat_shape import SYSTEM_ROLES, content_blocks, stop_sequences
 from worker.providers.params import ParamTable, map_params, refuse_if, rename, unsupported, validate

@@ -37,8 +37,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from worker.providers.base import ProviderResponse, Target
 from worker.providers.openai import PATHS, OpenAIAdapter
 from worker.providers.openai import error_from_response as openai_error

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from mmq.contract import Kind
+from mmq.request_models import Kind
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 
 from mmq import subtitles
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.protocol import WireAdapter
 

@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, is_retryable, parse_retry_after, unparseable
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.params import ParamTable, given, map_params, refuse_if, rename, unsupported
 from worker.providers.protocol import WireAdapter

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
 from mmq.errors import parse_go_duration as parse_duration  # noqa: F401  (its tests import it here)
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.openai import PATHS, OpenAIAdapter
 from worker.providers.openai import error_from_response as openai_error

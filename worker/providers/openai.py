@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError, is_retryable, parse_retry_after, ratelimit_reset_s, unparseable
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.protocol import WireAdapter
 

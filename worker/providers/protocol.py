@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError
+from mmq.request_models import Kind
 from worker.providers import send as shared
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError, unparseable
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, ProviderResponse, Target, WireRequest
 
 if TYPE_CHECKING:

@@ -58,8 +58,8 @@ from typing import Any, Literal
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError, parse_retry_after, unparseable
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.params import Param, ParamTable, drop, map_params, refuse_if, rename, validate
 from worker.providers.protocol import WireAdapter

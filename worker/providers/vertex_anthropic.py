@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from worker.providers import anthropic
 from worker.providers.anthropic import AnthropicAdapter
 from worker.providers.base import AudioInput, Target, WireRequest

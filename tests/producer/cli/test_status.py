@@ -104,7 +104,8 @@ async def test_batches_lists_newest_first(tmp_path):
 
 
 def test_a_job_reads_as_its_attempts_and_error():
-    from mmq.contract import Attempt, JobError, JobRecord, JobStatus, Kind
+    from mmq.contract import Attempt, JobError, JobRecord, JobStatus
+    from mmq.request_models import Kind
     from producer.cli.status import job_lines
 
     now = time.time()

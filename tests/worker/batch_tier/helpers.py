@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from mmq.contract import Kind
+from mmq.request_models import Kind
 from tests.mmq.simulator.batch_helpers import png_data_url, wait_until
 from worker.batch_tier.protocol import LineResult, NativeBatchAPI, ProviderBatch
 from worker.providers.base import ProviderResponse, Target

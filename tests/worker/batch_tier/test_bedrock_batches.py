@@ -18,8 +18,9 @@ import httpx
 import pytest
 import uvicorn
 
-from mmq.contract import Kind, Tier
+from mmq.contract import Tier
 from mmq.errors import ProviderError
+from mmq.request_models import Kind
 from mmq.simulator import SimulatorConfig, create_app
 from tests.conftest import S3_BUCKET
 from tests.worker.batch_tier.conftest import FAST

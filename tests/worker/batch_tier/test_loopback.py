@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 import uvicorn
 
-from mmq.contract import Kind
+from mmq.request_models import Kind
 from mmq.simulator import SimulatorConfig, create_app
 from tests.worker.batch_tier.helpers import chat_request, ended, parsed, results
 from worker.batch_tier.apis import native_for

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError
+from mmq.request_models import Kind
 from tests.worker.batch_tier.conftest import FAST
 from tests.worker.batch_tier.helpers import chat_request, ended, parsed, png_data_url, results, wait_until
 from worker.batch_tier.apis import NATIVE, native_for

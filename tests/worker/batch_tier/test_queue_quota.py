@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from mmq.connections import connect
-from mmq.contract import Kind
 from mmq.errors import ProviderError
 from mmq.packs import Packs, group_of
 from mmq.pricing.book import default_book
 from mmq.pricing.quotes import estimate_job
+from mmq.request_models import Kind
 from mmq.simulator.batches.oai_quota import line_tokens
 from tests.worker.batch_tier.conftest import FAST
 from tests.worker.batch_tier.helpers import chat_request, ended

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import uvicorn
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError
+from mmq.request_models import Kind
 from mmq.simulator import SimulatorConfig, create_app
 from tests.worker.batch_tier.conftest import FAST
 from tests.worker.batch_tier.helpers import chat_request, ended, parsed, png_data_url, results, wait_until

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import uvicorn
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from mmq.simulator import SimulatorConfig, create_app
 from mmq.simulator.faults import Fault
 from tests.conftest import data_url

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from mmq.simulator import encode_speech_wav
 from mmq.simulator.faults import Fault
 from mmq.subtitles import render_srt, render_vtt

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from mmq.simulator import decode_speech_wav
 from mmq.simulator.faults import Fault
 from tests.worker.providers._sim import Sim, mock

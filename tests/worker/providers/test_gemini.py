@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from mmq.simulator.faults import Fault
 from tests.conftest import data_url
 from tests.worker.providers._sim import PDF, Sim, b64, decoded, image, image_part, text, user

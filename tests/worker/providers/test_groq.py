@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from mmq.simulator import encode_speech_wav
 from tests.conftest import data_url
 from tests.worker.providers._sim import Sim, form_fields, image, mock, refuse, wav_input

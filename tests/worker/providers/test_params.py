@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob
+from mmq.request_models import Kind
 from worker.providers import anthropic, elevenlabs
 from worker.providers.bedrock import to_native as bedrock_native
 from worker.providers.bedrock.chat import PARAMS as BEDROCK_CHAT

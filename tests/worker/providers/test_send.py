@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError
+from mmq.request_models import Kind
 from tests.conftest import chat_body, data_url, png_bytes
 from tests.worker.providers._sim import Sim, mock, wav_input
 from worker.providers import REGISTRY

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from mmq.simulator.faults import Fault
 from tests.worker.providers._sim import Sim, b64, decoded, image, mock
 from worker.providers import REGISTRY

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from mmq.simulator.faults import Fault
 from tests.conftest import data_url
 from tests.worker.providers._sim import Sim, image, image_part, mock, text, user

@@ -43,8 +43,8 @@ from urllib.parse import quote
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError
+from mmq.request_models import Kind
 from worker.batch_tier.apis import _http
 from worker.batch_tier.protocol import LineResult, NativeBatchAPI, ProviderBatch, State
 from worker.providers.anthropic import RETRYABLE_TYPES, AnthropicAdapter

@@ -50,8 +50,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import RETRYABLE_STATUSES, ProviderError
+from mmq.request_models import Kind
 from mmq.storage import BlobNotFound
 from worker.batch_tier.apis import _http
 from worker.batch_tier.apis.bedrock_s3 import INPUT_FILE, BatchBucket

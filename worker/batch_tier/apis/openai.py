@@ -45,8 +45,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from mmq.contract import URL_BY_KIND, Kind
 from mmq.errors import ProviderError, is_retryable
+from mmq.request_models import URL_BY_KIND, Kind
 from worker.batch_tier.apis import _http
 from worker.batch_tier.protocol import LineResult, NativeBatchAPI, ProviderBatch, State
 from worker.providers.azure import AzureOpenAIAdapter

@@ -42,8 +42,8 @@ from urllib.parse import quote
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import ProviderError
+from mmq.request_models import Kind
 from mmq.settings import get_settings
 from worker.batch_tier.apis import _http
 from worker.batch_tier.apis.gemini import display_name, metadata_of

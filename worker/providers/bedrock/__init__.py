@@ -27,8 +27,8 @@ from urllib.parse import quote
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.bedrock import auth
 from worker.providers.bedrock.chat import (

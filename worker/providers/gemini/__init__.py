@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from mmq.contract import Kind
 from mmq.errors import InvalidJob, ProviderError
+from mmq.request_models import Kind
 from worker.providers.base import AudioInput, MediaRules, ProviderResponse, Target, WireRequest
 from worker.providers.gemini import auth
 from worker.providers.gemini.chat import (
