@@ -4,8 +4,9 @@ quote of a batch before it runs. Pure Python: no Redis, no network.
 
 The names below are the package's public face; they are imported lazily so that a light user (one that
 only needs the image-token rules or an audio duration) does not load the price book, YAML or the contract.
-Modules: book.py (load, merge, look up), schema.py (the file's shape), rules.py, audio.py, image_size.py,
-cost.py, quotes.py; the shipped prices: prices.yaml.
+Modules: book.py (load, merge, look up), price_file.py (a file read, its problems located to lines),
+schema.py (the file's shape), rules.py, audio.py, image_size.py, cost.py, quotes.py; the shipped prices:
+prices.yaml.
 """
 
 from __future__ import annotations

@@ -19,20 +19,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
+from mmq.pricing.price_file import PriceBookError, Problem, compose_yaml, locate, parse_text, validate_doc
 from mmq.pricing.schema import (
     BatchPolicy,
     ChatPrices,
@@ -48,7 +44,6 @@ from mmq.pricing.schema import (
 
 ENV_VAR = "MMQ_PRICES_FILE"
 SHIPPED_FILE = "prices.yaml"
-MAX_PROBLEMS_SHOWN = 10
 
 # job kind -> the block of a model entry that prices it (a translation is billed as a transcription)
 BLOCK_FOR_KIND = {
@@ -74,201 +69,6 @@ _REDUCTIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("vendor prefix", re.compile(r"^anthropic\.")),
     ("snapshot date", re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")),
 )
-
-
-# ------------------------------------------------------------------------------------------- errors
-@dataclass(frozen=True)
-class Problem:
-    line: int | None  # 1-based, when the source is a file
-    path: str  # the entry, e.g. providers.openai.models["gpt-4.1"].chat.input
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line else ""
-        entry = f"{self.path}: " if self.path else ""
-        return f"{where}{entry}{self.reason}"
-
-
-class PriceBookError(ValueError):
-    """A price file or override that is refused: `source` (the file or label) and its problems."""
-
-    def __init__(self, source: str, problems: Sequence[Problem]):
-        self.source = source
-        self.problems = tuple(problems)
-        shown = [f"{source}: {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
-        if len(self.problems) > MAX_PROBLEMS_SHOWN:
-            shown.append(f"… and {len(self.problems) - MAX_PROBLEMS_SHOWN} more")
-        super().__init__("\n".join(shown))
-
-
-# ------------------------------------------------------------------------------------------ parsing
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in
-
-
-class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """Safe YAML with exact decimals for floats and duplicate keys refused (a second entry for a model
-    would otherwise silently win)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:
-                continue  # an unhashable key: the base constructor reports it
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {first + 1})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-def _decimal_float(loader: _Loader, node: yaml.ScalarNode) -> Decimal | float:
-    value = loader.construct_yaml_float(node)
-    if not math.isfinite(value):
-        return value  # refused by the schema with its reason
-    try:
-        return Decimal(str(node.value).replace("_", ""))
-    except InvalidOperation:
-        return Decimal(repr(value))
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _decimal_float)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _parse(text: str, source: str) -> Any:
-    if source.lower().endswith(".json"):
-        try:
-            return json.loads(text, parse_float=Decimal, object_pairs_hook=_no_duplicates)
-        except json.JSONDecodeError as e:
-            problem = Problem(e.lineno, "", f"invalid JSON: {e.msg} (column {e.colno})")
-            raise PriceBookError(source, [problem]) from None
-        except ValueError as e:
-            raise PriceBookError(source, [Problem(_duplicate_line(text, str(e)), "", str(e))]) from None
-    try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        reason = f"invalid YAML: {e.problem or e.context}"
-        if e.context and e.problem:
-            reason += f" ({e.context}"
-            if e.context_mark and mark and e.context_mark.line != mark.line:
-                reason += f" that starts on line {e.context_mark.line + 1}"
-            reason += ")"
-        raise PriceBookError(source, [Problem(mark.line + 1 if mark else None, "", reason)]) from None
-    except yaml.YAMLError as e:
-        raise PriceBookError(source, [Problem(None, "", f"invalid YAML: {e}")]) from None
-
-
-def _duplicate_line(text: str, message: str) -> int | None:
-    """The line of the second occurrence of the duplicate JSON key named in `message`."""
-    m = re.search(r"duplicate key '(.*)'", message)
-    if not m:
-        return None
-    key = re.compile(re.escape(json.dumps(m.group(1))) + r"\s*:")
-    hits = [i + 1 for i, line in enumerate(text.splitlines()) if key.search(line)]
-    return hits[1] if len(hits) > 1 else None
-
-
-# ------------------------------------------------------------------------------ validation problems
-def _key_label(key: Any) -> str:
-    text = str(key)
-    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else f"[{json.dumps(text)}]"
-
-
-def _join(parts: list[Any]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            label = _key_label(part)
-            out += label if (label.startswith("[") or not out) else "." + label
-    return out
-
-
-def _compose(text: str | None) -> yaml.Node | None:
-    if text is None:
-        return None
-    try:
-        return yaml.compose(text, Loader=_SafeLoader)
-    except yaml.YAMLError:
-        return None
-
-
-def _locate(
-    loc: tuple[Any, ...], data: Any, node: yaml.Node | None, missing: bool = False
-) -> tuple[int | None, str]:
-    """Walk pydantic's error location through the document (and its YAML node tree for lines). Parts that
-    are not in the document (union member names, discriminator tags) are skipped; for a `missing` field
-    the last part is named."""
-    parts: list[Any] = []
-    line = node.start_mark.line + 1 if node is not None else None
-    cur, cur_node = data, node
-    for i, part in enumerate(loc):
-        if isinstance(cur, dict) and part in cur:
-            parts.append(part)
-            if isinstance(cur_node, yaml.MappingNode):
-                for key_node, value_node in cur_node.value:
-                    if str(key_node.value) == str(part):
-                        line, cur_node = key_node.start_mark.line + 1, value_node
-                        break
-                else:
-                    cur_node = None
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
-            parts.append(part)
-            if isinstance(cur_node, yaml.SequenceNode) and part < len(cur_node.value):
-                cur_node = cur_node.value[part]
-                line = cur_node.start_mark.line + 1
-            else:
-                cur_node = None
-            cur = cur[part]
-        elif missing and i == len(loc) - 1 and isinstance(part, str) and isinstance(cur, dict):
-            parts.append(part)
-    return line, _join(parts)
-
-
-def _problems(error: ValidationError, data: Any, text: str | None) -> list[Problem]:
-    root = _compose(text)
-    merged: dict[tuple[int | None, str], list[str]] = {}
-    for err in error.errors():
-        line, path = _locate(tuple(err["loc"]), data, root, missing=err["type"] == "missing")
-        reason = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            reason = "required field missing"
-        reasons = merged.setdefault((line, path), [])
-        if reason not in reasons:
-            reasons.append(reason)
-    # a union reports each member's failure: keep the deepest entries (the member that got furthest)
-    paths = [path for _, path in merged]
-    return [
-        Problem(line, path, " or ".join(reasons))
-        for (line, path), reasons in merged.items()
-        if not any(other.startswith(path + ".") or other.startswith(path + "[") for other in paths if path)
-    ]
-
-
-def _validate(data: Any, source: str, text: str | None) -> PriceDoc:
-    if data is None:
-        raise PriceBookError(source, [Problem(None, "", "the file is empty")])
-    if not isinstance(data, dict):
-        raise PriceBookError(source, [Problem(1, "", "a price file is a mapping with `providers:`")])
-    try:
-        return PriceDoc.model_validate(data)
-    except ValidationError as e:
-        raise PriceBookError(source, _problems(e, data, text)) from None
 
 
 # ------------------------------------------------------------------------------------------ merging
@@ -303,11 +103,11 @@ def _check_references(
     providers: Mapping[str, ProviderEntry], doc: PriceDoc, source: str, data: Any, text: str | None
 ) -> None:
     """Inheritance and aliases that point nowhere, for the providers `doc` names."""
-    root = _compose(text)
+    root = compose_yaml(text)
     problems: list[Problem] = []
 
     def problem(loc: tuple[Any, ...], reason: str) -> None:
-        line, path = _locate(loc, data, root)
+        line, path = locate(loc, data, root)
         problems.append(Problem(line, path, reason))
 
     for name, entry in doc.providers.items():
@@ -495,8 +295,8 @@ class PriceBook:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise PriceBookError(source, [Problem(None, "", f"cannot read the file: {e}")]) from None
-        data = _parse(text, source)
-        doc = _validate(data, source, text)
+        data = parse_text(text, source)
+        doc = validate_doc(data, source, text)
         digest = hashlib.sha256(text.encode()).hexdigest()[:8]
         label = doc.version or f"{Path(path).name}@{digest}"
         return self.merged(doc, label, source, data, text)
@@ -504,7 +304,7 @@ class PriceBook:
     def with_overrides(self, overrides: Mapping[str, Any], label: str = "override") -> PriceBook:
         """This book with a routing target's overrides (a mapping in the price-file shape) over it."""
         data = dict(overrides)
-        doc = _validate(data, label, None)
+        doc = validate_doc(data, label, None)
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
         return self.merged(doc, doc.version or f"{label}@{digest}", label, data, None)
 
@@ -512,8 +312,8 @@ class PriceBook:
 # ---------------------------------------------------------------------------------------- loading
 def parse_book(text: str, source: str) -> PriceBook:
     """A complete price book from text (it must name its `version`)."""
-    data = _parse(text, source)
-    doc = _validate(data, source, text)
+    data = parse_text(text, source)
+    doc = validate_doc(data, source, text)
     if not doc.version:
         raise PriceBookError(source, [Problem(None, "version", "a price book needs a version")])
     providers = _merge({}, doc)
