@@ -5,8 +5,8 @@ quote of a batch before it runs. Pure Python: no Redis, no network.
 The names below are the package's public face; they are imported lazily so that a light user (one that
 only needs the image-token rules or an audio duration) does not load the price book, YAML or the contract.
 Modules: book.py (load, merge, look up), price_file.py (a file read, its problems located to lines),
-schema.py (the file's shape), rules.py, audio.py, image_size.py, cost.py, quotes.py; the shipped prices:
-prices.yaml.
+schema.py (the file's shape), rules.py, audio.py, image_size.py, bill.py (a cost's items), cost.py (the
+pricers per kind, cost_of), quotes.py; the shipped prices: prices.yaml.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ _EXPORTS = {
     "measure_audio": "mmq.pricing.audio",
     "probe_audio": "mmq.pricing.audio",
     "measure_image": "mmq.pricing.image_size",
-    "Cost": "mmq.pricing.cost",
-    "CostItem": "mmq.pricing.cost",
+    "Cost": "mmq.pricing.bill",
+    "CostItem": "mmq.pricing.bill",
     "cost_of": "mmq.pricing.cost",
     "Quote": "mmq.pricing.quotes",
     "QuoteLine": "mmq.pricing.quotes",
@@ -56,8 +56,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from mmq.pricing.audio import measure_audio, probe_audio
+    from mmq.pricing.bill import Cost, CostItem
     from mmq.pricing.book import PriceBook, PriceBookError, book_from_env, default_book, load_book
-    from mmq.pricing.cost import Cost, CostItem, cost_of
+    from mmq.pricing.cost import cost_of
     from mmq.pricing.image_size import measure_image
     from mmq.pricing.quotes import JobEstimate, Quote, QuoteLine, estimate_job, quote
     from mmq.pricing.rules import MediaFacts

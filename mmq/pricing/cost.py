@@ -11,7 +11,7 @@ Usage shapes read (all optional, unknown keys ignored):
   shape `input_tokens` / `input_tokens_details.cached_tokens` / `output_tokens`; Anthropic's native
   `input_tokens` (uncached only) + `cache_read_input_tokens` + `cache_creation_input_tokens`
   (+ `cache_creation.ephemeral_5m/1h_input_tokens`) + `output_tokens`.
-- image: gpt-image `input_tokens(_details.text_tokens/image_tokens)` + `output_tokens`, else the
+- image: gpt-image `input_tokens(details_of.text_tokens/image_tokens)` + `output_tokens`, else the
   number of images (`images`, else the request's `n`) at the size/quality the request asked for.
 - speech: `characters` (else the request's `input`), `seconds` of audio out (measured from the result),
   `input_tokens` / `output_tokens` where a provider reports them.
@@ -26,152 +26,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any
 
 from mmq.pricing import rules
+from mmq.pricing.bill import BATCH, MILLION, REALTIME, Bill, Cost, NoPrice, as_int, as_number, details_of
 from mmq.pricing.book import BLOCK_FOR_KIND, Match, PriceBook, default_book
 from mmq.pricing.rules import MediaFacts
 from mmq.pricing.schema import (
-    BatchPolicy,
     ChatPrices,
     ImagePrices,
     SpeechPrices,
     TranscriptionPrices,
 )
-
-MILLION = 1_000_000
-REALTIME, BATCH = "realtime", "batch"
-
-
-# ------------------------------------------------------------------------------------------ results
-@dataclass(frozen=True)
-class CostItem:
-    """One line of a bill: `quantity` `unit` at `unit_price` USD per `per` units (tier applied)."""
-
-    what: str
-    quantity: Decimal
-    unit: str  # tokens, characters, images, seconds
-    unit_price: Decimal
-    per: int  # 1_000_000 for tokens and characters, 1 per image, 60 per minute, 3600 per hour
-
-    @property
-    def amount(self) -> Decimal:
-        return self.quantity * self.unit_price / self.per
-
-    def __str__(self) -> str:
-        per = {MILLION: "/1M", 1: "", 60: "/min", 3600: "/h"}.get(self.per, f"/{self.per}")
-        return f"{self.what}: {self.quantity} {self.unit} x ${self.unit_price}{per} = ${self.amount}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "quantity": str(self.quantity),
-            "unit": self.unit,
-            "unit_price": str(self.unit_price),
-            "per": self.per,
-            "amount": str(self.amount),
-        }
-
-
-@dataclass(frozen=True)
-class Cost:
-    """A job's cost in USD. `missing` says why it is not (fully) priced ("no price for openai/x", an
-    unknown audio duration); `estimated` that some quantity came from a rule, not from reported usage."""
-
-    amount: Decimal
-    breakdown: tuple[CostItem, ...]
-    price_book_version: str
-    missing: str | None = None
-    estimated: bool = False
-    priced_as: str | None = None
-    tier: str = REALTIME
-    notes: tuple[str, ...] = ()
-
-    @property
-    def priced(self) -> bool:
-        return self.missing is None
-
-    @property
-    def micro_usd(self) -> int:
-        """The amount in millionths of a dollar, rounded up (for integer counters and budgets)."""
-        return int((self.amount * MILLION).to_integral_value(rounding=ROUND_CEILING))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "amount_usd": str(self.amount),
-            "micro_usd": self.micro_usd,
-            "breakdown": [item.to_dict() for item in self.breakdown],
-            "price_book_version": self.price_book_version,
-            "missing": self.missing,
-            "estimated": self.estimated,
-            "priced_as": self.priced_as,
-            "tier": self.tier,
-            "notes": list(self.notes),
-        }
-
-
-class NoPrice(Exception):
-    """Internal: this job cannot be priced (the message says why); turned into Cost.missing."""
-
-
-@dataclass
-class Bill:
-    """Items being added up for one job, with the tier's multiplier at hand."""
-
-    tier: str
-    batch: BatchPolicy | None
-    items: list[CostItem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    estimated: bool = False
-
-    def __post_init__(self) -> None:
-        if self.tier == BATCH and self.batch is None:
-            self.notes.append("no batch tier for this model and kind in the price book: realtime prices used")
-
-    @property
-    def multiplier(self) -> Decimal:
-        return self.batch.multiplier if self.tier == BATCH and self.batch else Decimal(1)
-
-    def add(
-        self, what: str, quantity: Any, unit: str, price: Decimal, per: int, *, tiered: bool = True
-    ) -> None:
-        quantity = Decimal(quantity)
-        if quantity <= 0:
-            return
-        unit_price = price * self.multiplier if tiered else price
-        self.items.append(CostItem(what, quantity, unit, unit_price, per))
-
-    def note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
-
-    @property
-    def amount(self) -> Decimal:
-        return sum((item.amount for item in self.items), Decimal(0))
-
-
-def _int(value: Any) -> int:
-    """A count from a usage field: anything that is not a finite number >= 0 counts as 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return 0
-    return int(value)
-
-
-def _num(value: Any) -> Decimal | None:
-    """A quantity (seconds) from a usage field, or None when it is not a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return Decimal(str(value))
-
-
-def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = usage.get(key)
-    return value if isinstance(value, Mapping) else {}
 
 
 # --------------------------------------------------------------------------------------------- chat
@@ -190,35 +59,35 @@ class ChatTokens:
 def chat_tokens(usage: Mapping[str, Any]) -> ChatTokens | None:
     """The tokens of a chat usage in any of the shapes in the module docstring, or None."""
     if "prompt_tokens" in usage or "completion_tokens" in usage:
-        details = _details(usage, "prompt_tokens_details")
-        w1h = _int(details.get("cache_write_1h_tokens"))
+        details = details_of(usage, "prompt_tokens_details")
+        w1h = as_int(details.get("cache_write_1h_tokens"))
         return ChatTokens(
-            prompt=_int(usage.get("prompt_tokens")),
-            output=_int(usage.get("completion_tokens")),
-            cached=_int(details.get("cached_tokens")),
-            cache_write_5m=max(0, _int(details.get("cache_write_tokens")) - w1h),
+            prompt=as_int(usage.get("prompt_tokens")),
+            output=as_int(usage.get("completion_tokens")),
+            cached=as_int(details.get("cached_tokens")),
+            cache_write_5m=max(0, as_int(details.get("cache_write_tokens")) - w1h),
             cache_write_1h=w1h,
-            audio=_int(details.get("audio_tokens")),
+            audio=as_int(details.get("audio_tokens")),
         )
     if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:
-        read = _int(usage.get("cache_read_input_tokens"))
-        written = _int(usage.get("cache_creation_input_tokens"))
-        split = _details(usage, "cache_creation")
-        w1h = _int(split.get("ephemeral_1h_input_tokens"))
+        read = as_int(usage.get("cache_read_input_tokens"))
+        written = as_int(usage.get("cache_creation_input_tokens"))
+        split = details_of(usage, "cache_creation")
+        w1h = as_int(split.get("ephemeral_1h_input_tokens"))
         return ChatTokens(
-            prompt=_int(usage.get("input_tokens")) + read + written,
-            output=_int(usage.get("output_tokens")),
+            prompt=as_int(usage.get("input_tokens")) + read + written,
+            output=as_int(usage.get("output_tokens")),
             cached=read,
             cache_write_5m=max(0, written - w1h),
             cache_write_1h=w1h,
         )
     if "input_tokens" in usage or "output_tokens" in usage:
-        details = _details(usage, "input_tokens_details")
+        details = details_of(usage, "input_tokens_details")
         return ChatTokens(
-            prompt=_int(usage.get("input_tokens")),
-            output=_int(usage.get("output_tokens")),
-            cached=_int(details.get("cached_tokens")),
-            audio=_int(details.get("audio_tokens")),
+            prompt=as_int(usage.get("input_tokens")),
+            output=as_int(usage.get("output_tokens")),
+            cached=as_int(details.get("cached_tokens")),
+            audio=as_int(details.get("audio_tokens")),
         )
     return None
 
@@ -331,10 +200,12 @@ def price_image_tokens(bill: Bill, prices: ImagePrices, usage: Mapping[str, Any]
     out_tokens = usage.get("output_tokens", usage.get("completion_tokens"))
     if in_tokens is None and out_tokens is None:
         return False
-    details = _details(usage, "input_tokens_details")
-    image_in = _int(details.get("image_tokens"))
+    details = details_of(usage, "input_tokens_details")
+    image_in = as_int(details.get("image_tokens"))
     text_in = (
-        _int(details.get("text_tokens")) if "text_tokens" in details else max(0, _int(in_tokens) - image_in)
+        as_int(details.get("text_tokens"))
+        if "text_tokens" in details
+        else max(0, as_int(in_tokens) - image_in)
     )
     text_rate = prices.text_input if prices.text_input is not None else prices.image_input
     image_rate = prices.image_input if prices.image_input is not None else prices.text_input
@@ -344,7 +215,7 @@ def price_image_tokens(bill: Bill, prices: ImagePrices, usage: Mapping[str, Any]
         bill.add("text input tokens", text_in, "tokens", text_rate, MILLION)
     if image_rate is not None:
         bill.add("image input tokens", image_in, "tokens", image_rate, MILLION)
-    bill.add("image output tokens", _int(out_tokens), "tokens", prices.image_output, MILLION)
+    bill.add("image output tokens", as_int(out_tokens), "tokens", prices.image_output, MILLION)
     return True
 
 
@@ -381,13 +252,13 @@ def price_speech(bill: Bill, prices: SpeechPrices, characters: int, usage: Mappi
     if prices.text_input is not None:
         if in_tokens is None:
             bill.estimated = True
-        tokens = _int(in_tokens) if in_tokens is not None else math.ceil(characters / rules.CHARS_PER_TOKEN)
+        tokens = as_int(in_tokens) if in_tokens is not None else math.ceil(characters / rules.CHARS_PER_TOKEN)
         bill.add("text input tokens", tokens, "tokens", prices.text_input, MILLION)
     out_tokens = usage.get("output_tokens")
     if out_tokens is not None and prices.audio_output is not None:
-        bill.add("audio output tokens", _int(out_tokens), "tokens", prices.audio_output, MILLION)
+        bill.add("audio output tokens", as_int(out_tokens), "tokens", prices.audio_output, MILLION)
         return
-    seconds = _num(usage.get("seconds"))
+    seconds = as_number(usage.get("seconds"))
     if seconds is None:
         bill.estimated = True
         seconds = Decimal(characters) / prices.chars_per_second
@@ -403,27 +274,31 @@ def price_transcription(
     """Reported tokens (gpt-4o-*-transcribe), else seconds (reported, else measured: `audio_seconds`)
     x channels, with the per-request minimum; raises NoPrice when the duration is unknown."""
     if prices.audio_input is not None and ("input_tokens" in usage or usage.get("type") == "tokens"):
-        details = _details(usage, "input_token_details")
-        total = _int(usage.get("input_tokens"))
-        text = _int(details.get("text_tokens"))
-        audio = _int(details.get("audio_tokens")) if "audio_tokens" in details else max(0, total - text)
+        details = details_of(usage, "input_token_details")
+        total = as_int(usage.get("input_tokens"))
+        text = as_int(details.get("text_tokens"))
+        audio = as_int(details.get("audio_tokens")) if "audio_tokens" in details else max(0, total - text)
         bill.add("audio input tokens", audio, "tokens", prices.audio_input, MILLION)
         if text:
             rate = prices.text_input if prices.text_input is not None else prices.audio_input
             bill.add("text input tokens", text, "tokens", rate, MILLION)
         if prices.text_output is not None:
             bill.add(
-                "text output tokens", _int(usage.get("output_tokens")), "tokens", prices.text_output, MILLION
+                "text output tokens",
+                as_int(usage.get("output_tokens")),
+                "tokens",
+                prices.text_output,
+                MILLION,
             )
         return
-    seconds = _num(usage.get("seconds")) or _num(usage.get("duration"))
+    seconds = as_number(usage.get("seconds")) or as_number(usage.get("duration"))
     if seconds is None:
-        seconds = _num(audio_seconds)
+        seconds = as_number(audio_seconds)
         if seconds is None:
             raise NoPrice("audio duration unknown")
     if prices.per_minute is None and prices.per_hour is None:
         raise NoPrice("no per-minute price and no token usage")
-    channels = max(1, _int(usage.get("channels")))
+    channels = max(1, as_int(usage.get("channels")))
     billed = max(seconds, prices.min_seconds) * channels
     if billed > seconds:
         bill.note(f"billed at least {prices.min_seconds} s per request")
@@ -503,11 +378,11 @@ def _price_job(
         assert match.image is not None
         if not price_image_tokens(bill, match.image, usage):
             ask = rules.image_ask(request)
-            images = _int(usage.get("images")) or ask.n
+            images = as_int(usage.get("images")) or ask.n
             price_image_count(bill, match.image, ask, images, pick="high")
     elif block == "speech":
         assert match.speech is not None
-        characters = _int(usage.get("characters")) or rules.speech_characters(request)
+        characters = as_int(usage.get("characters")) or rules.speech_characters(request)
         price_speech(bill, match.speech, characters, usage)
     else:
         assert match.transcription is not None

@@ -26,13 +26,10 @@ from decimal import Decimal
 from typing import Any
 
 from mmq.pricing import rules
+from mmq.pricing.bill import BATCH, REALTIME, Bill, NoPrice
 from mmq.pricing.book import BLOCK_FOR_KIND, PriceBook, default_book
 from mmq.pricing.cost import (
-    BATCH,
-    REALTIME,
-    Bill,
     ChatTokens,
-    NoPrice,
     price_chat,
     price_image_count,
     price_speech,
