@@ -9,26 +9,15 @@ import asyncio
 import json
 import time
 
-from producer.submit import BatchLine
 from tests.e2e.conftest import wait_batch
-from tests.e2e.test_batch_tier_e2e import deployment, sim_stats, wait_pack  # noqa: F401 (the fixture)
+from tests.e2e.test_batch_tier_e2e import (  # noqa: F401 (deployment: the fixture)
+    chat_lines,
+    deployment,
+    sim_stats,
+    wait_pack,
+)
 
 CONFIG = {"strategy": {"mode": "single"}, "targets": [{"provider": "anthropic", "virtual_key": "sim-claude"}]}
-
-
-def lines(n: int) -> list[BatchLine]:
-    return [
-        BatchLine(
-            body={
-                "model": "claude-sonnet-4-5",
-                "max_tokens": 40,
-                "messages": [{"role": "user", "content": f"crash item {i}"}],
-            },
-            url="/v1/chat/completions",
-            custom_id=f"crash-{i}",
-        )
-        for i in range(n)
-    ]
 
 
 async def test_a_message_batch_made_before_a_crash_is_adopted_not_made_twice(deployment, tmp_path):  # noqa: F811
@@ -46,7 +35,9 @@ async def test_a_message_batch_made_before_a_crash_is_adopted_not_made_twice(dep
     )
     env = {"MMQ_SECRETS_FILE": str(secrets), "MMQ_BATCH_TIER_RESCUE_S": "2"}
     worker = deployment.worker(env)
-    batch = await producer.submit_batch(lines(5), tenant="acme", cache=False, config=CONFIG, tier="batch")
+    batch = await producer.submit_batch(
+        chat_lines(5, "crash", "claude-sonnet-4-5"), tenant="acme", cache=False, config=CONFIG, tier="batch"
+    )
     await wait_pack(packs, batch.id, lambda p: p.state == "creating" and p.create_sent_at is not None)
     deadline = time.monotonic() + 30
     while sim_stats(base)["batches_created"].get("anthropic", 0) < 1:  # made, and not yet answered

@@ -28,11 +28,11 @@ from tests.e2e.conftest import _spawn, _stop, free_port, wait_batch, wait_http
 MINI_IN, MINI_OUT = Decimal("0.15"), Decimal("0.60")
 
 
-def chat_lines(n: int, tag: str) -> list[BatchLine]:
+def chat_lines(n: int, tag: str, model: str = "gpt-4o-mini") -> list[BatchLine]:
     return [
         BatchLine(
             body={
-                "model": "gpt-4o-mini",
+                "model": model,
                 "max_tokens": 50,
                 "messages": [{"role": "user", "content": f"{tag} {i}"}],
             },
