@@ -1,0 +1,50 @@
+"""The pool's check of an idle connection (mmq.connections.PackedConnection.can_read_destructive), on a
+real Redis: a connection handed back with a reply that reached it unread, or one the server closed, is
+never handed out as it is, so no command reads another command's reply. (A reply still on its way is
+not seen by any such check, redis-py's included: a command cancelled mid-read closes its connection.)"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from mmq.connections import connect
+
+
+async def test_a_reply_left_unread_is_never_read_as_the_next_commands(redis_url):
+    redis = connect(redis_url)
+    key = f"mmq-test:conn:{uuid.uuid4().hex}"
+    try:
+        await redis.set(key, "mine")
+        pool = redis.connection_pool
+        conn = await pool.get_connection()
+        # a command whose reply is never read (as a cancelled call leaves it), then back into the pool
+        await conn.send_command("ECHO", "stale")
+        await pool.release(conn)
+        await asyncio.sleep(0.2)  # the stale reply has reached the idle connection
+        for _ in range(3):
+            assert await redis.get(key) == b"mine"
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_a_connection_the_server_closed_is_replaced(redis_url):
+    redis = connect(redis_url)
+    key = f"mmq-test:conn:{uuid.uuid4().hex}"
+    try:
+        await redis.set(key, "1")
+        pool = redis.connection_pool
+        conn = await pool.get_connection()
+        name = f"mmq-test-{uuid.uuid4().hex[:8]}"
+        await conn.send_command("CLIENT", "SETNAME", name)
+        assert await conn.read_response() == b"OK"
+        await pool.release(conn)
+        # another client kills this idle connection, as a Redis restart or a timeout would
+        killer = connect(redis_url)
+        assert await killer.execute_command("CLIENT", "KILL", "SKIPME", "yes", "USER", "default") >= 1
+        await killer.aclose()
+        assert await redis.incr(key) == 2
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
