@@ -143,17 +143,23 @@ async def _admit(
     tokens: int,
     resume: dict[str, Any],
     audio: AudioInput | None = None,
+    *,
+    retry: bool = False,
 ) -> tuple[str | None, str]:
     """Wait for this target's gate (circuit, 429 pause, concurrency, rate slot) and the job's budgets;
     defer the job when the wait is long. Returns the concurrency lease and the budget reservation to
     give back after the call. The call is counted in its batch's `provider_calls` by the round trip that
-    lets it go, before it is sent: a call a crash abandons is still counted."""
+    admits it, before it is sent: a call a crash abandons is still counted. A `retry` takes the slot of
+    this process's next sleeping first call, if any (worker/gate.py), instead of queueing at the back."""
     settings = rt.settings
     count_in = rt.records.batch_key(job.batch_id) if job.batch_id else ""
     spend = budget.scopes(rt.records, job)
     # pricing a call costs ~40 µs of CPU and most calls meet no budget: the admit script says when one
     # applies; from then on this process prices every call up front (no second round trip)
     estimate_micro = _estimate(rt, job, route, audio=audio) if rt.budgets_seen else -1
+    loop = asyncio.get_running_loop()
+    taken = rt.gate.take_slot(route.bucket) if retry and route.rate_limit else None
+    slot_at = None if taken is None else loop.time() + taken
     while True:
         admission = await rt.gate.admit(
             route.bucket,
@@ -165,6 +171,7 @@ async def _admit(
             estimate_micro=estimate_micro,
             spend_keys=spend.keys,
             spend_limits=spend.limits,
+            book_slot=slot_at is None,
         )
         if admission.circuit_open:
             raise _CircuitOpen(admission.wait_s)
@@ -177,17 +184,24 @@ async def _admit(
             key = spend.keys[admission.over_scope - 1]
             raise budget.OverBudget(scope, admission.held_micro, estimate_micro, resume, key)
         if admission.admitted:
-            metrics.RATE_WAIT.observe(max(0.0, admission.wait_s))
-            if admission.wait_s <= 0:
+            count_in = ""  # counted: if it books again below, it is still one call
+            wait_s = admission.wait_s if slot_at is None else slot_at - loop.time()
+            metrics.RATE_WAIT.observe(max(0.0, wait_s))
+            if wait_s <= 0:
                 return admission.lease, admission.reservation
-            await asyncio.sleep(admission.wait_s)
-            # a 429 elsewhere while we slept pauses this call too; otherwise the booked slot is ours
-            if await rt.gate.go(route.bucket, count_in) <= 0:
+            left = await rt.gate.wait_for_slot(route.bucket, wait_s, first_call=not retry)
+            if left == 0:
                 return admission.lease, admission.reservation
-            await rt.gate.settle(
-                route.bucket, "other", lease=admission.lease, reservation=admission.reservation
-            )
+            # a retry took the slot (-1), or a 429 this process saw paused the target: book again
+            if admission.lease or admission.reservation:
+                await rt.gate.settle(
+                    route.bucket, "other", lease=admission.lease, reservation=admission.reservation
+                )
+            slot_at = None
+            if left > 0:
+                await asyncio.sleep(left)
             continue
+        # not admitted (a 429 pause, a full pool): a slot taken for it stays its own, even if it passes
         if admission.wait_s > settings.retry_sleep_max_s:
             raise Defer(admission.wait_s * random.uniform(1.0, 1.1), resume)
         await asyncio.sleep(admission.wait_s * random.uniform(1.0, 1.1))
@@ -336,9 +350,8 @@ async def call_with_retries(
         while True:
             tries += 1
             try:
-                lease, reservation = await _admit(
-                    rt, job, route, tokens, {"target": route.target.name, "tries": tries - 1}, audio
-                )
+                resume = {"target": route.target.name, "tries": tries - 1}
+                lease, reservation = await _admit(rt, job, route, tokens, resume, audio, retry=tries > 1)
             except _CircuitOpen as c:
                 _record(
                     job,

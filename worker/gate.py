@@ -13,12 +13,22 @@ checks in one round trip:
 After a call, `settle` (mmq/lua/settle.lua) gives the lease back, corrects the token clock to the real
 usage and updates the breaker and the pause, again in one round trip; a success's settle can ride in
 the pipeline that finishes the job.
+
+A call admitted to a future slot sleeps in this process (`wait_for_slot`), with no round trip when it
+wakes: it goes unless a 429 this process saw meanwhile paused its target (other workers learn of a pause
+at their next admit, and a call of theirs already booked may meet it once and pause too). A retry does not
+queue behind every call booked before it: it takes the slot of this process's next sleeping first call
+(`take_slot`), which books again at the back. A job's failed call is then retried within about a
+latency, not after the whole backlog, and the batch's last jobs are not its retries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -86,11 +96,26 @@ def estimate_tokens(request: dict[str, Any]) -> int:
                     images += 85 if detail == "low" else 765
                 else:
                     images += 765
-    for field in ("prompt", "input"):
-        if isinstance(request.get(field), str):
-            chars += len(request[field])
+    for name in ("prompt", "input"):
+        if isinstance(request.get(name), str):
+            chars += len(request[name])
     budget = request.get("max_completion_tokens") or request.get("max_tokens") or 0
     return max(1, chars // 4 + images + int(budget))
+
+
+@dataclass(order=True)
+class _Sleeper:
+    """A call of this process sleeping until its booked slot (`at`, on the event loop's clock)."""
+
+    at: float
+    seq: int
+    woken: asyncio.Future = field(compare=False)  # True: the slot came; False: a retry took it
+    timer: asyncio.TimerHandle | None = field(compare=False, default=None)
+
+
+def _wake(woken: asyncio.Future, kept: bool) -> None:
+    if not woken.done():
+        woken.set_result(kept)
 
 
 class Gate:
@@ -113,7 +138,11 @@ class Gate:
         self.probe_ttl_s = probe_ttl_s  # a probe whose worker died frees the half-open slot after this
         self._admit = scripts.register(redis, "admit")
         self._settle = scripts.register(redis, "settle")
-        self._go = scripts.register(redis, "go")
+        # this process's view: its first calls sleeping until their slots (a heap per bucket, so a retry
+        # takes the nearest), and the 429 pauses it has seen (bucket → until, on the loop's clock)
+        self._sleepers: dict[str, list[_Sleeper]] = {}
+        self._seq = itertools.count()
+        self._paused: dict[str, float] = {}
 
     def _bucket_keys(self, bucket: str) -> list[str]:
         return [self.keys.circuit(bucket), *self.keys.rate_limit(bucket)]
@@ -141,20 +170,25 @@ class Gate:
         estimate_micro: int = 0,
         spend_keys: list[str] | None = None,
         spend_limits: list[str] | None = None,
+        book_slot: bool = True,
     ) -> Admission:
-        """`count_in`: the hash whose `provider_calls` counts the call when it goes (a job's batch).
-        `estimate_micro`: what the call may cost, held against every budget of `spend_keys` that has a
-        limit (`spend_limits`: where each one's limit is, see mmq/lua/admit.lua) if they all have room;
-        -1 when not yet priced: a call no budget applies to goes without, otherwise `needs_estimate`."""
+        """`count_in`: the hash whose `provider_calls` counts the call once admitted (a job's batch; ''
+        when this call was counted by an earlier admission). `estimate_micro`: what the call may cost,
+        held against every budget of `spend_keys` that has a limit (`spend_limits`: where each one's
+        limit is, see mmq/lua/admit.lua) if they all have room; -1 when not yet priced: a call no budget
+        applies to goes without, otherwise `needs_estimate`. `book_slot` False: the call has a slot
+        (`take_slot`) and books none on the rate clocks; every other check applies."""
         limit = limit or RateLimit()
+        per_request = self._ms_per_request(limit) if book_slot else 0.0
+        per_token = self._ms_per_token(limit) if book_slot else 0.0
         lease = uuid.uuid4().hex if limit.max_concurrent else None
         reservation = uuid.uuid4().hex if estimate_micro > 0 else ""
         code, wait = await self._admit(
             [*self._bucket_keys(bucket), count_in, *self._budget_keys(), *(spend_keys or ())],
             [
                 int(self.probe_ttl_s * 1000),
-                self._ms_per_request(limit),
-                self._ms_per_token(limit),
+                per_request,
+                per_token,
                 tokens,
                 (limit.tpm or 0) / 10,  # a tenth of a minute's tokens: one big request never stalls the clock
                 limit.max_concurrent or 0,
@@ -246,6 +280,9 @@ class Gate:
         """After a call (or to record one): returns the circuit's state, 'closed' or 'open'. A failed
         call's `reservation` is given back here (a success's goes with its job's finish)."""
         args = self._settle_args(outcome, lease, limit, estimated, actual, cooldown_s, reservation)
+        if outcome == "429":  # this process's calls sleeping until their slots wait for the pause too
+            until = asyncio.get_running_loop().time() + cooldown_s
+            self._paused[bucket] = max(until, self._paused.get(bucket, 0.0))
         state = await self._settle(self._settle_keys(bucket), args)
         return state.decode() if isinstance(state, bytes) else str(state)
 
@@ -264,11 +301,40 @@ class Gate:
         args = self._settle_args(outcome, lease, limit, estimated, actual, 1.0)
         self._settle.queue(pipe, self._settle_keys(bucket), args)
 
-    async def go(self, bucket: str, count_in: str = "") -> float:
-        """After sleeping until a booked slot: 0 when the call may go (counted in `count_in`), else the
-        seconds a 429 elsewhere has paused the target for."""
-        ms = await self._go([self.keys.rate_limit(bucket)[2], count_in])
-        return max(0, int(ms)) / 1000
+    async def wait_for_slot(self, bucket: str, wait_s: float, *, first_call: bool = True) -> float:
+        """Sleep until a slot booked `wait_s` from now. Returns 0 when the call may go, -1 when a retry of
+        this process took the slot (book again), or the seconds left of a 429 pause this process saw
+        meanwhile (give the admission back and wait). A `first_call`'s slot may be taken by a retry."""
+        loop = asyncio.get_running_loop()
+        sleeper = _Sleeper(loop.time() + wait_s, next(self._seq), loop.create_future())
+        sleeper.timer = loop.call_at(sleeper.at, _wake, sleeper.woken, True)
+        heap = self._sleepers.setdefault(bucket, []) if first_call else None
+        if heap is not None:
+            heapq.heappush(heap, sleeper)
+        try:
+            kept = await sleeper.woken
+        finally:
+            sleeper.timer.cancel()
+            _wake(sleeper.woken, True)  # cancelled: no retry may take a slot no call waits for
+            if heap is not None:
+                while heap and heap[0].woken.done():
+                    heapq.heappop(heap)
+                if not heap:
+                    self._sleepers.pop(bucket, None)
+        if not kept:
+            return -1.0
+        return max(0.0, self._paused.get(bucket, 0.0) - loop.time())
+
+    def take_slot(self, bucket: str) -> float | None:
+        """For a retry: the seconds until the nearest slot a first call of this process sleeps for on
+        `bucket`, now the retry's (that call books again); None when there is none to take."""
+        heap = self._sleepers.get(bucket)
+        while heap:
+            sleeper = heapq.heappop(heap)
+            if not sleeper.woken.done():
+                _wake(sleeper.woken, False)
+                return max(0.0, sleeper.at - asyncio.get_running_loop().time())
+        return None
 
     async def open_targets(self, buckets: list[str]) -> set[str]:
         """Buckets whose circuit is open right now (loadbalance picks among the others)."""

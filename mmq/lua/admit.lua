@@ -3,7 +3,7 @@
 -- admitted call books the next free slot on the request clock and the token clock, so calls leave evenly
 -- spaced and a waiting caller sleeps exactly until its slot). Redis' clock, so skewed machines agree.
 -- KEYS[1] circuit hash (fails, open_until, probe_until), KEYS[2] rate clocks hash (r, t: ms),
--- KEYS[3] lease zset, KEYS[4] cooldown key, KEYS[5] the hash whose `provider_calls` counts calls sent
+-- KEYS[3] lease zset, KEYS[4] cooldown key, KEYS[5] the hash whose `provider_calls` counts calls let go
 -- (the job's batch) or '', KEYS[6] budget held zset, KEYS[7] held-what hash, KEYS[8] waiting zset,
 -- KEYS[9] the operator's budgets hash, KEYS[10..] the job's spend hashes (its batch's, its tenant's
 -- day and month: see budget.lua)
@@ -18,8 +18,8 @@
 -- booked: try again after `wait`), -1 circuit open (a probe may go after `wait`), -2 a budget would be
 -- exceeded (nothing booked; `wait` is "{the spend hash's position from 1}:{micro-USD held there by
 -- calls in flight}"), -3 a budget applies and ARGV[11] was -1 (nothing booked: call again with the estimate).
--- A call admitted with no wait goes out now, so it is counted now (a crash during the call cannot lose
--- it); one admitted to sleep is counted by `go` when it wakes.
+-- An admitted call is counted now, before it sleeps or goes: a crash during the call cannot lose it (one
+-- during its sleep counts a call never sent; a call that books again passes KEYS[5] '', counted once).
 -- include: budget
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -97,5 +97,5 @@ if #limited > 0 then
   redis.call('ZADD', KEYS[6], now + wait + tonumber(ARGV[13]), ARGV[12])
   redis.call('HSET', KEYS[7], ARGV[12], tostring(estimate) .. ' ' .. table.concat(names, ' '))
 end
-if wait <= 0 and KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], 'provider_calls', 1) end
+if KEYS[5] ~= '' then redis.call('HINCRBY', KEYS[5], 'provider_calls', 1) end
 return {1, tostring(wait)}

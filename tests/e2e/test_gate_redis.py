@@ -177,3 +177,59 @@ async def test_an_unpriced_call_goes_without_an_estimate_unless_a_budget_applies
         assert int(await redis.hget(spend, "reserved")) == 400
     finally:
         await redis.delete(spend, *gate.keys.rate_limit("b"), *gate._budget_keys())
+
+
+async def test_a_retry_takes_the_nearest_sleeping_first_calls_slot_and_that_call_books_again(redis):
+    gate = Gate(redis, "t-steal", margin=0.0)
+    limit = RateLimit(rps=5)  # a slot every 200 ms
+    try:
+        now, second, third = [await admit(gate, limit) for _ in range(3)]
+        assert now.wait_s == pytest.approx(0.0, abs=0.05)
+        clock = float(await redis.hget(gate.keys.rate_limit("b")[0], "r"))
+        sleeping = [asyncio.create_task(gate.wait_for_slot("b", a.wait_s)) for a in (second, third)]
+        await asyncio.sleep(0.02)  # both sleep until their slots
+        taken = gate.take_slot("b")
+        assert taken is not None and 0.05 < taken < second.wait_s + 0.01  # the nearest: the second's
+        retry = await gate.admit("b", limit, max_wait_s=10.0, lease_ttl_s=30, book_slot=False)
+        assert retry.admitted and retry.wait_s == 0.0
+        # the taken call is told to book again; the other keeps its slot; the retry booked none
+        assert await asyncio.wait_for(sleeping[0], 5) == -1.0
+        assert await asyncio.wait_for(sleeping[1], 5) == 0.0
+        assert float(await redis.hget(gate.keys.rate_limit("b")[0], "r")) == clock
+        assert gate.take_slot("b") is None  # nothing sleeps any more
+    finally:
+        await redis.delete(*gate._bucket_keys("b"))
+
+
+async def test_a_retrys_own_sleep_is_never_taken(redis):
+    gate = Gate(redis, "t-steal2", margin=0.0)
+    sleeping = asyncio.create_task(gate.wait_for_slot("b", 0.3, first_call=False))
+    await asyncio.sleep(0.02)
+    assert gate.take_slot("b") is None
+    assert await asyncio.wait_for(sleeping, 5) == 0.0
+
+
+async def test_a_429_this_process_saw_holds_its_calls_sleeping_until_their_slots(redis):
+    gate = Gate(redis, "t-pause", margin=0.0)
+    try:
+        sleeping = asyncio.create_task(gate.wait_for_slot("b", 0.1))
+        await gate.settle("b", "429", cooldown_s=1.0)
+        left = await asyncio.wait_for(sleeping, 5)
+        assert 0.5 < left <= 1.0  # woke at its slot, inside the pause: it waits and books again
+        assert await gate.wait_for_slot("other", 0.01) == 0.0  # another target is not paused
+    finally:
+        await redis.delete(*gate._settle_keys("b"))
+
+
+async def test_an_admitted_call_is_counted_once_when_admitted_even_to_a_later_slot(redis):
+    gate = Gate(redis, "t-count", margin=0.0)
+    counter = "t-count:batch"
+    try:
+        for _ in range(3):
+            await gate.admit("b", RateLimit(rps=2), max_wait_s=10.0, lease_ttl_s=30, count_in=counter)
+        assert int(await redis.hget(counter, "provider_calls")) == 3
+        # a call booking again (its slot taken, or paused) passes no counter: still three calls
+        await gate.admit("b", RateLimit(rps=2), max_wait_s=10.0, lease_ttl_s=30)
+        assert int(await redis.hget(counter, "provider_calls")) == 3
+    finally:
+        await redis.delete(counter, *gate._bucket_keys("b"))
