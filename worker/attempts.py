@@ -75,11 +75,13 @@ class Defer(Exception):
 async def plan_routes(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> list[Route]:
     config = job.config if job.config is not None else rt.settings.default_config
     unhealthy: set[str] = set()
+    rng = None  # only a loadbalance draws: most jobs never pay for seeding one
     if has_loadbalance(config):
         assert config is not None
         buckets = sorted(set(candidate_buckets(config, request, rt.target).values()))
         unhealthy = await rt.gate.open_targets(buckets)
-    # seeded by the job id: a deferred job that re-plans lands on the same loadbalance pick
+        # seeded by the job id: a deferred job that re-plans lands on the same loadbalance pick
+        rng = random.Random(job.id)
     return routes_for(
         config,
         request,
@@ -87,7 +89,7 @@ async def plan_routes(rt: Runtime, job: JobRecord, request: dict[str, Any]) -> l
         rt.settings,
         rt.keys,
         rt.target,
-        rng=random.Random(job.id),
+        rng=rng,
         unhealthy=unhealthy,
         kind=job.kind,
     )

@@ -154,20 +154,21 @@ async def ready_for(
     *,
     provider_fetches: bool = False,
 ) -> tuple[dict[str, Any], MediaReport]:
-    """A copy of a chat `request` whose media this provider accepts as they are. `provider_fetches`: the
-    target is a provider's public endpoint that may be handed http(s) URLs (worker.routes
+    """The chat `request` with media this provider accepts as they are: `request` itself when every part
+    already fits, else a copy (`request` is never changed: a fallback target gets its own). `provider_
+    fetches`: the target is a provider's public endpoint that may be handed http(s) URLs (worker.routes
     .fetches_urls_itself); otherwise the worker fetches them through the SSRF guard."""
     opts = opts or MediaOptions()
     report = MediaReport()
-    out = copy.deepcopy(request)
-    slots = list(chat_media_slots(out))
+    changes: dict[int, str] = {}  # slot position → its new data: URL (copied only if there is one)
+    slots = list(chat_media_slots(request))
     images = [s for s in slots if s.media == "image"]
     if rules.max_images is not None and len(images) > rules.max_images:
         raise InvalidJob(
             f"{len(images)} images in one request; {provider} takes at most {rules.max_images}",
             type="invalid_media",
         )
-    for slot in slots:
+    for position, slot in enumerate(slots):
         value = slot.value
         if is_gcs_uri(value):
             if rules.gcs_uris:
@@ -218,5 +219,11 @@ async def ready_for(
                 )
         report.bytes_out += len(data)
         if remote or data is not original or mime != declared_type(value):
-            slot.set(to_data_url(data, mime))  # untouched media keep their data: URL (no re-encode)
+            changes[position] = to_data_url(data, mime)  # untouched media keep their data: URL
+    if not changes:
+        return request, report
+    out = copy.deepcopy(request)  # media strings are shared, not copied: the cost is the nesting
+    for position, slot in enumerate(chat_media_slots(out)):
+        if position in changes:
+            slot.set(changes[position])
     return out, report

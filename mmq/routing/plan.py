@@ -67,6 +67,9 @@ class ResolvedTarget:
     batch_queue_tokens: int | None = None  # its provider batches' enqueued-token limit (the batch tier)
 
 
+_SHARED_RNG = random.Random()  # for callers that need no reproducible draw (a new one reads urandom)
+
+
 def plan(
     config: RoutingConfig,
     *,
@@ -78,7 +81,7 @@ def plan(
     """The ordered leaf targets to try for one request. Raises RoutingError when nothing can route it."""
     planner = _Planner(
         doc={"metadata": metadata, "params": params},
-        rng=rng or random.Random(),
+        rng=rng or _SHARED_RNG,
         healthy=healthy or (lambda _name: True),
     )
     return planner.plan(config, "", _Inherited())

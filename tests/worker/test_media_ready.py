@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import io
 
 import httpx
@@ -237,3 +238,17 @@ async def test_prepare_leaves_gs_uris_for_the_media_stage(tmp_path):
     request = _gs_chat()
     await prepare(Kind.chat, request, open_storage(f"file://{tmp_path}"))
     assert request == _gs_chat()
+
+
+async def test_the_request_is_never_changed_and_is_passed_on_as_it_is_when_everything_fits(client):
+    rules = REGISTRY["anthropic"].media
+    fits = chat(data_url(image("PNG"), "image/png"))
+    out, _ = await ready_for(fits, rules, "anthropic", client)
+    assert out is fits  # nothing to change: no copy of the request is made
+    big = chat(data_url(image("PNG"), "image/png"), data_url(image("PNG", size=(4000, 1000)), "image/png"))
+    before = copy.deepcopy(big)
+    out, report = await ready_for(big, rules, "anthropic", client, MediaOptions(max_side=1000))
+    assert big == before  # the fallback targets still get the request as submitted
+    assert out is not big and report.downscaled == 1
+    assert out["messages"][0]["content"][1] == big["messages"][0]["content"][1]  # the fitting one kept
+    assert out["messages"][0]["content"][2] != big["messages"][0]["content"][2]
