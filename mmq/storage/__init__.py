@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import os
 import re
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -24,6 +25,30 @@ from mmq.media import extension_for
 # Local reads and writes up to this size run on the event loop; larger ones in a thread.
 INLINE_IO_BYTES = 256 * 1024
 _TMP_NAMES = itertools.count()  # one counter per process: every LocalStorage and thread draws from it
+_PID = os.getpid()  # temp names need only differ between processes: read once, renewed in a fork's child
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _renew_pid() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The whole file behind `fd`, `size` long when fstat looked: one read, as a short read of a regular
+    file is its end (one that grew meanwhile is read on to its end)."""
+    chunks, want = [], size + 1
+    while True:
+        chunk = os.read(fd, want)
+        chunks.append(chunk)
+        if len(chunk) < want:
+            return b"".join(chunks)
+        want = 1 << 20
+
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]*(/[A-Za-z0-9_][A-Za-z0-9._=-]*)*$")
 
 
@@ -95,11 +120,16 @@ class LocalStorage:
             self._dirs.add(path.parent)
         # a name no other writer uses (this process's id and a counter), created exclusively with
         # mkstemp's mode: mkstemp's own random names cost more CPU than the write of a small result
-        tmp = path.with_name(f".tmp-{os.getpid()}-{next(_TMP_NAMES)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        tmp = path.with_name(f".tmp-{_PID}-{next(_TMP_NAMES)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            try:
+                # the descriptor itself: a file object would add an fstat, a tty check and a seek
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -116,11 +146,20 @@ class LocalStorage:
     async def get(self, key: str) -> bytes:
         path = self.path(key)
         try:
-            if path.stat().st_size <= INLINE_IO_BYTES:
-                return path.read_bytes()
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
+            fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
+        try:
+            # open, fstat, read, close: half the system calls of Path.stat() then Path.read_bytes()
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise BlobNotFound(key)  # a folder's name is not a blob's
+            size = info.st_size
+            if size <= INLINE_IO_BYTES:
+                return _read_all(fd, size)
+            return await asyncio.to_thread(_read_all, fd, size)
+        finally:
+            os.close(fd)
 
     async def exists(self, key: str) -> bool:
         return self.path(key).is_file()

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mmq.errors import parse_retry_after
 from mmq.media import MediaError, parse_data_url, sniff
-from mmq.storage import LocalStorage, StorageKeyError, open_storage, put_blob, validate_key
+from mmq.storage import (
+    INLINE_IO_BYTES,
+    BlobNotFound,
+    LocalStorage,
+    StorageKeyError,
+    open_storage,
+    put_blob,
+    validate_key,
+)
 from tests.conftest import data_url, png_bytes
 from worker.retry import backoff_s
 
@@ -78,3 +88,15 @@ async def test_many_writes_at_once_from_two_storages_on_one_folder_all_land(tmp_
         for i in range(20):
             assert await a.get(f"results/t/{i}-{n}.bin") == (small if i % 2 else large)
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+async def test_local_files_read_back_whole_on_both_sides_of_the_inline_limit(tmp_path):
+    storage = LocalStorage(tmp_path)
+    for size in (0, 1, INLINE_IO_BYTES, INLINE_IO_BYTES + 1, 3 * INLINE_IO_BYTES + 7):
+        data = os.urandom(size)
+        await storage.put(f"r/f{size}", data)
+        assert await storage.get(f"r/f{size}") == data
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".tmp-")]  # no temp left
+    for missing in ("r/none", "r"):  # a folder's name is no blob either
+        with pytest.raises(BlobNotFound):
+            await storage.get(missing)
