@@ -12,6 +12,7 @@ import json
 import httpx
 import pytest
 
+from mmq.errors import parse_retry_after
 from worker.http import make_client
 from worker.providers.base import WireRequest
 from worker.providers.send import _through_httpx
@@ -104,3 +105,25 @@ async def test_a_client_on_a_test_transport_has_no_direct_path():
     client = make_client(transport=httpx.MockTransport(lambda request: httpx.Response(200)))
     assert await client.direct("POST", "http://127.0.0.1:1/", {}, json={}) is None
     await client.aclose()
+
+
+async def test_an_error_answer_reads_as_httpx_s_would_headers_text_and_charset():
+    body = "quota dépassée".encode("latin-1")
+    reply = (
+        b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=ISO-8859-1\r\n"
+        b"Retry-After-Ms: 1500\r\nX-RateLimit-Remaining-Requests: 0\r\n"
+        + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body
+    )
+    server, url, _ = await _server(reply)
+    client = make_client(timeout_s=10)
+    try:
+        answer = await client.direct("POST", url, {}, json={})
+    finally:
+        await client.aclose()
+        server.close()
+    assert answer.status_code == 429 and not answer.is_success and answer.reason_phrase == "Too Many Requests"
+    assert answer.headers.get("retry-after-ms") == "1500"  # names are case-insensitive, as in httpx
+    assert answer.headers.get("x-ratelimit-remaining-requests") == "0"
+    assert answer.text == "quota dépassée"  # the declared charset, not UTF-8
+    assert parse_retry_after(answer.headers) == 1.5

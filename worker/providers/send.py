@@ -34,6 +34,7 @@ import httpx
 
 from mmq.errors import ProviderError, unparseable
 from mmq.request_models import Kind
+from worker.http import Answer
 from worker.providers.base import AudioInput, ProviderResponse, Target, WireRequest
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ async def exchange(
         raise unparseable(adapter.name, response.text, response.status_code) from err
 
 
-async def _direct(client: httpx.AsyncClient, wire: WireRequest) -> httpx.Response | None:
+async def _direct(client: httpx.AsyncClient, wire: WireRequest) -> Answer | None:
     """A JSON or bytes body without a query string goes straight to the worker's aiohttp pool (see
     worker/http.py); None: send it through httpx."""
     direct = getattr(client, "direct", None)
@@ -109,7 +110,7 @@ async def _through_httpx(client: httpx.AsyncClient, wire: WireRequest) -> httpx.
     return await client.send(built)
 
 
-def decoded(provider: str, response: httpx.Response, wire: WireRequest) -> Any:
+def decoded(provider: str, response: httpx.Response | Answer, wire: WireRequest) -> Any:
     """The 2xx body as `wire.expect` says: a JSON value, the bytes, or the text."""
     if wire.expect == "json":
         try:
