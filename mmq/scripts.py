@@ -8,6 +8,7 @@ is written once and every script that can end a batch uses it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -32,21 +33,32 @@ _TEXTS: dict[str, str] = {}
 
 
 class Lua:
-    """One script of mmq/lua. Called alone it runs as EVALSHA (EVAL once after a Redis restart, by
-    redis-py). Queued on a pipeline it goes as EVALSHA too; `execute` runs such a pipeline and re-sends,
-    as EVAL, only a script Redis did not know (NOSCRIPT: after a restart or SCRIPT FLUSH; nothing ran).
-    redis-py's own pipeline scripts cost a SCRIPT EXISTS round trip before every execute, and an EVAL of
-    the text costs its bytes and a hash of them in Redis every time."""
+    """One script of mmq/lua. Called alone it runs as EVALSHA (EVAL once after a Redis restart), on one
+    pooled connection without redis-py's command layer (its Script object checks its client's type
+    against typing Protocols on every call). Queued on a pipeline it goes as EVALSHA too; `execute`
+    runs such a pipeline and re-sends, as EVAL, only a script Redis did not know (NOSCRIPT: after a
+    restart or SCRIPT FLUSH; nothing ran). redis-py's own pipeline scripts cost a SCRIPT EXISTS round
+    trip before every execute, and an EVAL of the text costs its bytes and a hash of them in Redis every
+    time."""
 
     def __init__(self, redis: Any, name: str, text: str | None = None) -> None:
         self.name = name
         self.text = text if text is not None else source(name)
-        self._script = redis.register_script(self.text)
-        self.sha: str = self._script.sha
+        self._redis = redis
+        self.sha: str = hashlib.sha1(self.text.encode()).hexdigest()  # Redis' name for it (SCRIPT LOAD)
         _TEXTS[self.sha] = self.text
 
     async def __call__(self, keys: list[str], args: list[Any] | None = None) -> Any:
-        return await self._script(keys=keys, args=args or [])
+        """EVALSHA on one pooled connection, sent as EVAL once if Redis does not know the script (after
+        a restart or SCRIPT FLUSH: nothing ran). The reply as Redis sent it; an error reply is raised."""
+        pool = self._redis.connection_pool
+        tail = (len(keys), *keys, *(args or ()))
+        [reply] = await _send_all(pool, [("EVALSHA", self.sha, *tail)])
+        if isinstance(reply, NoScriptError):
+            [reply] = await _send_all(pool, [("EVAL", self.text, *tail)])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def queue(self, pipe: Any, keys: list[str], args: list[Any] | None = None) -> None:
         pipe.evalsha(self.sha, len(keys), *keys, *(args or []))

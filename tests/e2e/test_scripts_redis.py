@@ -42,3 +42,19 @@ async def test_a_script_error_is_raised(redis_url):
     with pytest.raises(ResponseError):
         await scripts.execute(pipe)
     await redis.aclose()
+
+
+async def test_a_script_called_alone_that_redis_does_not_know_runs_once(redis_url):
+    redis = connect(redis_url)
+    key = f"mmq-test:scripts:{uuid.uuid4().hex}"
+    fresh = scripts.Lua(redis, "incr", f"-- {uuid.uuid4()}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+    try:
+        assert await fresh([key], [5]) == 5  # NOSCRIPT, then the text: it ran once
+        assert await fresh([key], [1]) == 6  # known now
+        assert await redis.script_exists(fresh.sha) == [True]  # the sha is Redis' own name for the text
+        broken = scripts.Lua(redis, "broken", f"-- {uuid.uuid4()}\nreturn redis.call('NOSUCHCOMMAND')")
+        with pytest.raises(ResponseError):
+            await broken([], [])
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
