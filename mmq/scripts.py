@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
+
+from mmq import round_trips
 
 _DIR = Path(__file__).with_name("lua")
 _INCLUDE = re.compile(r"^-- include: (\w+)\s*$", re.M)
@@ -33,8 +35,8 @@ _TEXTS: dict[str, str] = {}
 
 
 class Lua:
-    """One script of mmq/lua. Called alone it runs as EVALSHA (EVAL once after a Redis restart), on one
-    pooled connection without redis-py's command layer (its Script object checks its client's type
+    """One script of mmq/lua. Called alone it runs as EVALSHA (EVAL once after a Redis restart) through
+    mmq/round_trips.py, without redis-py's command layer (its Script object checks its client's type
     against typing Protocols on every call). Queued on a pipeline it goes as EVALSHA too; `execute`
     runs such a pipeline and re-sends, as EVAL, only a script Redis did not know (NOSCRIPT: after a
     restart or SCRIPT FLUSH; nothing ran). redis-py's own pipeline scripts cost a SCRIPT EXISTS round
@@ -49,13 +51,13 @@ class Lua:
         _TEXTS[self.sha] = self.text
 
     async def __call__(self, keys: list[str], args: list[Any] | None = None) -> Any:
-        """EVALSHA on one pooled connection, sent as EVAL once if Redis does not know the script (after
+        """EVALSHA in the next round trip, sent as EVAL once if Redis does not know the script (after
         a restart or SCRIPT FLUSH: nothing ran). The reply as Redis sent it; an error reply is raised."""
         pool = self._redis.connection_pool
         tail = (len(keys), *keys, *(args or ()))
-        [reply] = await _send_all(pool, [("EVALSHA", self.sha, *tail)])
+        [reply] = await round_trips.send(pool, [("EVALSHA", self.sha, *tail)])
         if isinstance(reply, NoScriptError):
-            [reply] = await _send_all(pool, [("EVAL", self.text, *tail)])
+            [reply] = await round_trips.send(pool, [("EVAL", self.text, *tail)])
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -75,15 +77,14 @@ async def execute(pipe: Any) -> list[Any]:
     other command ran once), after the pipeline, so it runs after the commands queued behind it: a
     pipeline whose order matters across scripts must not rely on it. Raises the first other error.
 
-    The commands go packed on one pooled connection and their replies are read back in order: redis-py's
-    pipeline execution around that (its command stack, reply callbacks and retry wrapper) cost about a
-    third of the round trip's CPU, on the two round trips every job makes (its start and its finish)."""
+    The commands go through mmq/round_trips.py: packed on one pooled connection, in one round trip with
+    whatever else this process sends in the same turn of the event loop."""
     stack = pipe.command_stack
     if not stack:
         return []
     sent = [args for args, _options in stack]
     pipe.command_stack = []  # sent: the pipeline may be used again
-    results = await _send_all(pipe.connection_pool, sent)
+    results = await round_trips.send(pipe.connection_pool, sent)
     for i, result in enumerate(results):
         if isinstance(result, NoScriptError) and sent[i][0] == "EVALSHA" and sent[i][1] in _TEXTS:
             results[i] = await Redis(connection_pool=pipe.connection_pool).execute_command(
@@ -92,24 +93,4 @@ async def execute(pipe: Any) -> list[Any]:
     for result in results:
         if isinstance(result, Exception):
             raise result
-    return results
-
-
-async def _send_all(pool: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-    """Every command on one connection of `pool`, the replies in order (an error reply as its exception).
-    A connection left mid-exchange (cancelled, or its Redis gone) is closed, never handed out again."""
-    conn = await pool.get_connection()
-    try:
-        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-        results: list[Any] = []
-        for _ in commands:
-            try:
-                results.append(await conn.read_response())
-            except ResponseError as e:
-                results.append(e)
-    except BaseException:
-        await conn.disconnect(nowait=True)
-        raise
-    finally:
-        await pool.release(conn)
     return results
