@@ -19,32 +19,54 @@ BENCH_REDIS_URL = os.environ.get("MMQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/
 
 
 class RoundTrips(contextlib.AbstractContextManager):
-    """Counts Redis round trips in this process by connection name: every send of a command, a script or
-    a whole pipeline is one. The worker names its own connections (mmq.connections.MMQ_CLIENT_NAME), so
-    mmq's round trips are told apart from arq's."""
+    """Counts Redis round trips in this process by connection name. `counts`: sends on the wire (a
+    command, a script or a whole pipeline is one; the worker's coalesced sends carry every job's commands
+    of one turn of the event loop, mmq/round_trips.py). `waited`: the round trips a caller waited for,
+    as if each had gone alone (one per round_trips.send, one per other send). The worker names its own
+    connections (mmq.connections.MMQ_CLIENT_NAME), so mmq's round trips are told apart from arq's."""
 
     def __init__(self) -> None:
         from collections import Counter
 
         self.counts: Counter[str | None] = Counter()
+        self.waited: Counter[str | None] = Counter()
 
     def __enter__(self) -> RoundTrips:
         from redis.asyncio.connection import AbstractConnection
 
+        from mmq import round_trips
+
         self._original = original = AbstractConnection.send_packed_command
-        counts = self.counts
+        self._send, self._exchange = send, exchange = round_trips.send, round_trips._exchange
+        counts, waited = self.counts, self.waited
 
         async def counted(conn, command, check_health=True):  # type: ignore[no-untyped-def]
             counts[conn.client_name] += 1
+            waited[conn.client_name] += 1
             return await original(conn, command, check_health)
 
+        def name_of(pool) -> str | None:  # type: ignore[no-untyped-def]
+            return pool.connection_kwargs.get("client_name")
+
+        async def asked(pool, commands):  # type: ignore[no-untyped-def]
+            waited[name_of(pool)] += 1
+            return await send(pool, commands)
+
+        async def exchanged(pool, commands):  # type: ignore[no-untyped-def]
+            waited[name_of(pool)] -= 1  # its send is counted by `asked`, once per caller
+            return await exchange(pool, commands)
+
         AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+        round_trips.send, round_trips._exchange = asked, exchanged  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
         from redis.asyncio.connection import AbstractConnection
 
+        from mmq import round_trips
+
         AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign]
+        round_trips.send, round_trips._exchange = self._send, self._exchange  # type: ignore[assignment]
 
 
 def commandstats(url: str) -> dict[str, int]:

@@ -41,11 +41,18 @@ class _Batcher:
         self.pool = pool
         self.waiting: list[tuple[list[Command], asyncio.Future[list[Any]]]] = []
         self.sending: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the waiting commands' flush is on
 
     def add(self, commands: list[Command]) -> asyncio.Future[list[Any]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
+        if self.waiting and self.loop is not loop:
+            # left by a loop that closed before its flush ran (a test's loop): never sent, never will be
+            for _, stale in self.waiting:
+                stale.cancel()
+            self.waiting = []
         if not self.waiting:
+            self.loop = loop
             loop.call_soon(self._flush)  # after every caller this turn has added its commands
         self.waiting.append((commands, future))
         return future
