@@ -100,15 +100,22 @@ async def _exchange(pool: Any, commands: list[Command]) -> list[Any]:
     conn = await pool.get_connection()
     try:
         await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await conn.read_response())
-            except ResponseError as e:
-                replies.append(e)
+        replies = await read_replies(conn, len(commands))
     except BaseException:
         await conn.disconnect(nowait=True)
         raise
     finally:
         await pool.release(conn)
+    return replies
+
+
+async def read_replies(conn: Any, count: int) -> list[Any]:
+    """The next `count` replies on `conn`, in order, an error reply as its exception (so the connection
+    stays in step with what was sent whatever the replies say)."""
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(await conn.read_response())
+        except ResponseError as e:
+            replies.append(e)
     return replies

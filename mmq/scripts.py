@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from mmq import round_trips
@@ -87,8 +86,8 @@ async def execute(pipe: Any) -> list[Any]:
     results = await round_trips.send(pipe.connection_pool, sent)
     for i, result in enumerate(results):
         if isinstance(result, NoScriptError) and sent[i][0] == "EVALSHA" and sent[i][1] in _TEXTS:
-            results[i] = await Redis(connection_pool=pipe.connection_pool).execute_command(
-                "EVAL", _TEXTS[sent[i][1]], *sent[i][2:]
+            [results[i]] = await round_trips.send(
+                pipe.connection_pool, [("EVAL", _TEXTS[sent[i][1]], *sent[i][2:])]
             )
     for result in results:
         if isinstance(result, Exception):

@@ -11,9 +11,10 @@ from typing import Any
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import DataError
 
 from mmq.connections import PackedConnection
+from mmq.round_trips import read_replies
 
 
 class _WritePipeline(Pipeline):
@@ -28,12 +29,7 @@ class _WritePipeline(Pipeline):
         if not isinstance(connection, PackedConnection):
             return await super()._execute_pipeline(connection, commands, raise_on_error)
         await connection.send_packed_command([_pack(connection, args) for args, _ in commands])
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as e:
-                replies.append(e)
+        replies = await read_replies(connection, len(commands))
         if raise_on_error:
             self.raise_first_error(commands, replies)
         return replies

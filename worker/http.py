@@ -48,10 +48,6 @@ class Answer:
         return 200 <= self.status_code < 300
 
     @property
-    def is_error(self) -> bool:
-        return self.status_code >= 400
-
-    @property
     def text(self) -> str:
         """The body decoded by its declared charset (UTF-8 when none, or an unknown one), as httpx."""
         if self._text is None:

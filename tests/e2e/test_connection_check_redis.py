@@ -8,46 +8,46 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from mmq.connections import connect
 
 
-async def test_a_reply_left_unread_is_never_read_as_the_next_commands(redis_url):
+@pytest.fixture
+async def redis_and_key(redis_url):
     redis = connect(redis_url)
     key = f"mmq-test:conn:{uuid.uuid4().hex}"
-    try:
-        await redis.set(key, "mine")
-        pool = redis.connection_pool
-        conn = await pool.get_connection()
-        # a command whose reply is never read (as a cancelled call leaves it), then back into the pool
-        await conn.send_command("ECHO", "stale")
-        for _ in range(1000):  # until the stale reply has reached the connection (a busy machine is slow)
-            if conn._parser._stream._buffer:
-                break
-            await asyncio.sleep(0.01)
-        await pool.release(conn)
-        for _ in range(3):
-            assert await redis.get(key) == b"mine"
-    finally:
-        await redis.delete(key)
-        await redis.aclose()
+    yield redis, key
+    await redis.delete(key)
+    await redis.aclose()
 
 
-async def test_a_connection_the_server_closed_is_replaced(redis_url):
-    redis = connect(redis_url)
-    key = f"mmq-test:conn:{uuid.uuid4().hex}"
-    try:
-        await redis.set(key, "1")
-        pool = redis.connection_pool
-        conn = await pool.get_connection()
-        name = f"mmq-test-{uuid.uuid4().hex[:8]}"
-        await conn.send_command("CLIENT", "SETNAME", name)
-        assert await conn.read_response() == b"OK"
-        await pool.release(conn)
-        # another client kills this idle connection, as a Redis restart or a timeout would
-        killer = connect(redis_url)
-        assert await killer.execute_command("CLIENT", "KILL", "SKIPME", "yes", "USER", "default") >= 1
-        await killer.aclose()
-        assert await redis.incr(key) == 2
-    finally:
-        await redis.delete(key)
-        await redis.aclose()
+async def test_a_reply_left_unread_is_never_read_as_the_next_commands(redis_and_key):
+    redis, key = redis_and_key
+    await redis.set(key, "mine")
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    # a command whose reply is never read (as a cancelled call leaves it), then back into the pool
+    await conn.send_command("ECHO", "stale")
+    for _ in range(1000):  # until the stale reply has reached the connection (a busy machine is slow)
+        if conn._parser._stream._buffer:
+            break
+        await asyncio.sleep(0.01)
+    await pool.release(conn)
+    for _ in range(3):
+        assert await redis.get(key) == b"mine"
+
+
+async def test_a_connection_the_server_closed_is_replaced(redis_and_key, redis_url):
+    redis, key = redis_and_key
+    await redis.set(key, "1")
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    await conn.send_command("CLIENT", "ID")
+    client_id = await conn.read_response()
+    await pool.release(conn)
+    # another client kills this idle connection (and only it), as a Redis restart or a timeout would
+    killer = connect(redis_url)
+    assert await killer.execute_command("CLIENT", "KILL", "ID", client_id) == 1
+    await killer.aclose()
+    assert await redis.incr(key) == 2
